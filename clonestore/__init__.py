@@ -1,0 +1,92 @@
+"""clonestore: the data layer of a real-time conversational clone system.
+
+Open a store on a URL and use its repositories::
+
+    import clonestore
+
+    with clonestore.open("memory://") as store:
+        user = store.users.create(email="ada@example.com", name="Ada")
+
+Backends and features are pluggy plugins (entry-point group ``clonestore``);
+plugins mark their hook implementations with :data:`hookimpl`.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from clonestore.errors import (
+    AlreadyExists,
+    BackendError,
+    ClonestoreError,
+    ConfigurationError,
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    RateLimited,
+    StorageUnavailable,
+    ValidationError,
+)
+from clonestore.operations import Context, Operation
+from clonestore.records import (
+    Document,
+    FaceModel,
+    Memory,
+    Session,
+    Turn,
+    User,
+    VoiceModel,
+)
+from clonestore.repositories import (
+    Page,
+    Repository,
+    ScoredMemory,
+    SessionStatistics,
+    SessionWithTurns,
+)
+from clonestore.schema import Column, Index, TableSpec, Unique, column, record, table_spec
+from clonestore.store import DEFAULT_URL, Store, open
+
+__version__ = "0.1.0"
+
+#: Marker for plugin hook implementations: ``@clonestore.hookimpl``.
+hookimpl = pluggy.HookimplMarker("clonestore")
+
+__all__ = [
+    "DEFAULT_URL",
+    "AlreadyExists",
+    "BackendError",
+    "ClonestoreError",
+    "Column",
+    "ConfigurationError",
+    "Conflict",
+    "Context",
+    "Document",
+    "FaceModel",
+    "Index",
+    "InvalidTransition",
+    "Memory",
+    "NotFound",
+    "Operation",
+    "Page",
+    "RateLimited",
+    "Repository",
+    "ScoredMemory",
+    "Session",
+    "SessionStatistics",
+    "SessionWithTurns",
+    "StorageUnavailable",
+    "Store",
+    "TableSpec",
+    "Turn",
+    "Unique",
+    "User",
+    "ValidationError",
+    "VoiceModel",
+    "__version__",
+    "column",
+    "hookimpl",
+    "open",
+    "record",
+    "table_spec",
+]

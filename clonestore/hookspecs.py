@@ -1,0 +1,134 @@
+"""Every hook of clonestore, and nothing else.
+
+Plugins implement these with the ``clonestore.hookimpl`` marker. Each
+hookspec's docstring is its contract. Built-in features (backends, cache,
+rate limit, audit) are plugins using exactly these hooks.
+
+Writes and reads pass through one gateway, so plugins see all of them, bulk
+operations included. An :class:`~clonestore.operations.Operation` describes
+each one.
+"""
+
+from __future__ import annotations
+
+# A hookspec body is only its docstring (the contract); pluggy never calls it.
+# mypy: disable-error-code="empty-body"
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from clonestore.operations import Operation
+    from clonestore.spi import BackendFactory, TableSpec
+    from clonestore.store import Store
+
+hookspec = pluggy.HookspecMarker("clonestore")
+
+
+@hookspec
+def clonestore_backends() -> Mapping[str, BackendFactory]:
+    """Offer storage backends.
+
+    :return: a mapping of URL scheme (``"memory"``, ``"sqlite"``...) to a factory
+        called as ``factory(url, **options)`` that returns a
+        :class:`clonestore.spi.Backend`. The first plugin offering a scheme wins.
+    """
+
+
+@hookspec
+def clonestore_tables() -> Sequence[TableSpec]:
+    """Declare tables a plugin needs (cache entries, counters, audit rows).
+
+    :return: table specs; the store creates them with the domain tables.
+    """
+
+
+@hookspec
+def clonestore_store_opened(store: Store) -> None:
+    """The store is open and its tables exist: attach services (``store.cache``...).
+
+    :param store: the store being opened.
+    """
+
+
+@hookspec
+def clonestore_store_closed(store: Store) -> None:
+    """The store is closing; release what the plugin holds. Called once.
+
+    :param store: the store being closed; its backend is still usable.
+    """
+
+
+@hookspec
+def clonestore_before_write(store: Store, op: Operation) -> None:
+    """A write is about to happen; raise a clonestore error to refuse it.
+
+    Runs before anything is written, inside the write's transaction.
+    :param store: the store.
+    :param op: the write (``op.action`` such as ``"user.create"``, ``op.table``,
+        ``op.changes``...).
+    """
+
+
+@hookspec
+def clonestore_after_write(store: Store, op: Operation, result: Any) -> None:
+    """A write succeeded; runs inside the same transaction (an error rolls it back).
+
+    :param store: the store.
+    :param op: the write.
+    :param result: the stored rows (a list of row dicts, possibly empty).
+    """
+
+
+@hookspec
+def clonestore_write_failed(store: Store, op: Operation, error: BaseException) -> None:
+    """A write was refused or failed; called once per failed write, outside its
+    transaction (which has been rolled back).
+
+    :param store: the store.
+    :param op: the write that failed.
+    :param error: the clonestore error the caller will see.
+    """
+
+
+@hookspec
+def clonestore_after_commit(store: Store, ops: Sequence[Operation]) -> None:
+    """The outermost transaction committed; ``ops`` are its writes in order.
+
+    Never called after a rollback; writes undone by a rolled-back savepoint
+    are not in ``ops``. Errors raised here propagate, but the data is committed.
+    :param store: the store.
+    :param ops: the committed writes.
+    """
+
+
+@hookspec(firstresult=True)
+def clonestore_read(store: Store, op: Operation, fetch: Callable[[], Any]) -> Any:
+    """A read is about to reach the backend; return a result to answer it instead.
+
+    The first non-None result wins; when every plugin passes, the backend answers.
+    :param store: the store.
+    :param op: the read (``op.action`` such as ``"user.get"``, ``op.kind``,
+        ``op.table``, ``op.key``).
+    :param fetch: runs the read on the backend and returns its result; a
+        read-through cache calls it on a miss and returns (and keeps) what it gives.
+    :return: what the backend would have returned (``get``: a row dict; ``select``:
+        a list of rows), or None to pass.
+    """
+
+
+@hookspec
+def clonestore_export_user(store: Store, user_id: str) -> Mapping[str, Any]:
+    """Contribute to ``store.export_user``: what this plugin holds about the user.
+
+    :return: JSON-ready sections, keyed by a name unique to the plugin.
+    """
+
+
+@hookspec
+def clonestore_erase_user(store: Store, user_id: str) -> None:
+    """Erase what this plugin holds about the user (``store.erase_user``).
+
+    Runs inside the erasure's transaction, before the user's rows are removed.
+    """

@@ -1,0 +1,372 @@
+"""Backend-neutral filters, orderings, keyset cursors and their one meaning.
+
+Callers write keyword lookups (``status="completed"``, ``created_at__gte=t``,
+``tags__contains=["a"]``); :func:`parse_where` checks them against a table spec
+and turns them into a small expression tree of :class:`Cond`, :class:`And` and
+:class:`Or` nodes, with every value already validated. Backends translate the
+tree; :func:`matches` and :func:`sort_rows` define what it means, and the
+memory backend uses them directly.
+
+Operators (``field__op=value``; a bare ``field=value`` is ``eq``):
+
+==============  ===========================================================
+eq, ne          equal / not equal (``field=None`` means ``isnull=True``)
+lt, lte, gt,    ordered comparison: text by code point, numbers, datetimes,
+gte             decimals
+in, not_in      membership in a list of values
+isnull          ``True``: the value is NULL; ``False``: it is not
+contains        list field: has every given item; text field: has the
+                substring (``%``, ``_`` and ``\\`` are literal)
+overlap         list field: has at least one of the given items
+startswith,     text prefix / suffix, literal, case-sensitive
+endswith
+==============  ===========================================================
+
+NULL never satisfies a comparison (``ne``, ``not_in`` included), as in SQL.
+On a ``casefold`` column (emails) ``eq``, ``ne``, ``in`` and ``not_in``
+compare ``str.casefold()`` forms.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, TypeAlias
+
+import attrs
+
+from clonestore.errors import ValidationError
+from clonestore.schema import ORDERABLE, Column, TableSpec, check
+
+__all__ = [
+    "FALSE",
+    "OPERATORS",
+    "TRUE",
+    "And",
+    "Cond",
+    "Expr",
+    "Or",
+    "OrderBy",
+    "decode_cursor",
+    "encode_cursor",
+    "keyset_after",
+    "matches",
+    "parse_order",
+    "parse_where",
+    "sort_rows",
+]
+
+Row: TypeAlias = dict[str, Any]
+
+COMPARISONS: Final = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
+OPERATORS: Final = COMPARISONS | {
+    "in",
+    "not_in",
+    "isnull",
+    "contains",
+    "overlap",
+    "startswith",
+    "endswith",
+}
+
+
+@attrs.frozen
+class Cond:
+    """``column <op> value``; ``value`` is validated for the column's kind."""
+
+    column: str
+    op: str
+    value: Any
+
+
+@attrs.frozen
+class And:
+    """All of ``items`` hold (an empty ``And`` is true)."""
+
+    items: tuple[Expr, ...]
+
+
+@attrs.frozen
+class Or:
+    """At least one of ``items`` holds (an empty ``Or`` is false)."""
+
+    items: tuple[Expr, ...]
+
+
+Expr: TypeAlias = Cond | And | Or
+TRUE: Final = And(())
+FALSE: Final = Or(())
+
+
+@attrs.frozen
+class OrderBy:
+    """Order by ``column``: ascending with NULLs last, or descending with NULLs first."""
+
+    column: str
+    desc: bool = False
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _value_column(col: Column) -> Column:
+    return attrs.evolve(col, nullable=False)
+
+
+def _parse_one(spec: TableSpec, key: str, value: Any) -> Expr:
+    name, _, op = key.partition("__")
+    op = op or "eq"
+    if op not in OPERATORS:
+        raise ValidationError(
+            f"unknown lookup {op!r}; use one of {', '.join(sorted(OPERATORS))}", field=key
+        )
+    col = spec.column(name)
+    if op == "isnull":
+        if type(value) is not bool:
+            raise ValidationError("isnull takes True or False", field=key)
+        return Cond(name, "isnull", value)
+    if value is None:
+        if op == "eq":
+            return Cond(name, "isnull", True)
+        if op == "ne":
+            return Cond(name, "isnull", False)
+        raise ValidationError("None is only allowed with eq, ne or isnull", field=key)
+    kind = col.kind
+    if op in ("contains", "overlap") and kind == "list":
+        items = check(attrs.evolve(_value_column(col), max_length=None, min_length=0), value)
+        return Cond(name, op, tuple(items))
+    if op in ("contains", "startswith", "endswith") and kind in ("text", "key"):
+        probe = attrs.evolve(_value_column(col), choices=None, email=False, min_length=0)
+        return Cond(name, op, check(probe, value))
+    if op in ("contains", "overlap", "startswith", "endswith"):
+        raise ValidationError(f"lookup {op!r} does not apply to a {kind} field", field=key)
+    if kind not in ORDERABLE:
+        raise ValidationError(f"a {kind} field cannot be filtered with {op!r}", field=key)
+    vcol = _value_column(col)
+    if op in ("in", "not_in"):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise ValidationError(f"{op} takes a list of values", field=key)
+        values = tuple(check(vcol, v) for v in value)
+        if col.casefold:
+            return _parse_casefold(col, op, values)
+        if not values:
+            return FALSE if op == "in" else Cond(name, "isnull", False)
+        return Cond(name, op, values)
+    if op in ("lt", "lte", "gt", "gte") and kind == "bool":
+        raise ValidationError("booleans support eq, ne, in, not_in and isnull only", field=key)
+    checked = check(vcol, value)
+    if col.casefold and op in ("eq", "ne"):
+        return _parse_casefold(col, op, checked)
+    return Cond(name, op, checked)
+
+
+def _parse_casefold(col: Column, op: str, value: Any) -> Expr:
+    if op in ("in", "not_in"):
+        folded = tuple(dict.fromkeys(v.casefold() for v in value))
+        if not folded:
+            return FALSE if op == "in" else Cond(col.key_name, "isnull", False)
+        return Cond(col.key_name, op, folded)
+    return Cond(col.key_name, op, value.casefold())
+
+
+def parse_where(spec: TableSpec, where: Mapping[str, Any] | None) -> Expr:
+    """Turn keyword lookups into a validated expression (all must hold)."""
+    if not where:
+        return TRUE
+    items = tuple(_parse_one(spec, key, value) for key, value in where.items())
+    return items[0] if len(items) == 1 else And(items)
+
+
+def conjoin(*exprs: Expr) -> Expr:
+    """``And`` of the given expressions, dropping trivially true ones."""
+    items = tuple(e for e in exprs if e != TRUE)
+    if not items:
+        return TRUE
+    return items[0] if len(items) == 1 else And(items)
+
+
+def parse_order(spec: TableSpec, order_by: str | Sequence[str] | None) -> tuple[OrderBy, ...]:
+    """``"-created_at"`` or ``["name", "-created_at"]`` -> orderings, ``id`` last as tie-break.
+
+    Without ``order_by`` rows come in creation order (``created_at``, then ``id``).
+    """
+    if order_by is None:
+        keys: Sequence[str] = ("created_at",) if "created_at" in spec.by_name else ()
+    elif isinstance(order_by, str):
+        keys = (order_by,)
+    else:
+        keys = order_by
+    out: list[OrderBy] = []
+    for key in keys:
+        if type(key) is not str or not key.lstrip("-"):
+            raise ValidationError(f"order_by takes field names, got {key!r}")
+        desc = key.startswith("-")
+        name = key.lstrip("-")
+        col = spec.column(name)
+        if col.kind not in ORDERABLE:
+            raise ValidationError(f"a {col.kind} field cannot be ordered", field=name)
+        if name == "id":
+            out.append(OrderBy("id", desc))
+            return tuple(out)
+        out.append(OrderBy(name, desc))
+    out.append(OrderBy("id"))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- keyset pages
+
+
+def keyset_after(order: Sequence[OrderBy], values: Sequence[Any]) -> Expr:
+    """Rows strictly after the row whose ordered values are ``values``.
+
+    ``order`` must end with a non-null unique column (``id``); NULLs sort last
+    ascending and first descending, matching :func:`sort_rows`.
+    """
+    expr: Expr = FALSE
+    for key, value in reversed(list(zip(order, values, strict=True))):
+        expr = Or((_strictly_after(key, value), And((_same(key, value), expr))))
+    return _simplify(expr)
+
+
+def _strictly_after(key: OrderBy, value: Any) -> Expr:
+    if key.desc:
+        if value is None:
+            return Cond(key.column, "isnull", False)
+        return Cond(key.column, "lt", value)
+    if value is None:
+        return FALSE
+    return Or((Cond(key.column, "gt", value), Cond(key.column, "isnull", True)))
+
+
+def _same(key: OrderBy, value: Any) -> Expr:
+    if value is None:
+        return Cond(key.column, "isnull", True)
+    return Cond(key.column, "eq", value)
+
+
+def _simplify(expr: Expr) -> Expr:
+    if isinstance(expr, Cond):
+        return expr
+    items: list[Expr] = []
+    for item in (_simplify(i) for i in expr.items):
+        if isinstance(expr, And):
+            if item == FALSE:
+                return FALSE
+            if item != TRUE:
+                items.append(item)
+        else:
+            if item == TRUE:
+                return TRUE
+            if item != FALSE:
+                items.append(item)
+    if len(items) == 1:
+        return items[0]
+    return And(tuple(items)) if isinstance(expr, And) else Or(tuple(items))
+
+
+def _signature(order: Sequence[OrderBy]) -> str:
+    return ",".join(("-" if o.desc else "") + o.column for o in order)
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"d": str(value)}
+    return value
+
+
+def _decode_value(col: Column, raw: Any) -> Any:
+    if raw is None:
+        return None
+    if col.kind == "datetime":
+        return check(col, datetime.fromisoformat(raw["t"]))
+    if col.kind == "decimal":
+        return check(col, Decimal(raw["d"]))
+    return check(_value_column(col), raw)
+
+
+def encode_cursor(order: Sequence[OrderBy], row: Mapping[str, Any]) -> str:
+    """An opaque cursor that continues after ``row`` in ``order``."""
+    payload = [_signature(order), [_encode_value(row[o.column]) for o in order]]
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(spec: TableSpec, order: Sequence[OrderBy], cursor: str) -> tuple[Any, ...]:
+    """The ordered values a cursor continues after; ``ValidationError`` if it is not ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        signature, values = json.loads(raw)
+        if signature != _signature(order) or len(values) != len(order):
+            raise ValueError("cursor was made for another ordering")
+        return tuple(
+            _decode_value(spec.column(o.column), v) for o, v in zip(order, values, strict=True)
+        )
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise ValidationError(f"invalid page cursor ({exc})", field="cursor") from None
+
+
+# --------------------------------------------------------------------------- meaning
+
+
+def _cond_holds(cond: Cond, actual: Any) -> bool:
+    op = cond.op
+    if op == "isnull":
+        return (actual is None) is cond.value
+    if actual is None:
+        return False
+    value = cond.value
+    if op == "eq":
+        return bool(actual == value)
+    if op == "ne":
+        return bool(actual != value)
+    if op == "lt":
+        return bool(actual < value)
+    if op == "lte":
+        return bool(actual <= value)
+    if op == "gt":
+        return bool(actual > value)
+    if op == "gte":
+        return bool(actual >= value)
+    if op == "in":
+        return actual in value
+    if op == "not_in":
+        return actual not in value
+    if op == "contains":
+        if isinstance(actual, str):
+            return value in actual
+        return all(item in actual for item in value)
+    if op == "overlap":
+        return any(item in actual for item in value)
+    if op == "startswith":
+        return bool(actual.startswith(value))
+    if op == "endswith":
+        return bool(actual.endswith(value))
+    raise AssertionError(op)  # pragma: no cover - parse_where admits only OPERATORS
+
+
+def matches(expr: Expr, row: Mapping[str, Any]) -> bool:
+    """Whether ``row`` satisfies ``expr``: the reference meaning of every filter."""
+    if isinstance(expr, Cond):
+        return _cond_holds(expr, row[expr.column])
+    if isinstance(expr, And):
+        return all(matches(item, row) for item in expr.items)
+    return any(matches(item, row) for item in expr.items)
+
+
+def sort_rows(rows: list[Row], order: Sequence[OrderBy]) -> list[Row]:
+    """Sort ``rows`` in place by ``order``: NULLs last ascending, first descending."""
+    for key in reversed(order):
+        name = key.column
+        rows.sort(
+            key=lambda r: (r[name] is None, r[name]) if r[name] is not None else (True,),
+            reverse=key.desc,
+        )
+    return rows

@@ -1,0 +1,413 @@
+"""The generic repository, written once over the SPI for every entity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import attrs
+
+from clonestore.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from clonestore.operations import Operation
+from clonestore.query import (
+    TRUE,
+    Cond,
+    Expr,
+    OrderBy,
+    conjoin,
+    decode_cursor,
+    encode_cursor,
+    keyset_after,
+    parse_order,
+    parse_where,
+)
+from clonestore.schema import Column, TableSpec, check
+from clonestore.spi import Increment, Row
+
+if TYPE_CHECKING:
+    from clonestore.store import Store
+
+__all__ = ["MAX_PAGE_SIZE", "Page", "Repository"]
+
+R = TypeVar("R")
+MAX_PAGE_SIZE = 1000
+
+
+@attrs.frozen
+class Page(Generic[R]):
+    """One keyset page: ``items``, and ``next_cursor`` (None on the last page)."""
+
+    items: list[R]
+    next_cursor: str | None
+
+
+def _bad_int(name: str, value: Any, low: int, high: int | None = None) -> ValidationError | None:
+    if type(value) is not int or value < low or (high is not None and value > high):
+        limit = f"between {low} and {high}" if high is not None else f">= {low}"
+        return ValidationError(f"must be an integer {limit}, got {value!r}", field=name)
+    return None
+
+
+class Repository(Generic[R]):
+    """Reads and writes one entity's rows. Subclasses add domain operations.
+
+    Records are validated when built; rows are what the backend stores (the
+    record's fields plus derived columns such as ``email_key``).
+    """
+
+    #: Singular name used in actions (``"user"`` -> ``"user.create"``).
+    noun: str = "row"
+
+    def __init__(self, store: Store, spec: TableSpec) -> None:
+        if spec.record is None:
+            raise TypeError(f"table {spec.name} has no record class")
+        self.store = store
+        self.spec = spec
+        self.record: type[R] = spec.record
+        self._gateway = store.gateway
+        self._backend = store.backend
+        self._fields = tuple(f.name for f in attrs.fields(cast(Any, self.record)))
+        self._id_col = spec.column("id")
+        self._derived = tuple(c for c in spec.columns if c.derived_from is not None)
+        self._hidden = tuple(
+            c.name for c in spec.columns if c.name not in self._fields and c.derived_from is None
+        )
+        self._list_fields = tuple(
+            c.name for c in spec.columns if c.kind in ("list", "vector") and c.name in self._fields
+        )
+        self._required = frozenset(
+            f.name
+            for f in attrs.fields(cast(Any, self.record))
+            if f.default is attrs.NOTHING
+            and spec.by_name[f.name].settable != "no"
+            and not self._defaults_to_now(spec.by_name[f.name])
+        )
+        self._live: Expr = Cond("deleted_at", "isnull", True) if spec.soft_delete else TRUE
+
+    # ------------------------------------------------------------------ rows <-> records
+
+    @staticmethod
+    def _defaults_to_now(col: Column) -> bool:
+        return col.kind == "datetime" and col.settable == "create" and not col.nullable
+
+    def _load(self, row: Mapping[str, Any]) -> R:
+        """A record from a stored row, without re-validating what the core validated."""
+        rec = object.__new__(self.record)
+        for name in self._fields:
+            value = row[name]
+            if name in self._list_fields and value is not None:
+                value = tuple(value)
+            object.__setattr__(rec, name, value)
+        return rec
+
+    def _row(self, rec: R) -> Row:
+        row = {name: getattr(rec, name) for name in self._fields}
+        for name in self._list_fields:
+            if row[name] is not None:
+                row[name] = list(row[name])
+        for col in self._derived:
+            source = row[str(col.derived_from)]
+            row[col.name] = None if source is None else source.casefold()
+        for name in self._hidden:
+            row[name] = None
+        return row
+
+    def _op(self, verb: str, kind: str, **details: Any) -> Operation:
+        return Operation(action=f"{self.noun}.{verb}", kind=kind, table=self.spec, **details)
+
+    def _check_id(self, id: Any) -> str:
+        value: str = check(self._id_col, id)
+        return value
+
+    def _build(self, fields: Mapping[str, Any], **system: Any) -> R:
+        """A new, valid record from caller fields, with system fields filled in
+        (``system`` sets fields only the core may set)."""
+        for name in fields:
+            col = self.spec.column(name)
+            if col.settable == "no" or col.derived_from is not None or name not in self._fields:
+                raise ValidationError("is set by clonestore and cannot be given", field=name)
+        missing = self._required.difference(fields)
+        if missing:
+            raise ValidationError("is required", field=sorted(missing)[0])
+        now = self.store.clock()
+        values: dict[str, Any] = {
+            "id": self.store.id_factory(),
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        for name in self._fields:
+            col = self.spec.by_name[name]
+            if self._defaults_to_now(col) and name not in fields:
+                values[name] = now
+        values.update(fields)
+        values.update(system)
+        try:
+            return self.record(**values)
+        except TypeError as exc:  # attrs: an argument the record does not take
+            raise ValidationError(str(exc)) from None
+
+    def _changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated column changes from caller keywords (only ``settable="yes"``)."""
+        out: dict[str, Any] = {}
+        for name, value in changes.items():
+            col = self.spec.column(name)
+            if col.settable != "yes" or col.derived_from is not None:
+                raise ValidationError("cannot be changed with update()", field=name)
+            out[name] = check(col, value)
+        self._add_derived(out)
+        return out
+
+    def _add_derived(self, changes: dict[str, Any]) -> None:
+        for col in self._derived:
+            if col.derived_from in changes:
+                source = changes[col.derived_from]
+                changes[col.name] = None if source is None else source.casefold()
+
+    def _stamp(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """``changes`` plus the bookkeeping every update makes."""
+        changes["updated_at"] = self.store.clock()
+        changes["version"] = Increment(1)
+        return changes
+
+    def _where(self, where: Mapping[str, Any] | None, with_deleted: bool = False) -> Expr:
+        if where is not None and not isinstance(where, Mapping):
+            raise ValidationError(f"where must be a mapping, got {type(where).__name__}")
+        expr = parse_where(self.spec, where)
+        return expr if with_deleted else conjoin(self._live, expr)
+
+    def _by_id(self, id: str, *, live: bool = True) -> Expr:
+        return conjoin(Cond("id", "eq", id), self._live if live else TRUE)
+
+    # ------------------------------------------------------------- SPI calls through the gateway
+
+    def _select(
+        self,
+        verb: str,
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        op = self._op(verb, "select", where=where)
+        rows: list[Row] = self._gateway.read(
+            op, lambda: self._backend.select(self.spec, where, order, limit, offset)
+        )
+        return rows
+
+    def _get_row(self, id: str) -> Row | None:
+        op = self._op("get", "get", key=id)
+        row: Row | None = self._gateway.read(op, lambda: self._backend.get(self.spec, id))
+        return row
+
+    def _live_row(self, id: Any) -> Row:
+        id = self._check_id(id)
+        row = self._get_row(id)
+        if row is None or (self.spec.soft_delete and row["deleted_at"] is not None):
+            raise NotFound(f"no {self.noun} with id {id}")
+        return row
+
+    def _insert(self, verb: str, row: Row) -> None:
+        op = self._op(verb, "insert", key=row["id"], changes=row)
+        self._gateway.write(op, lambda: self._backend.insert(self.spec, row))
+
+    def _update(
+        self, verb: str, where: Expr, changes: Mapping[str, Any], key: str | None = None
+    ) -> list[Row]:
+        op = self._op(verb, "update", key=key, where=where, changes=changes)
+        rows: list[Row] = self._gateway.write(
+            op, lambda: self._backend.update(self.spec, where, changes)
+        )
+        return rows
+
+    def _delete(self, verb: str, where: Expr, key: str | None = None) -> int:
+        op = self._op(verb, "delete", key=key, where=where)
+        count: int = self._gateway.write(op, lambda: self._backend.delete(self.spec, where))
+        return count
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, id: str) -> R:
+        """The live record with this id; :class:`NotFound` otherwise."""
+        return self._load(self._live_row(id))
+
+    def get_or_none(self, id: str) -> R | None:
+        """The live record with this id, or None."""
+        try:
+            return self.get(id)
+        except NotFound:
+            return None
+
+    def find_one(self, **where: Any) -> R | None:
+        """The first live record (in creation order) matching the lookups, or None."""
+        rows = self._select("find_one", self._where(where), parse_order(self.spec, None), limit=1)
+        return self._load(rows[0]) if rows else None
+
+    def find_many(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        with_deleted: bool = False,
+    ) -> list[R]:
+        """Records matching ``where``, ordered (``"-created_at"``; ties by id), sliced."""
+        if limit is not None and (error := _bad_int("limit", limit, 0)):
+            raise error
+        if error := _bad_int("offset", offset, 0):
+            raise error
+        rows = self._select(
+            "find_many",
+            self._where(where, with_deleted),
+            parse_order(self.spec, order_by),
+            limit,
+            offset,
+        )
+        return [self._load(r) for r in rows]
+
+    def page(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        size: int = 50,
+        cursor: str | None = None,
+        with_deleted: bool = False,
+    ) -> Page[R]:
+        """One keyset page; pass ``next_cursor`` back to continue after it."""
+        if error := _bad_int("size", size, 1, MAX_PAGE_SIZE):
+            raise error
+        order = parse_order(self.spec, order_by)
+        expr = self._where(where, with_deleted)
+        if cursor is not None:
+            if not isinstance(cursor, str):
+                raise ValidationError("must be a string from Page.next_cursor", field="cursor")
+            expr = conjoin(expr, keyset_after(order, decode_cursor(self.spec, order, cursor)))
+        rows = self._select("page", expr, order, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        next_cursor = encode_cursor(order, rows[-1]) if more else None
+        return Page([self._load(r) for r in rows], next_cursor)
+
+    def count(self, where: Mapping[str, Any] | None = None, with_deleted: bool = False) -> int:
+        """How many records match."""
+        expr = self._where(where, with_deleted)
+        op = self._op("count", "count", where=expr)
+        n: int = self._gateway.read(op, lambda: self._backend.count(self.spec, expr))
+        return n
+
+    def exists(self, **where: Any) -> bool:
+        """Whether any live record matches the lookups."""
+        return bool(self._select("exists", self._where(where), (), limit=1))
+
+    # ------------------------------------------------------------------ writes
+
+    def _check_references(self, rows: Sequence[Row]) -> None:
+        """Refuse rows that point at missing owners (overridden by entities that have them)."""
+
+    def create(self, **fields: Any) -> R:
+        """Validate and store a new record; returns it with its id and timestamps."""
+        rec = self._build(fields)
+        row = self._row(rec)
+        with self._gateway.atomic():
+            self._check_references([row])
+            self._insert("create", row)
+        return rec
+
+    def create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[R]:
+        """Validate every row, then store them all or none."""
+        if isinstance(rows, (Mapping, str, bytes)):
+            raise ValidationError("create_many takes an iterable of mappings")
+        records: list[R] = []
+        for i, fields in enumerate(rows):
+            if not isinstance(fields, Mapping):
+                raise ValidationError(f"row {i} is {type(fields).__name__}, not a mapping")
+            try:
+                records.append(self._build(fields))
+            except ValidationError as exc:
+                raise ValidationError(f"row {i}: {exc}", field=exc.field) from None
+        if not records:
+            return []
+        stored = [self._row(r) for r in records]
+        with self._gateway.atomic():
+            self._check_references(stored)
+            op = self._op("create_many", "insert_many", rows=stored)
+            self._gateway.write(op, lambda: self._backend.insert_many(self.spec, stored))
+        return records
+
+    def update(self, id: str, expected_version: int | None = None, **changes: Any) -> R:
+        """Change fields of a live record, atomically; returns the new record.
+
+        With ``expected_version`` the change applies only if the record is still
+        at that version, else :class:`Conflict`.
+        """
+        id = self._check_id(id)
+        if expected_version is not None and (
+            error := _bad_int("expected_version", expected_version, 1)
+        ):
+            raise error
+        values = self._changes(changes)
+        if not values:
+            rec = self.get(id)
+            version = cast(Any, rec).version
+            if expected_version is not None and version != expected_version:
+                raise Conflict(f"{self.noun} {id} is at version {version}, not {expected_version}")
+            return rec
+        where = self._by_id(id)
+        if expected_version is not None:
+            where = conjoin(where, Cond("version", "eq", expected_version))
+        rows = self._update("update", where, self._stamp(values), key=id)
+        if rows:
+            return self._load(rows[0])
+        current = self._live_row(id)  # NotFound if it is gone
+        raise Conflict(
+            f"{self.noun} {id} is at version {current['version']}, not {expected_version}"
+        )
+
+    def update_many(self, where: Mapping[str, Any] | None, **changes: Any) -> int:
+        """Apply the same changes to every live record matching ``where``; how many changed."""
+        expr = self._where(where)
+        values = self._changes(changes)
+        if not values:
+            raise ValidationError("update_many needs at least one change")
+        return len(self._update("update_many", expr, self._stamp(values)))
+
+    def delete(self, id: str) -> None:
+        """Soft-delete (hide) the record where the entity supports it; else remove it."""
+        id = self._check_id(id)
+        if not self.spec.soft_delete:
+            self.hard_delete(id)
+            return
+        changes = self._stamp({"deleted_at": self.store.clock()})
+        if not self._update("delete", self._by_id(id), changes, key=id):
+            raise NotFound(f"no {self.noun} with id {id}")
+
+    def restore(self, id: str) -> R:
+        """Bring back a soft-deleted record; :class:`AlreadyExists` if its unique
+        values were taken meanwhile."""
+        id = self._check_id(id)
+        if not self.spec.soft_delete:
+            raise ValidationError(f"{self.spec.name} are removed for good; nothing to restore")
+        with self._gateway.atomic():
+            row = self._get_row(id)
+            if row is None or row["deleted_at"] is None:
+                raise NotFound(f"no deleted {self.noun} with id {id}")
+            self._check_references([row])
+            changes = self._stamp({"deleted_at": None})
+            if "deleted_by_cascade" in self.spec.by_name:
+                changes["deleted_by_cascade"] = None
+            where = conjoin(Cond("id", "eq", id), Cond("deleted_at", "isnull", False))
+            rows = self._update("restore", where, changes, key=id)
+        if not rows:
+            raise NotFound(f"no deleted {self.noun} with id {id}")
+        return self._load(rows[0])
+
+    def hard_delete(self, id: str) -> None:
+        """Remove the record for good, deleted or not."""
+        id = self._check_id(id)
+        if not self._delete("hard_delete", Cond("id", "eq", id), key=id):
+            raise NotFound(f"no {self.noun} with id {id}")
+
+
+def reraise_unique(exc: AlreadyExists, message: str) -> AlreadyExists:
+    """A clearer :class:`AlreadyExists` for a known unique value, keeping the cause."""
+    return AlreadyExists(message, orig=exc.orig)

@@ -1,0 +1,96 @@
+"""Knowledge documents: a processing workflow, vector ids and tag search."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from clonestore.errors import InvalidTransition, ValidationError
+from clonestore.query import Cond, conjoin
+from clonestore.records import DOCUMENT_STATUSES, Document
+from clonestore.repositories.owned import OwnedRepository
+from clonestore.schema import check
+
+__all__ = ["DOCUMENT_TRANSITIONS", "DocumentRepository"]
+
+#: The document workflow: status -> statuses it may move to (retry from failed).
+DOCUMENT_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    "pending": frozenset({"processing"}),
+    "processing": frozenset({"completed", "failed"}),
+    "completed": frozenset(),
+    "failed": frozenset({"processing"}),
+}
+_CAS_ATTEMPTS: Final = 10
+
+
+class DocumentRepository(OwnedRepository[Document]):
+    """Documents a clone knows, processed into chunks and vectors."""
+
+    noun = "document"
+
+    def update_status(
+        self,
+        id: str,
+        status: str,
+        *,
+        error_message: str | None = None,
+        chunk_count: int | None = None,
+    ) -> Document:
+        """Move the document through pending -> processing -> completed | failed.
+
+        ``completed`` sets ``processed_at`` (and ``chunk_count`` if given);
+        ``failed`` keeps ``error_message``; ``processing`` (a retry) clears it.
+        """
+        id = self._check_id(id)
+        if status not in DOCUMENT_STATUSES:
+            raise ValidationError(
+                f"must be one of {', '.join(DOCUMENT_STATUSES)}; got {status!r}", field="status"
+            )
+        changes: dict[str, Any] = {"status": status}
+        if error_message is not None and status != "failed":
+            raise ValidationError(
+                "only a failed document has an error message", field="error_message"
+            )
+        if chunk_count is not None and status != "completed":
+            raise ValidationError(
+                "only a completed document has a chunk count", field="chunk_count"
+            )
+        if status == "failed":
+            changes["error_message"] = self._check("error_message", error_message)
+        elif status == "processing":
+            changes["error_message"] = None
+        elif status == "completed":
+            changes["processed_at"] = self.store.clock()
+            if chunk_count is not None:
+                changes["chunk_count"] = self._check("chunk_count", chunk_count)
+        for _ in range(_CAS_ATTEMPTS):
+            row = self._live_row(id)
+            current = row["status"]
+            if status not in DOCUMENT_TRANSITIONS[current]:
+                raise InvalidTransition(f"document {id} cannot move from {current} to {status}")
+            where = conjoin(self._by_id(id), Cond("status", "eq", current))
+            rows = self._update("update_status", where, self._stamp(dict(changes)), key=id)
+            if rows:
+                return self._load(rows[0])
+        raise InvalidTransition(f"document {id} kept changing status; try again")
+
+    def _check(self, name: str, value: Any) -> Any:
+        return check(self.spec.column(name), value)
+
+    def set_vector_ids(self, id: str, vector_ids: Sequence[str]) -> Document:
+        """Replace the ids of the document's vectors in the vector store."""
+        id = self._check_id(id)
+        changes = self._stamp({"vector_ids": self._check("vector_ids", vector_ids)})
+        rows = self._update("set_vector_ids", self._by_id(id), changes, key=id)
+        if not rows:
+            self._live_row(id)
+        return self._load(rows[0])
+
+    def search_by_tags(
+        self, user_id: str, tags: Sequence[str], match: str = "any"
+    ) -> list[Document]:
+        """The user's documents with any (``match="any"``) or all (``"all"``) of ``tags``."""
+        if match not in ("any", "all"):
+            raise ValidationError(f"must be 'any' or 'all', got {match!r}", field="match")
+        op = "overlap" if match == "any" else "contains"
+        return self.find_many(where={"user_id": user_id, f"tags__{op}": tags})

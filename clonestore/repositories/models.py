@@ -1,0 +1,81 @@
+"""Voice and face models: at most one active per user, switched atomically."""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+from clonestore.errors import AlreadyExists, Conflict
+from clonestore.query import Cond, conjoin
+from clonestore.records import FaceModel, VoiceModel
+from clonestore.repositories.owned import OwnedRepository
+
+__all__ = [
+    "ACTIVATION_ATTEMPTS",
+    "CloneModelRepository",
+    "FaceModelRepository",
+    "VoiceModelRepository",
+]
+
+M = TypeVar("M", VoiceModel, FaceModel)
+
+#: How often ``activate`` retries when a concurrent activation for the same user wins.
+ACTIVATION_ATTEMPTS: Final = 5
+
+
+class CloneModelRepository(OwnedRepository[M]):
+    """Shared by voice and face models."""
+
+    def activate(self, id: str) -> M:
+        """Make this model the user's only active one, atomically.
+
+        The switch happens in one transaction, and a unique index on the active
+        model per user means no reader ever sees two active models.
+        """
+        id = self._check_id(id)
+        for _ in range(ACTIVATION_ATTEMPTS):
+            try:
+                with self._gateway.atomic():
+                    row = self._live_row(id)
+                    others = conjoin(
+                        self._live,
+                        Cond("user_id", "eq", row["user_id"]),
+                        Cond("is_active", "eq", True),
+                        Cond("id", "ne", id),
+                    )
+                    self._update("deactivate", others, self._stamp({"is_active": False}))
+                    if row["is_active"]:
+                        return self._load(row)
+                    rows = self._update(
+                        "activate", self._by_id(id), self._stamp({"is_active": True}), key=id
+                    )
+                    if rows:
+                        return self._load(rows[0])
+            except AlreadyExists:
+                continue  # another activation for this user committed first; try again
+        raise Conflict(f"could not activate {self.noun} {id}: concurrent activations kept winning")
+
+    def deactivate(self, id: str) -> M:
+        """Make this model inactive (the user then has no active model of this kind)."""
+        id = self._check_id(id)
+        rows = self._update(
+            "deactivate", self._by_id(id), self._stamp({"is_active": False}), key=id
+        )
+        if not rows:
+            self._live_row(id)
+        return self._load(rows[0])
+
+    def active_for(self, user_id: str) -> M | None:
+        """The user's active model, or None."""
+        return self.find_one(user_id=user_id, is_active=True)
+
+
+class VoiceModelRepository(CloneModelRepository[VoiceModel]):
+    """A person's cloned voices."""
+
+    noun = "voice_model"
+
+
+class FaceModelRepository(CloneModelRepository[FaceModel]):
+    """A person's cloned faces."""
+
+    noun = "face_model"

@@ -1,0 +1,239 @@
+"""Conversation sessions (a state machine with turn accounting) and their turns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, cast
+
+import attrs
+
+from clonestore.errors import InvalidTransition, NotFound, ValidationError
+from clonestore.query import Cond, conjoin
+from clonestore.records import Session, Turn
+from clonestore.repositories.owned import OwnedRepository
+from clonestore.spi import Aggregate, Increment
+
+__all__ = [
+    "SESSION_TRANSITIONS",
+    "SessionRepository",
+    "SessionStatistics",
+    "SessionWithTurns",
+    "TurnRepository",
+]
+
+#: The session state machine: state -> states it may move to.
+SESSION_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    "idle": frozenset({"listening", "error"}),
+    "listening": frozenset({"processing", "idle", "interrupted", "error"}),
+    "processing": frozenset({"speaking", "interrupted", "error"}),
+    "speaking": frozenset({"listening", "idle", "interrupted", "error"}),
+    "interrupted": frozenset({"listening", "idle", "error"}),
+    "error": frozenset({"idle"}),
+}
+
+#: How often a state move is retried when another writer changed the state first.
+_CAS_ATTEMPTS: Final = 10
+
+
+@attrs.frozen
+class SessionWithTurns:
+    """A session and its turns in order."""
+
+    session: Session
+    turns: list[Turn]
+
+
+@attrs.frozen(kw_only=True)
+class SessionStatistics:
+    """Totals over a user's sessions (``sessions.user_statistics``)."""
+
+    total_sessions: int
+    active_sessions: int
+    total_turns: int
+    total_cost: Decimal
+    total_latency_ms: int
+    first_started_at: datetime | None
+    last_started_at: datetime | None
+
+    @property
+    def average_latency_ms(self) -> float | None:
+        """Mean latency over every turn of the user's sessions."""
+        return self.total_latency_ms / self.total_turns if self.total_turns else None
+
+
+class SessionRepository(OwnedRepository[Session]):
+    """Sessions of a user talking to their clone."""
+
+    noun = "session"
+
+    def _check_references(self, rows: Any) -> None:
+        super()._check_references(rows)
+        for row in rows:
+            for field, repo_name in (
+                ("voice_model_id", "voice_models"),
+                ("face_model_id", "face_models"),
+            ):
+                if row.get(field) is None:
+                    continue
+                model = getattr(self.store, repo_name)._live_row(row[field])
+                if model["user_id"] != row["user_id"]:
+                    raise NotFound(f"no {repo_name[:-1]} with id {row[field]} for this user")
+
+    def update_state(self, id: str, state: str) -> Session:
+        """Move the session to ``state``; :class:`InvalidTransition` if the machine forbids it."""
+        id = self._check_id(id)
+        state = _check_state(state)
+        for _ in range(_CAS_ATTEMPTS):
+            row = self._live_row(id)
+            if row["ended_at"] is not None:
+                raise InvalidTransition(f"session {id} has ended")
+            current = row["state"]
+            if state not in SESSION_TRANSITIONS[current]:
+                allowed = ", ".join(sorted(SESSION_TRANSITIONS[current]))
+                raise InvalidTransition(
+                    f"session {id} cannot move from {current} to {state} (allowed: {allowed})"
+                )
+            where = conjoin(
+                self._by_id(id), Cond("state", "eq", current), Cond("ended_at", "isnull", True)
+            )
+            rows = self._update("update_state", where, self._stamp({"state": state}), key=id)
+            if rows:
+                return self._load(rows[0])
+        raise InvalidTransition(f"session {id} kept changing state; try again")
+
+    def add_turn(self, session_id: str, **fields: Any) -> Turn:
+        """Record a turn and update the session's totals in one transaction.
+
+        ``total_turns`` grows by one, ``total_latency_ms`` by the turn's latency
+        (the sum of its four stages) and ``total_cost`` by its exact cost.
+        """
+        session_id = self._check_id(session_id)
+        turns: TurnRepository = self.store.turns
+        probe = turns._build({"session_id": session_id, **fields}, user_id=session_id, turn_index=1)
+        with self._gateway.atomic():
+            changes = self._stamp(
+                {
+                    "total_turns": Increment(1),
+                    "last_turn_index": Increment(1),
+                    "total_latency_ms": Increment(probe.latency_ms),
+                    "total_cost": Increment(probe.cost),
+                }
+            )
+            where = conjoin(self._by_id(session_id), Cond("ended_at", "isnull", True))
+            rows = self._update("add_turn", where, changes, key=session_id)
+            if not rows:
+                self._live_row(session_id)
+                raise InvalidTransition(f"session {session_id} has ended; no more turns")
+            session = rows[0]
+            turn: Turn = attrs.evolve(
+                cast(Any, probe), user_id=session["user_id"], turn_index=session["last_turn_index"]
+            )
+            turns._insert("add_turn", turns._row(turn))
+        return turn
+
+    def end(self, id: str) -> Session:
+        """End the session (``ended_at`` set); ending twice is an :class:`InvalidTransition`."""
+        id = self._check_id(id)
+        where = conjoin(self._by_id(id), Cond("ended_at", "isnull", True))
+        rows = self._update("end", where, self._stamp({"ended_at": self.store.clock()}), key=id)
+        if not rows:
+            self._live_row(id)
+            raise InvalidTransition(f"session {id} has already ended")
+        return self._load(rows[0])
+
+    def get_with_turns(self, id: str) -> SessionWithTurns:
+        """The session and its turns in order."""
+        session = self.get(id)
+        turns = self.store.turns.find_many(where={"session_id": session.id}, order_by="turn_index")
+        return SessionWithTurns(session, turns)
+
+    def user_statistics(self, user_id: str, since: datetime | None = None) -> SessionStatistics:
+        """Totals over the user's sessions (started at or after ``since``)."""
+        where: dict[str, Any] = {"user_id": user_id}
+        if since is not None:
+            where["started_at__gte"] = since
+        expr = self._where(where)
+        aggregates = {
+            "total_sessions": Aggregate("count"),
+            "ended_sessions": Aggregate("count", "ended_at"),
+            "total_turns": Aggregate("sum", "total_turns"),
+            "total_cost": Aggregate("sum", "total_cost"),
+            "total_latency_ms": Aggregate("sum", "total_latency_ms"),
+            "first_started_at": Aggregate("min", "started_at"),
+            "last_started_at": Aggregate("max", "started_at"),
+        }
+        op = self._op("user_statistics", "aggregate", where=expr)
+        (row,) = self._gateway.read(
+            op, lambda: self._backend.aggregate(self.spec, expr, (), aggregates)
+        )
+        return SessionStatistics(
+            total_sessions=row["total_sessions"],
+            active_sessions=row["total_sessions"] - row["ended_sessions"],
+            total_turns=row["total_turns"] or 0,
+            total_cost=row["total_cost"] if row["total_cost"] is not None else Decimal(0),
+            total_latency_ms=row["total_latency_ms"] or 0,
+            first_started_at=row["first_started_at"],
+            last_started_at=row["last_started_at"],
+        )
+
+    def hard_delete(self, id: str) -> None:
+        """Remove the session and its turns for good."""
+        id = self._check_id(id)
+        with self._gateway.atomic():
+            self.store.turns._delete("hard_delete", Cond("session_id", "eq", id))
+            super().hard_delete(id)
+
+
+def _check_state(state: Any) -> str:
+    if state not in SESSION_TRANSITIONS:
+        raise ValidationError(
+            f"must be one of {', '.join(SESSION_TRANSITIONS)}; got {state!r}", field="state"
+        )
+    return str(state)
+
+
+class TurnRepository(OwnedRepository[Turn]):
+    """Turns of sessions. Create them with ``sessions.add_turn`` (or ``turns.create``,
+    which does the same), so session totals stay exact."""
+
+    noun = "turn"
+
+    def create(self, **fields: Any) -> Turn:
+        """Same as ``sessions.add_turn(session_id, **fields)``."""
+        if "session_id" not in fields:
+            raise ValidationError("is required", field="session_id")
+        session_id = fields.pop("session_id")
+        turn: Turn = self.store.sessions.add_turn(session_id, **fields)
+        return turn
+
+    def create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[Turn]:
+        """Add each turn to its session, all or none."""
+        rows = list(rows)
+        with self._gateway.atomic():
+            return [self.create(**dict(row)) for row in rows]
+
+    def _adjust_session(self, row: Mapping[str, Any]) -> None:
+        turn = self._load(row)
+        sessions: SessionRepository = self.store.sessions
+        changes = sessions._stamp(
+            {
+                "total_turns": Increment(-1),
+                "total_latency_ms": Increment(-turn.latency_ms),
+                "total_cost": Increment(-turn.cost),
+            }
+        )
+        sessions._update(
+            "remove_turn", sessions._by_id(turn.session_id), changes, key=turn.session_id
+        )
+
+    def hard_delete(self, id: str) -> None:
+        """Remove a turn and take it out of its session's totals."""
+        id = self._check_id(id)
+        with self._gateway.atomic():
+            row = self._get_row(id)
+            if row is None:
+                raise NotFound(f"no turn with id {id}")
+            self._adjust_session(row)
+            self._delete("hard_delete", Cond("id", "eq", id), key=id)

@@ -1,0 +1,430 @@
+"""How a record becomes a table: columns, kinds, unique constraints, indexes.
+
+A :class:`TableSpec` is the only description of a table a backend ever sees.
+Specs are derived from attrs record classes (:func:`table_spec`) or written by
+hand for plugin tables. Every value crosses the SPI as a plain Python value of
+its column's *kind*; :func:`check` is the one validator all input goes through,
+so every backend receives exactly the same, already valid, values.
+
+Kinds and their Python values:
+
+========  ==========================================================
+id        ``str``, a canonical lower-case UUID (``uuid.UUID`` accepted)
+key       ``str``, an opaque identifier (plugin tables), no NUL
+text      ``str`` without NUL or lone surrogates
+int       ``int`` in signed 64 bits (``bool`` refused)
+float     finite ``float`` (``int`` accepted and widened)
+bool      ``bool``
+datetime  timezone-aware ``datetime``, normalised to UTC
+decimal   finite ``Decimal`` with at most 6 decimal places (money)
+json      JSON value: dict/list/str/int/float/bool/None, finite, no NUL
+list      ``list[str]`` (order and duplicates kept)
+vector    ``list[float]`` of finite floats
+========  ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TypeVar, cast
+
+import attrs
+
+from clonestore.errors import ValidationError
+
+__all__ = [
+    "KINDS",
+    "Column",
+    "Index",
+    "TableSpec",
+    "Unique",
+    "check",
+    "column",
+    "record",
+    "record_columns",
+    "table_spec",
+]
+
+KINDS: Final = frozenset(
+    {"id", "key", "text", "int", "float", "bool", "datetime", "decimal", "json", "list", "vector"}
+)
+#: Kinds that can be compared and ordered (filters lt/gt, order_by, keyset pages).
+ORDERABLE: Final = frozenset({"id", "key", "text", "int", "float", "bool", "datetime", "decimal"})
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+MONEY_PLACES: Final = 6
+MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_PLACES)
+MONEY_LIMIT: Final = Decimal(10) ** 12  # |value| < 10^12 fits int64 micro-units
+DEFAULT_TEXT_LENGTH: Final = 10_000
+DEFAULT_LIST_ITEMS: Final = 1_000
+JSON_MAX_DEPTH: Final = 32
+JSON_MAX_CHARS: Final = 1_000_000
+
+#: Who may set a column: ``"yes"`` (create and update), ``"create"`` (only at
+#: creation), ``"no"`` (only the core and domain operations).
+Settable = str
+
+
+@attrs.frozen(kw_only=True)
+class Column:
+    """One column of a table and the rules its values obey."""
+
+    name: str
+    kind: str = attrs.field(validator=attrs.validators.in_(KINDS))
+    nullable: bool = False
+    max_length: int | None = None
+    """Text: maximum characters. List/vector: maximum items."""
+    min_length: int = 0
+    choices: tuple[str, ...] | None = None
+    minimum: int | float | Decimal | None = None
+    maximum: int | float | Decimal | None = None
+    email: bool = False
+    casefold: bool = False
+    """Equality and uniqueness go through the ``<name>_key`` column holding ``casefold()``."""
+    derived_from: str | None = None
+    """Set for a ``<name>_key`` column: computed by the core, never by the caller."""
+    settable: Settable = "yes"
+    default: Any = None
+    default_factory: Callable[[], Any] | None = None
+
+    @property
+    def key_name(self) -> str:
+        """Name of the casefolded companion column."""
+        return f"{self.name}_key"
+
+    def default_value(self) -> Any:
+        return self.default_factory() if self.default_factory is not None else self.default
+
+
+@attrs.frozen
+class Unique:
+    """Values of ``columns`` are unique among the rows matching ``when``.
+
+    On tables with soft delete the constraint holds among live rows only.
+    ``NULL`` values never conflict, as in SQL.
+    """
+
+    columns: tuple[str, ...]
+    when: tuple[tuple[str, Any], ...] = ()
+
+    def name(self, table: str) -> str:
+        suffix = "_".join(c for c, _ in self.when)
+        return f"uq_{table}_{'_'.join(self.columns)}" + (f"_{suffix}" if suffix else "")
+
+
+@attrs.frozen
+class Index:
+    """A plain (non-unique) index on ``columns``."""
+
+    columns: tuple[str, ...]
+
+    def name(self, table: str) -> str:
+        return f"ix_{table}_{'_'.join(self.columns)}"
+
+
+@attrs.frozen(kw_only=True)
+class TableSpec:
+    """A table: its columns (``id`` first), constraints and indexes."""
+
+    name: str
+    columns: tuple[Column, ...]
+    unique: tuple[Unique, ...] = ()
+    indexes: tuple[Index, ...] = ()
+    record: type | None = attrs.field(default=None, eq=False)
+    by_name: Mapping[str, Column] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        by_name = {c.name: c for c in self.columns}
+        if len(by_name) != len(self.columns):
+            raise ValueError(f"duplicate column in table {self.name}")
+        if "id" not in by_name:
+            raise ValueError(f"table {self.name} needs an 'id' column")
+        for constraint in (*self.unique, *self.indexes):
+            for name in cast(Unique | Index, constraint).columns:
+                if name not in by_name:
+                    raise ValueError(f"{self.name}: unknown column {name!r} in {constraint}")
+        object.__setattr__(self, "by_name", by_name)
+
+    @property
+    def soft_delete(self) -> bool:
+        """Rows are soft-deleted (``deleted_at`` set) rather than removed."""
+        return "deleted_at" in self.by_name
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        """The column called ``name``; :class:`ValidationError` if there is none."""
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise ValidationError(f"unknown field for {self.name}", field=name) from None
+
+
+# --------------------------------------------------------------------------- validation
+
+_UUID_RE: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def _fail(col: Column, message: str) -> ValidationError:
+    return ValidationError(message, field=col.name)
+
+
+def _check_text(col: Column, value: Any, max_length: int | None) -> str:
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise _fail(col, f"expected text, got {type(value).__name__}")
+        value = str(value)
+    if "\x00" in value:
+        raise _fail(col, "text may not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(col, "text may not contain lone surrogates") from None
+    limit = DEFAULT_TEXT_LENGTH if max_length is None else max_length
+    if len(value) > limit:
+        raise _fail(col, f"text longer than {limit} characters")
+    if len(value) < col.min_length:
+        raise _fail(col, f"text shorter than {col.min_length} characters")
+    return cast(str, value)
+
+
+def _check_range(col: Column, value: Any) -> None:
+    if col.minimum is not None and value < col.minimum:
+        raise _fail(col, f"must be >= {col.minimum}")
+    if col.maximum is not None and value > col.maximum:
+        raise _fail(col, f"must be <= {col.maximum}")
+
+
+def _check_json(col: Column, value: Any, depth: int) -> Any:
+    if depth > JSON_MAX_DEPTH:
+        raise _fail(col, f"JSON nested deeper than {JSON_MAX_DEPTH} levels")
+    if value is None or type(value) is bool or type(value) is str:
+        if type(value) is str:
+            _check_text(col, value, JSON_MAX_CHARS)
+        return value
+    if type(value) is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise _fail(col, "JSON integer outside signed 64 bits")
+        return value
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise _fail(col, "JSON numbers must be finite (no NaN or Infinity)")
+        return value
+    if type(value) is list:
+        return [_check_json(col, item, depth + 1) for item in value]
+    if type(value) is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _fail(col, "JSON object keys must be strings")
+            _check_text(col, key, JSON_MAX_CHARS)
+            out[key] = _check_json(col, item, depth + 1)
+        return out
+    raise _fail(col, f"{type(value).__name__} is not a JSON value")
+
+
+def check(col: Column, value: Any) -> Any:
+    """Validate ``value`` for ``col`` and return its normalised form.
+
+    Raises :class:`ValidationError` naming the field. ``None`` is accepted
+    only for nullable columns.
+    """
+    if value is None:
+        if col.nullable:
+            return None
+        raise _fail(col, "may not be null")
+    kind = col.kind
+    if kind == "text" or kind == "key":
+        value = _check_text(col, value, col.max_length)
+        if col.choices is not None and value not in col.choices:
+            raise _fail(col, f"must be one of {', '.join(col.choices)}; got {value!r}")
+        if col.email and (not _EMAIL_RE.match(value) or len(value) > 254):
+            raise _fail(col, f"not a valid email address: {value!r}")
+        return value
+    if kind == "id":
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if type(value) is not str or not _UUID_RE.match(value):
+            raise _fail(col, f"expected a UUID, got {value!r}")
+        return str(value)
+    if kind == "int":
+        if type(value) is not int:
+            raise _fail(col, f"expected an integer, got {type(value).__name__}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise _fail(col, "integer outside signed 64 bits")
+        _check_range(col, value)
+        return value
+    if kind == "float":
+        if type(value) is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise _fail(col, "number outside signed 64 bits")
+            value = float(value)
+        elif type(value) is not float:
+            raise _fail(col, f"expected a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise _fail(col, "must be finite (no NaN or Infinity)")
+        _check_range(col, value)
+        return value
+    if kind == "bool":
+        if type(value) is not bool:
+            raise _fail(col, f"expected a boolean, got {type(value).__name__}")
+        return value
+    if kind == "datetime":
+        if not isinstance(value, datetime):
+            raise _fail(col, f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise _fail(col, "naive datetimes are refused; pass a timezone-aware datetime")
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise _fail(col, "datetime out of range once converted to UTC") from None
+        if type(value) is not datetime:
+            value = datetime(
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+                tzinfo=UTC,
+            )
+        _check_range(col, value)
+        return value
+    if kind == "decimal":
+        if type(value) is int and not isinstance(value, bool):
+            value = Decimal(value)
+        if not isinstance(value, Decimal):
+            raise _fail(col, f"expected a Decimal, got {type(value).__name__}")
+        if not value.is_finite():
+            raise _fail(col, "must be a finite Decimal")
+        if abs(value) >= MONEY_LIMIT:
+            raise _fail(col, f"must be smaller than {MONEY_LIMIT} in magnitude")
+        try:
+            exact = value.quantize(MONEY_QUANTUM)
+        except InvalidOperation:
+            raise _fail(col, "not representable exactly") from None
+        if exact != value:
+            raise _fail(col, f"at most {MONEY_PLACES} decimal places are stored exactly")
+        _check_range(col, exact)
+        return exact
+    if kind == "json":
+        return _check_json(col, value, 0)
+    if kind == "list" or kind == "vector":
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise _fail(col, f"expected a list, got {type(value).__name__}")
+        limit = DEFAULT_LIST_ITEMS if col.max_length is None else col.max_length
+        if len(value) > limit:
+            raise _fail(col, f"more than {limit} items")
+        if len(value) < col.min_length:
+            raise _fail(col, f"fewer than {col.min_length} items")
+        if kind == "list":
+            item_col = attrs.evolve(col, kind="text", max_length=None, min_length=0)
+            return [_check_text(item_col, item, None) for item in value]
+        out: list[float] = []
+        for item in value:
+            if type(item) is int:
+                item = float(item)
+            if type(item) is not float or not math.isfinite(item):
+                raise _fail(col, "vector items must be finite numbers")
+            out.append(item)
+        return out
+    raise AssertionError(kind)  # pragma: no cover - KINDS is closed
+
+
+# --------------------------------------------------------------------------- records -> specs
+
+_META: Final = "clonestore"
+_T = TypeVar("_T", bound=type)
+
+
+def column(kind: str, **options: Any) -> Any:
+    """Declare a field of a record class and the rules of its column.
+
+    ``options`` are :class:`Column` attributes. Use inside a class decorated
+    with :func:`record`, which names the column after the field and makes the
+    field validate (and normalise) its value at construction: a record that
+    exists is valid.
+    """
+    spec = Column(name="?", kind=kind, **options)
+    kwargs: dict[str, Any] = {"metadata": {_META: spec}}
+    if spec.default_factory is not None:
+        kwargs["factory"] = spec.default_factory
+    elif "default" in options or spec.nullable:
+        kwargs["default"] = spec.default
+    return attrs.field(**kwargs)
+
+
+def _attach_columns(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
+    out = []
+    for f in fields:
+        spec = f.metadata.get(_META)
+        if spec is None:
+            out.append(f)
+            continue
+        named = attrs.evolve(spec, name=f.name)
+
+        if named.kind in ("list", "vector"):
+            # Records hold tuples, so a frozen record is immutable all the way down.
+            def convert(value: Any, _col: Column = named) -> Any:
+                checked = check(_col, value)
+                return None if checked is None else tuple(checked)
+        else:
+
+            def convert(value: Any, _col: Column = named) -> Any:
+                return check(_col, value)
+
+        out.append(f.evolve(converter=convert, metadata={_META: named}))
+    return out
+
+
+def record(cls: _T) -> _T:
+    """Class decorator for clonestore records: frozen, keyword-only, validated attrs classes."""
+    return attrs.frozen(kw_only=True, field_transformer=_attach_columns)(cls)
+
+
+def record_columns(record_cls: type) -> tuple[Column, ...]:
+    """The columns of a record class, in field order, with casefold companions."""
+    out: list[Column] = []
+    for f in attrs.fields(record_cls):
+        col = f.metadata.get(_META)
+        if col is None:
+            continue
+        out.append(col)
+        if col.casefold:
+            out.append(
+                Column(
+                    name=col.key_name,
+                    kind="text",
+                    nullable=col.nullable,
+                    max_length=col.max_length,
+                    derived_from=col.name,
+                    settable="no",
+                )
+            )
+    return tuple(out)
+
+
+def table_spec(
+    record_cls: type,
+    name: str,
+    *,
+    unique: Iterable[Unique] = (),
+    indexes: Iterable[Index] = (),
+) -> TableSpec:
+    """Derive the table spec of a record class."""
+    return TableSpec(
+        name=name,
+        columns=record_columns(record_cls),
+        unique=tuple(unique),
+        indexes=tuple(indexes),
+        record=record_cls,
+    )

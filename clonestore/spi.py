@@ -1,0 +1,191 @@
+"""The storage SPI: the one small protocol a backend implements.
+
+A backend stores *rows* (plain dicts mapping column name to Python value, see
+:mod:`clonestore.schema` for the value of each kind) in tables described by
+:class:`TableSpec`. It never sees records, repositories or plugins. All input
+is validated by the core before it reaches the backend; the backend maps
+values to its storage types and back, so that a row read is equal to the row
+written.
+
+What every method means, on every backend:
+
+* ``where`` is an expression from :mod:`clonestore.query`; its meaning is
+  :func:`clonestore.query.matches`.
+* ``order`` sorts as :func:`clonestore.query.sort_rows` (text by code point,
+  NULLs last ascending and first descending).
+* Unique constraints (:class:`Unique`) hold among rows matching their
+  ``when`` and, on tables with a ``deleted_at`` column, among live rows only
+  (``deleted_at IS NULL``). A violation raises :class:`AlreadyExists`.
+* ``transaction()`` is all-or-nothing; nested, it is a savepoint.
+* Failures raise clonestore errors only: ``StorageUnavailable`` when the
+  storage cannot be reached, ``BackendError`` (with ``orig``) otherwise.
+
+A backend may declare optional capabilities in ``capabilities``; the store
+checks the ones it is asked to use once, when it opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from decimal import Decimal
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+
+import attrs
+
+from clonestore.query import FALSE, TRUE, And, Cond, Expr, Or, OrderBy, matches, sort_rows
+from clonestore.schema import KINDS, ORDERABLE, Column, Index, TableSpec, Unique
+
+__all__ = [
+    "AGGREGATES",
+    "CAPABILITIES",
+    "FALSE",
+    "KINDS",
+    "ORDERABLE",
+    "TRUE",
+    "Aggregate",
+    "And",
+    "Backend",
+    "BackendFactory",
+    "Column",
+    "Cond",
+    "Expr",
+    "Increment",
+    "Index",
+    "Or",
+    "OrderBy",
+    "Row",
+    "TableSpec",
+    "Unique",
+    "apply_changes",
+    "matches",
+    "sort_rows",
+]
+
+Row: TypeAlias = dict[str, Any]
+
+#: Aggregate functions: ``count`` (column may be None: count rows), ``sum``
+#: (int and decimal columns; None over no rows), ``min``, ``max``.
+AGGREGATES: Final = frozenset({"count", "sum", "min", "max"})
+
+#: Optional capabilities a backend may declare.
+CAPABILITIES: Final = frozenset({"vector_search", "bulk_copy", "listen_notify"})
+
+
+@attrs.frozen
+class Increment:
+    """An atomic change: add ``amount`` to the column's current value (int or decimal)."""
+
+    amount: int | Decimal
+
+
+@attrs.frozen
+class Aggregate:
+    """``fn(column)`` over the matching rows."""
+
+    fn: str
+    column: str | None = None
+
+
+def apply_changes(row: Row, changes: Mapping[str, Any]) -> Row:
+    """The row after ``changes`` (values or :class:`Increment`): their reference meaning."""
+    new = dict(row)
+    for name, change in changes.items():
+        if isinstance(change, Increment):
+            new[name] = row[name] + change.amount
+        else:
+            new[name] = change
+    return new
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a storage backend implements. Rows in, rows out."""
+
+    #: Short engine name reported by ``health()`` (``"memory"``, ``"sqlite"``...).
+    name: str
+    #: Optional capabilities this backend provides (subset of :data:`CAPABILITIES`).
+    capabilities: frozenset[str]
+
+    def create_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Create missing tables, constraints and indexes (idempotent)."""
+
+    def insert(self, table: TableSpec, row: Row) -> None:
+        """Insert one complete row."""
+
+    def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
+        """Insert complete rows, all or none."""
+
+    def get(self, table: TableSpec, id: str) -> Row | None:
+        """The row with this id (live or not), or None."""
+
+    def select(
+        self,
+        table: TableSpec,
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        """Matching rows in ``order`` (ending with ``id``), after ``offset``, at most ``limit``."""
+
+    def count(self, table: TableSpec, where: Expr) -> int:
+        """How many rows match."""
+
+    def aggregate(
+        self,
+        table: TableSpec,
+        where: Expr,
+        group_by: Sequence[str],
+        aggregates: Mapping[str, Aggregate],
+    ) -> list[Row]:
+        """One row per group: the ``group_by`` columns plus one value per alias.
+
+        Without ``group_by``, exactly one row. Groups come ordered by their
+        ``group_by`` values. ``sum``/``min``/``max`` over no rows are None.
+        """
+
+    def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
+        """Apply ``changes`` (values or :class:`Increment`) to matching rows atomically.
+
+        Returns the changed rows as they are after the change, in ``id`` order.
+        """
+
+    def delete(self, table: TableSpec, where: Expr) -> int:
+        """Remove matching rows for good; how many were removed."""
+
+    def upsert(
+        self,
+        table: TableSpec,
+        key: Sequence[str],
+        insert_row: Row,
+        changes: Mapping[str, Any],
+    ) -> Row:
+        """Insert ``insert_row``, or if a row with the same ``key`` values exists, apply
+        ``changes`` to it; atomically, in one step. Returns the row as stored.
+
+        ``key`` must be the columns of one of the table's unique constraints.
+        """
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All-or-nothing block; nested blocks are savepoints."""
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok": bool, "backend": name, ...}``, never raising for a down server."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+
+
+#: What a ``clonestore_backends`` hook returns per URL scheme: called with the
+#: URL and the store's backend options, it returns a :class:`Backend`.
+BackendFactory: TypeAlias = Callable[..., Backend]
+
+
+def iter_leaves(expr: Expr) -> Iterator[Cond]:
+    """Every condition in an expression (used by backends to check what they support)."""
+    if isinstance(expr, Cond):
+        yield expr
+    else:
+        for item in expr.items:
+            yield from iter_leaves(item)

@@ -1,0 +1,336 @@
+"""The Store: opens a backend, composes plugins, owns transactions.
+
+A store has its own pluggy ``PluginManager``. Plugins are found by entry point
+in the group ``clonestore``, exactly as a third party's are: plugins that offer
+backends (``clonestore_backends``) are always loaded; other plugins are enabled
+by name (``plugins=["cache", "audit"]``) or passed as objects.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pluggy
+
+from clonestore import hookspecs
+from clonestore.errors import ClonestoreError, ConfigurationError, ValidationError
+from clonestore.gateway import Gateway
+from clonestore.operations import Context, Operation, current_context, pop_context, push_context
+from clonestore.records import TABLES
+from clonestore.schema import TableSpec
+from clonestore.secrets import redact_url
+from clonestore.spi import Backend
+
+if TYPE_CHECKING:
+    from clonestore.repositories import (
+        DocumentRepository,
+        FaceModelRepository,
+        MemoryRepository,
+        SessionRepository,
+        TurnRepository,
+        UserRepository,
+        VoiceModelRepository,
+    )
+
+__all__ = ["DEFAULT_URL", "Store", "open"]
+
+#: Where ``clonestore.open()`` stores data when given no URL (``CLONESTORE_URL`` overrides).
+DEFAULT_URL = "sqlite:///clonestore.db"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The default clock: the current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """The default id factory: a random UUID."""
+    return str(uuid.uuid4())
+
+
+@cache
+def _entry_point_plugins() -> dict[str, object]:
+    """Every plugin registered in the ``clonestore`` entry-point group, loaded once."""
+    found: dict[str, object] = {}
+    for ep in importlib.metadata.entry_points(group="clonestore"):
+        if ep.name not in found:
+            found[ep.name] = ep.load()
+    return found
+
+
+def _offers_backends(plugin: object) -> bool:
+    return callable(getattr(plugin, "clonestore_backends", None))
+
+
+class _TxState(threading.local):
+    def __init__(self) -> None:
+        # One list of recorded writes per open transaction level (outermost first).
+        self.levels: list[list[Operation]] = []
+        # How many repository operations are running inside the innermost level:
+        # their SPI calls share its savepoint instead of opening one each.
+        self.op_depth = 0
+
+
+class Store:
+    """An open clonestore: repositories over one backend, with plugins.
+
+    Use :func:`clonestore.open` to make one. Thread-safe; close it (or use it as
+    a context manager) when done.
+    """
+
+    users: UserRepository
+    voice_models: VoiceModelRepository
+    face_models: FaceModelRepository
+    sessions: SessionRepository
+    turns: TurnRepository
+    documents: DocumentRepository
+    memories: MemoryRepository
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        plugins: Sequence[str | object] = (),
+        clock: Clock | None = None,
+        id_factory: Callable[[], str] | None = None,
+        create_tables: bool = True,
+        **options: Any,
+    ) -> None:
+        self.url = url
+        self.clock: Clock = clock or utc_now
+        self.id_factory: Callable[[], str] = id_factory or new_id
+        self.options = dict(options)
+        self.services: dict[str, Any] = {}
+        self._closed = False
+        self._tx = _TxState()
+        self.plugin_manager = self._make_plugin_manager(plugins)
+        self.backend = self._open_backend(url, options)
+        try:
+            self.tables: dict[str, TableSpec] = dict(TABLES)
+            for specs in self.plugin_manager.hook.clonestore_tables():
+                for spec in specs:
+                    if spec.name in self.tables and self.tables[spec.name] != spec:
+                        raise ConfigurationError(f"two plugins define table {spec.name!r}")
+                    self.tables[spec.name] = spec
+            if create_tables:
+                self.backend.create_tables(list(self.tables.values()))
+            self.gateway = Gateway(self)
+            from clonestore.repositories import attach_repositories
+
+            attach_repositories(self)
+            self.plugin_manager.hook.clonestore_store_opened(store=self)
+        except BaseException:
+            self.backend.close()
+            raise
+
+    # ------------------------------------------------------------------ set-up
+
+    def _make_plugin_manager(self, plugins: Sequence[str | object]) -> pluggy.PluginManager:
+        pm = pluggy.PluginManager("clonestore")
+        pm.add_hookspecs(hookspecs)
+        available = _entry_point_plugins()
+        for name, plugin in available.items():
+            if _offers_backends(plugin):
+                pm.register(plugin, name=name)
+        for item in plugins:
+            if isinstance(item, str):
+                if item not in available:
+                    known = ", ".join(sorted(available)) or "none"
+                    raise ConfigurationError(f"unknown plugin {item!r}; installed plugins: {known}")
+                if pm.get_plugin(item) is None:
+                    pm.register(available[item], name=item)
+            else:
+                pm.register(item)
+        return pm
+
+    def _open_backend(self, url: str, options: Mapping[str, Any]) -> Backend:
+        scheme = urlsplit(url).scheme if "://" in url else ""
+        factories: dict[str, Callable[..., Backend]] = {}
+        for offered in self.plugin_manager.hook.clonestore_backends():
+            for name, factory in offered.items():
+                factories.setdefault(name, factory)
+        if scheme not in factories:
+            known = ", ".join(f"{s}://" for s in sorted(factories)) or "none installed"
+            raise ConfigurationError(
+                f"no backend for URL {redact_url(url)!r}; known schemes: {known}"
+            )
+        return factories[scheme](url, **options)
+
+    # ------------------------------------------------------------------ plugins
+
+    @property
+    def hook(self) -> Any:
+        """The store's hook relay (``store.hook.clonestore_...``)."""
+        return self.plugin_manager.hook
+
+    def __getattr__(self, name: str) -> Any:
+        # Services attached by plugins (store.cache, store.ratelimit, store.audit).
+        services = self.__dict__.get("services")
+        if services is not None and name in services:
+            return services[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def attach(self, name: str, service: Any) -> None:
+        """Attach a plugin's service as ``store.<name>``."""
+        if name in self.services or name in type(self).__dict__ or name in self.__dict__:
+            raise ConfigurationError(f"store already has an attribute {name!r}")
+        self.services[name] = service
+
+    # ------------------------------------------------------------------ context and transactions
+
+    @contextmanager
+    def context(
+        self,
+        *,
+        actor_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        request_id: str | None = None,
+    ) -> Iterator[Context]:
+        """Who is acting, for plugins (audit) to see, in this thread or task."""
+        ctx = Context(
+            actor_id=actor_id, ip_address=ip_address, user_agent=user_agent, request_id=request_id
+        )
+        token = push_context(ctx)
+        try:
+            yield ctx
+        finally:
+            pop_context(token)
+
+    @property
+    def current_context(self) -> Context:
+        """The context set by the innermost ``store.context(...)`` block."""
+        return current_context()
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside ``store.transaction()``."""
+        return bool(self._tx.levels)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing on every backend; nested blocks are savepoints.
+
+        ``clonestore_after_commit`` runs once the outermost block commits, with
+        the writes that survived (those of rolled-back savepoints are dropped).
+        """
+        self._check_open()
+        levels = self._tx.levels
+        levels.append([])
+        saved_depth, self._tx.op_depth = self._tx.op_depth, 0
+        committed = False
+        try:
+            with self.backend.transaction():
+                yield
+            committed = True
+        finally:
+            self._tx.op_depth = saved_depth
+            ops = levels.pop()
+            if committed:
+                if levels:
+                    levels[-1].extend(ops)
+                elif ops:
+                    self.plugin_manager.hook.clonestore_after_commit(store=self, ops=ops)
+
+    def _record(self, op: Operation) -> None:
+        if self._tx.levels:
+            self._tx.levels[-1].append(op)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClonestoreError("this store is closed; open a new one with clonestore.open()")
+
+    def health(self) -> dict[str, Any]:
+        """``ok``, ``backend``, ``latency_ms`` and backend details; never raises."""
+        return self.backend.health()
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; returns the names applied (none on memory://)."""
+        self._check_open()
+        migrate = getattr(self.backend, "migrate", None)
+        return list(migrate()) if migrate is not None else []
+
+    def migration_status(self) -> list[dict[str, Any]]:
+        """Every known migration with ``name`` and ``applied`` (empty on memory://)."""
+        status = getattr(self.backend, "migration_status", None)
+        return list(status()) if status is not None else []
+
+    def export_user(self, user_id: str) -> dict[str, Any]:
+        """Everything stored about a user, plugins included, as JSON-ready data."""
+        from clonestore.repositories.erasure import export_user
+
+        return export_user(self, user_id)
+
+    def erase_user(self, user_id: str) -> dict[str, int]:
+        """Remove everything about a user (right to be forgotten); rows removed per table."""
+        from clonestore.repositories.erasure import erase_user
+
+        return erase_user(self, user_id)
+
+    def close(self) -> None:
+        """Close the store and its backend. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self.plugin_manager.hook.clonestore_store_closed(store=self)
+        finally:
+            self._closed = True
+            self.backend.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<clonestore.Store {redact_url(self.url)} {state}>"
+
+
+def open(
+    url: str | None = None,
+    *,
+    plugins: Sequence[str | object] = (),
+    clock: Clock | None = None,
+    id_factory: Callable[[], str] | None = None,
+    create_tables: bool = True,
+    **options: Any,
+) -> Store:
+    """Open a store on ``url`` (default: ``$CLONESTORE_URL`` or a SQLite file).
+
+    :param plugins: plugin names (entry points in group ``clonestore``) or objects.
+    :param clock: returns the current aware datetime; injectable for tests.
+    :param id_factory: returns new ids (UUID strings); injectable for tests.
+    :param create_tables: create missing tables on open.
+    :param options: backend options (``pool_size``, ``connect_timeout``...).
+    """
+    if url is None:
+        url = os.environ.get("CLONESTORE_URL") or DEFAULT_URL
+    if not isinstance(url, str):
+        raise ValidationError(f"url must be a string, got {type(url).__name__}")
+    return Store(
+        url,
+        plugins=plugins,
+        clock=clock,
+        id_factory=id_factory,
+        create_tables=create_tables,
+        **options,
+    )
