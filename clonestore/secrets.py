@@ -23,6 +23,8 @@ def redact_url(url: str) -> str:
             user = userinfo.split(":", 1)[0]
             netloc = f"{user}:***@{host}"
     query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret; keep the URL exactly as given
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
