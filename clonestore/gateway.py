@@ -60,11 +60,15 @@ class Gateway:
             finally:
                 tx.op_depth -= 1
 
-    def write(self, op: Operation, run: Callable[[], R]) -> R:
-        """Run one write: ``before_write``, the SPI call, ``after_write``, atomically."""
+    def write(self, make_op: Callable[[], Operation], run: Callable[[], R]) -> R:
+        """Run one write: ``before_write``, the SPI call, ``after_write``, atomically.
+
+        ``make_op`` describes the write; it is only called when a plugin looks.
+        """
         store = self.store
         if not self._write_hooks and not store._tx.levels:
             return run()  # a single SPI call is atomic by itself
+        op = make_op()
         try:
             with self.atomic():
                 if self._before:
@@ -79,10 +83,10 @@ class Gateway:
             raise
         return result
 
-    def read(self, op: Operation, run: Callable[[], Any]) -> Any:
+    def read(self, make_op: Callable[[], Operation], run: Callable[[], Any]) -> Any:
         """Run one read, letting plugins answer it first (``clonestore_read``)."""
         if self._read:
-            result = self._hook.clonestore_read(store=self.store, op=op, fetch=run)
+            result = self._hook.clonestore_read(store=self.store, op=make_op(), fetch=run)
             if result is not None:
                 return result
         return run()

@@ -25,6 +25,7 @@ vector    ``list[float]`` of finite floats
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import uuid
@@ -231,6 +232,12 @@ def _check_json(col: Column, value: Any, depth: int) -> Any:
     raise _fail(col, f"{type(value).__name__} is not a JSON value")
 
 
+@functools.cache
+def _item_column(col: Column) -> Column:
+    """The rules for one item of a list column (errors still name the list)."""
+    return attrs.evolve(col, kind="text", max_length=None, min_length=0)
+
+
 def check(col: Column, value: Any) -> Any:
     """Validate ``value`` for ``col`` and return its normalised form.
 
@@ -327,7 +334,7 @@ def check(col: Column, value: Any) -> Any:
         if len(value) < col.min_length:
             raise _fail(col, f"fewer than {col.min_length} items")
         if kind == "list":
-            item_col = attrs.evolve(col, kind="text", max_length=None, min_length=0)
+            item_col = _item_column(col)
             return [_check_text(item_col, item, None) for item in value]
         out: list[float] = []
         for item in value:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import attrs
@@ -83,6 +83,7 @@ class Repository(Generic[R]):
             and not self._defaults_to_now(spec.by_name[f.name])
         )
         self._live: Expr = Cond("deleted_at", "isnull", True) if spec.soft_delete else TRUE
+        self._load = self._make_loader()
 
     # ------------------------------------------------------------------ rows <-> records
 
@@ -90,15 +91,25 @@ class Repository(Generic[R]):
     def _defaults_to_now(col: Column) -> bool:
         return col.kind == "datetime" and col.settable == "create" and not col.nullable
 
-    def _load(self, row: Mapping[str, Any]) -> R:
-        """A record from a stored row, without re-validating what the core validated."""
-        rec = object.__new__(self.record)
+    def _make_loader(self) -> Callable[[Mapping[str, Any]], R]:
+        """A function building a record from a stored row without re-validating it.
+
+        Rows were validated on the way in, so reads skip the field converters;
+        like attrs itself, the function is generated once per record class.
+        """
+        lines = ["def load(row):", "    rec = new(cls)"]
         for name in self._fields:
-            value = row[name]
-            if name in self._list_fields and value is not None:
-                value = tuple(value)
-            object.__setattr__(rec, name, value)
-        return rec
+            value = f"row[{name!r}]"
+            if name in self._list_fields:
+                value = f"(None if {value} is None else tuple({value}))"
+            lines.append(f"    setattr(rec, {name!r}, {value})")
+        lines.append("    return rec")
+        namespace: dict[str, Any] = {
+            "new": object.__new__, "cls": self.record, "setattr": object.__setattr__,
+        }
+        exec("\n".join(lines), namespace)  # the source is built from field names only
+        loader: Callable[[Mapping[str, Any]], R] = namespace["load"]
+        return loader
 
     def _row(self, rec: R) -> Row:
         row = {name: getattr(rec, name) for name in self._fields}
@@ -189,15 +200,16 @@ class Repository(Generic[R]):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Row]:
-        op = self._op(verb, "select", where=where)
         rows: list[Row] = self._gateway.read(
-            op, lambda: self._backend.select(self.spec, where, order, limit, offset)
+            lambda: self._op(verb, "select", where=where),
+            lambda: self._backend.select(self.spec, where, order, limit, offset),
         )
         return rows
 
     def _get_row(self, id: str) -> Row | None:
-        op = self._op("get", "get", key=id)
-        row: Row | None = self._gateway.read(op, lambda: self._backend.get(self.spec, id))
+        row: Row | None = self._gateway.read(
+            lambda: self._op("get", "get", key=id), lambda: self._backend.get(self.spec, id)
+        )
         return row
 
     def _live_row(self, id: Any) -> Row:
@@ -208,21 +220,25 @@ class Repository(Generic[R]):
         return row
 
     def _insert(self, verb: str, row: Row) -> None:
-        op = self._op(verb, "insert", key=row["id"], changes=row)
-        self._gateway.write(op, lambda: self._backend.insert(self.spec, row))
+        self._gateway.write(
+            lambda: self._op(verb, "insert", key=row["id"], changes=row),
+            lambda: self._backend.insert(self.spec, row),
+        )
 
     def _update(
         self, verb: str, where: Expr, changes: Mapping[str, Any], key: str | None = None
     ) -> list[Row]:
-        op = self._op(verb, "update", key=key, where=where, changes=changes)
         rows: list[Row] = self._gateway.write(
-            op, lambda: self._backend.update(self.spec, where, changes)
+            lambda: self._op(verb, "update", key=key, where=where, changes=changes),
+            lambda: self._backend.update(self.spec, where, changes),
         )
         return rows
 
     def _delete(self, verb: str, where: Expr, key: str | None = None) -> int:
-        op = self._op(verb, "delete", key=key, where=where)
-        count: int = self._gateway.write(op, lambda: self._backend.delete(self.spec, where))
+        count: int = self._gateway.write(
+            lambda: self._op(verb, "delete", key=key, where=where),
+            lambda: self._backend.delete(self.spec, where),
+        )
         return count
 
     # ------------------------------------------------------------------ reads
@@ -291,8 +307,10 @@ class Repository(Generic[R]):
     def count(self, where: Mapping[str, Any] | None = None, with_deleted: bool = False) -> int:
         """How many records match."""
         expr = self._where(where, with_deleted)
-        op = self._op("count", "count", where=expr)
-        n: int = self._gateway.read(op, lambda: self._backend.count(self.spec, expr))
+        n: int = self._gateway.read(
+            lambda: self._op("count", "count", where=expr),
+            lambda: self._backend.count(self.spec, expr),
+        )
         return n
 
     def exists(self, **where: Any) -> bool:
@@ -301,6 +319,9 @@ class Repository(Generic[R]):
 
     # ------------------------------------------------------------------ writes
 
+    #: Whether rows point at other rows that must exist (see ``_check_references``).
+    has_references = False
+
     def _check_references(self, rows: Sequence[Row]) -> None:
         """Refuse rows that point at missing owners (overridden by entities that have them)."""
 
@@ -308,6 +329,9 @@ class Repository(Generic[R]):
         """Validate and store a new record; returns it with its id and timestamps."""
         rec = self._build(fields)
         row = self._row(rec)
+        if not self.has_references:
+            self._insert("create", row)
+            return rec
         with self._gateway.atomic():
             self._check_references([row])
             self._insert("create", row)
@@ -330,8 +354,10 @@ class Repository(Generic[R]):
         stored = [self._row(r) for r in records]
         with self._gateway.atomic():
             self._check_references(stored)
-            op = self._op("create_many", "insert_many", rows=stored)
-            self._gateway.write(op, lambda: self._backend.insert_many(self.spec, stored))
+            self._gateway.write(
+                lambda: self._op("create_many", "insert_many", rows=stored),
+                lambda: self._backend.insert_many(self.spec, stored),
+            )
         return records
 
     def update(self, id: str, expected_version: int | None = None, **changes: Any) -> R:

@@ -17,6 +17,8 @@ class OwnedRepository(Repository[R]):
     """Records with a ``user_id``: the owner must be a live user when a record is
     created or restored."""
 
+    has_references = True
+
     def _check_references(self, rows: Sequence[Row]) -> None:
         users = self.store.users
         for user_id in dict.fromkeys(row["user_id"] for row in rows):

@@ -164,9 +164,9 @@ class SessionRepository(OwnedRepository[Session]):
             "first_started_at": Aggregate("min", "started_at"),
             "last_started_at": Aggregate("max", "started_at"),
         }
-        op = self._op("user_statistics", "aggregate", where=expr)
         (row,) = self._gateway.read(
-            op, lambda: self._backend.aggregate(self.spec, expr, (), aggregates)
+            lambda: self._op("user_statistics", "aggregate", where=expr),
+            lambda: self._backend.aggregate(self.spec, expr, (), aggregates),
         )
         return SessionStatistics(
             total_sessions=row["total_sessions"],
