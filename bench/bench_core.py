@@ -1,0 +1,347 @@
+"""Repository calls through clonestore against plain Peewee and the raw driver.
+
+In one run, on the same database, times: get by id, get by email, create,
+update, a page of 50, and create_many of 10,000 rows, through
+
+* clonestore (``store.users``),
+* plain Peewee (models reflected from the same tables with playhouse.reflection),
+* the raw driver (sqlite3; psycopg2, with ``execute_values`` for bulk),
+
+and prints medians (µs per call; ms for bulk) and ratios. memory:// is timed
+with the same repository calls. Targets (DESIGN section 8): single-row calls
+within 2x of the raw driver on SQLite and 1.2x on PostgreSQL; bulk within 1.5x
+of ``execute_values``; memory:// at least 10x faster than sqlite://.
+
+    python bench/bench_core.py                       # memory, sqlite, postgres
+    python bench/bench_core.py --backends memory,sqlite --calls 2000
+    CLONESTORE_BENCH_POSTGRES_URL=postgresql://postgres@host/db python bench/bench_core.py
+
+PostgreSQL: a throwaway database is created on the server named by
+``--postgres-url`` (default: ``$CLONESTORE_BENCH_POSTGRES_URL``, then
+``$CLONESTORE_TEST_POSTGRES_URL``, then postgresql://postgres@127.0.0.1:5432/postgres)
+and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import clonestore
+
+OPS = ("get", "get_by_email", "create", "update", "page_50")
+BULK = "create_many"
+
+
+def median_us(fn: Callable[[int], Any], calls: int, warmup: int = 50) -> float:
+    """Median wall time of one call, in microseconds."""
+    for i in range(warmup):
+        fn(i)
+    samples = []
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(calls):
+            start = time.perf_counter_ns()
+            fn(warmup + i)
+            samples.append(time.perf_counter_ns() - start)
+    finally:
+        gc.enable()
+    return statistics.median(samples) / 1000
+
+
+def bulk_ms(fn: Callable[[int], Any], repeats: int) -> float:
+    """Median wall time of one bulk call, in milliseconds."""
+    samples = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+class Run:
+    """Timings of one way of talking to one database."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.us: dict[str, float] = {}
+
+
+def seed_users(store: clonestore.Store, n: int, tag: str) -> list[clonestore.User]:
+    return store.users.create_many(
+        {"email": f"seed-{tag}-{i}@example.com", "name": f"Seed {i}", "settings": {"i": i}}
+        for i in range(n)
+    )
+
+
+def time_clonestore(store: clonestore.Store, seeded: list[clonestore.User], args: Any) -> Run:
+    run = Run("clonestore")
+    users = store.users
+    n = len(seeded)
+    run.us["get"] = median_us(lambda i: users.get(seeded[i % n].id), args.calls)
+    run.us["get_by_email"] = median_us(
+        lambda i: users.find_by_email(seeded[i % n].email), args.calls
+    )
+    tag = uuid.uuid4().hex[:8]
+    run.us["create"] = median_us(
+        lambda i: users.create(email=f"cs-{tag}-{i}@example.com", name="New", settings={"i": i}),
+        args.calls,
+    )
+    run.us["update"] = median_us(lambda i: users.update(seeded[i % n].id, name=f"N{i}"), args.calls)
+    run.us["page_50"] = median_us(lambda i: users.page(size=50), max(args.calls // 10, 50))
+
+    def bulk(r: int) -> None:
+        users.create_many(
+            {"email": f"bulk-{tag}-{r}-{i}@example.com", "name": "Bulk", "settings": {"i": i}}
+            for i in range(args.bulk)
+        )
+
+    run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+    return run
+
+
+def time_peewee(db: Any, seeded: list[clonestore.User], args: Any) -> Run:
+    """Plain Peewee on the same tables, models reflected from the database."""
+    from playhouse.reflection import generate_models
+
+    run = Run("peewee")
+    models = generate_models(db, table_names=["users"])
+    User = models["users"]
+    template = User.select().limit(1).dicts().get()
+    n = len(seeded)
+    run.us["get"] = median_us(lambda i: User.get_by_id(seeded[i % n].id), args.calls)
+    run.us["get_by_email"] = median_us(
+        lambda i: User.get(User.email_key == seeded[i % n].email.casefold()), args.calls
+    )
+    tag = uuid.uuid4().hex[:8]
+
+    def row(i: int, prefix: str) -> dict[str, Any]:
+        email = f"{prefix}-{tag}-{i}@example.com"
+        return {**template, "id": str(uuid.uuid4()), "email": email, "email_key": email}
+
+    run.us["create"] = median_us(lambda i: User.insert(row(i, "pw")).execute(), args.calls)
+    run.us["update"] = median_us(
+        lambda i: User.update(name=f"P{i}", version=User.version + 1)
+        .where(User.id == seeded[i % n].id)
+        .execute(),
+        args.calls,
+    )
+    run.us["page_50"] = median_us(
+        lambda i: list(
+            User.select().where(User.deleted_at.is_null()).order_by(User.created_at, User.id)
+            .limit(51)
+        ),
+        max(args.calls // 10, 50),
+    )
+
+    def bulk(r: int) -> None:
+        with db.atomic():
+            User.insert_many([row(i, f"pwb{r}") for i in range(args.bulk)]).execute()
+
+    run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+    return run
+
+
+def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: Any) -> Run:
+    """The raw DB-API driver on the same tables: the floor."""
+    run = Run("raw driver")
+    p = "?" if paramstyle == "qmark" else "%s"
+    cur = conn.cursor()
+    cur.execute("SELECT * FROM users LIMIT 1")
+    columns = [d[0] for d in cur.description]
+    template = list(cur.fetchone())
+    id_at, email_at, key_at = (columns.index(c) for c in ("id", "email", "email_key"))
+    n = len(seeded)
+
+    def fetch_one(sql: str, params: tuple[Any, ...]) -> Any:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+    run.us["get"] = median_us(
+        lambda i: fetch_one(f"SELECT * FROM users WHERE id = {p}", (seeded[i % n].id,)), args.calls
+    )
+    run.us["get_by_email"] = median_us(
+        lambda i: fetch_one(
+            f"SELECT * FROM users WHERE email_key = {p} AND deleted_at IS NULL LIMIT 1",
+            (seeded[i % n].email.casefold(),),
+        ),
+        args.calls,
+    )
+    tag = uuid.uuid4().hex[:8]
+
+    def row(i: int, prefix: str) -> tuple[Any, ...]:
+        values = list(template)
+        email = f"{prefix}-{tag}-{i}@example.com"
+        values[id_at], values[email_at], values[key_at] = str(uuid.uuid4()), email, email
+        return tuple(values)
+
+    insert = f"INSERT INTO users ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})"
+
+    def create(i: int) -> None:
+        cur.execute(insert, row(i, "raw"))
+        conn.commit()
+
+    def update(i: int) -> None:
+        cur.execute(
+            f"UPDATE users SET name = {p}, version = version + 1 WHERE id = {p}",
+            (f"R{i}", seeded[i % n].id),
+        )
+        conn.commit()
+
+    run.us["create"] = median_us(create, args.calls)
+    run.us["update"] = median_us(update, args.calls)
+
+    def page(i: int) -> list[Any]:
+        cur.execute(
+            "SELECT * FROM users WHERE deleted_at IS NULL ORDER BY created_at, id LIMIT 51"
+        )
+        return list(cur.fetchall())
+
+    run.us["page_50"] = median_us(page, max(args.calls // 10, 50))
+
+    def bulk(r: int) -> None:
+        rows = [row(i, f"rawb{r}") for i in range(args.bulk)]
+        if paramstyle == "qmark":
+            cur.executemany(insert, rows)
+        else:
+            from psycopg2.extras import execute_values
+
+            execute_values(cur, f"INSERT INTO users ({', '.join(columns)}) VALUES %s", rows,
+                           page_size=1000)
+        conn.commit()
+
+    run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+    return run
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+def bench_memory(args: Any) -> list[Run]:
+    with clonestore.open("memory://") as store:
+        seeded = seed_users(store, args.rows, "mem")
+        return [time_clonestore(store, seeded, args)]
+
+
+def bench_sqlite(args: Any) -> list[Run]:
+    import peewee
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.db")
+        with clonestore.open(f"sqlite:///{path}") as store:
+            seeded = seed_users(store, args.rows, "sqlite")
+            runs = [time_clonestore(store, seeded, args)]
+        db = peewee.SqliteDatabase(path, pragmas={"journal_mode": "wal"})
+        runs.append(time_peewee(db, seeded, args))
+        db.close()
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=wal")
+        runs.append(time_raw(conn, "qmark", seeded, args))
+        conn.close()
+    return runs
+
+
+@contextmanager
+def throwaway_postgres(server_url: str) -> Iterator[str]:
+    import psycopg2
+
+    name = f"clonestore_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(server_url)
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def bench_postgres(args: Any) -> list[Run]:
+    import psycopg2
+    from playhouse.db_url import connect
+
+    with throwaway_postgres(args.postgres_url) as url:
+        with clonestore.open(url) as store:
+            seeded = seed_users(store, args.rows, "pg")
+            runs = [time_clonestore(store, seeded, args)]
+        db = connect(url)
+        runs.append(time_peewee(db, seeded, args))
+        db.close()
+        conn = psycopg2.connect(url)
+        runs.append(time_raw(conn, "format", seeded, args))
+        conn.close()
+    return runs
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def report(results: dict[str, list[Run]]) -> None:
+    print(f"\n{'backend':<10} {'call':<14} " + " ".join(f"{r:>14}" for r in
+          ("clonestore", "peewee", "raw driver", "cs/raw", "peewee/raw")))
+    for backend, runs in results.items():
+        by = {r.label: r for r in runs}
+        for op in (*OPS, BULK):
+            cs = by["clonestore"].us[op]
+            pw = by["peewee"].us[op] if "peewee" in by else None
+            raw = by["raw driver"].us[op] if "raw driver" in by else None
+            unit = "ms" if op == BULK else "µs"
+
+            def fmt(v: float | None, unit: str = unit) -> str:
+                return "-" if v is None else f"{v:.1f} {unit}"
+
+            def ratio(a: float | None, b: float | None) -> str:
+                return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+            print(f"{backend:<10} {op:<14} {fmt(cs):>14} {fmt(pw):>14} {fmt(raw):>14} "
+                  f"{ratio(cs, raw):>14} {ratio(pw, raw):>14}")
+    if "memory" in results and "sqlite" in results:
+        print("\nmemory:// speed-up over sqlite:// (same clonestore call):")
+        mem, lite = results["memory"][0].us, results["sqlite"][0].us
+        for op in (*OPS, BULK):
+            print(f"  {op:<14} {lite[op] / mem[op]:.1f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="memory,sqlite,postgres")
+    parser.add_argument("--rows", type=int, default=1000, help="users seeded before timing")
+    parser.add_argument("--calls", type=int, default=2000, help="timed calls per single-row op")
+    parser.add_argument("--bulk", type=int, default=10_000, help="rows per create_many")
+    parser.add_argument("--bulk-repeats", type=int, default=3)
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
+        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    args = parser.parse_args(argv)
+    runners = {"memory": bench_memory, "sqlite": bench_sqlite, "postgres": bench_postgres}
+    results: dict[str, list[Run]] = {}
+    for name in args.backends.split(","):
+        if name not in runners:
+            parser.error(f"unknown backend {name!r}; choose from {', '.join(runners)}")
+        print(f"timing {name} ...", file=sys.stderr, flush=True)
+        results[name] = runners[name](args)
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
