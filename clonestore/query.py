@@ -114,7 +114,9 @@ class OrderBy:
 
 
 def _value_column(col: Column) -> Column:
-    return attrs.evolve(col, nullable=False)
+    """The rules a filter value obeys: the column's type and enum, not its range
+    (``size_bytes__gt=-1`` is a fine question) nor its minimum length."""
+    return attrs.evolve(col, nullable=False, minimum=None, maximum=None, min_length=0)
 
 
 def _parse_one(spec: TableSpec, key: str, value: Any) -> Expr:
