@@ -253,13 +253,13 @@ def check(col: Column, value: Any) -> Any:
         value = _check_text(col, value, col.max_length)
         if col.choices is not None and value not in col.choices:
             raise _fail(col, f"must be one of {', '.join(col.choices)}; got {value!r}")
-        if col.email and (not _EMAIL_RE.match(value) or len(value) > 254):
+        if col.email and (not _EMAIL_RE.fullmatch(value) or len(value) > 254):
             raise _fail(col, f"not a valid email address: {value!r}")
         return value
     if kind == "id":
         if isinstance(value, uuid.UUID):
             return str(value)
-        if type(value) is not str or not _UUID_RE.match(value):
+        if type(value) is not str or not _UUID_RE.fullmatch(value):
             raise _fail(col, f"expected a UUID, got {value!r}")
         return str(value)
     if kind == "int":
