@@ -1,0 +1,51 @@
+"""The ``sqlite://`` and ``postgresql://`` backends, built on Peewee and playhouse.
+
+Registered by entry point (group ``clonestore``, name ``peewee``) like any
+third-party plugin. Tables are Peewee models built from the store's table
+specs when it opens; statements are rendered by Peewee once per shape and
+then run with the driver's cursor (see :mod:`clonestore_peewee.compiler`).
+The schema of the clone domain is versioned by the migrations in
+:mod:`clonestore_peewee.migrations`.
+
+Modules: :mod:`.fields` (storage types), :mod:`.models` (specs -> models),
+:mod:`.codecs` (value conversion), :mod:`.dialects` (the few engine-specific
+operators), :mod:`.compiler` (statement cache), :mod:`.backend` (the SPI),
+:mod:`.sqlite` and :mod:`.postgres` (connections, transactions, health),
+:mod:`.errors` (driver errors -> clonestore errors), :mod:`.options`,
+:mod:`.migration_runner`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clonestore import ConfigurationError, hookimpl
+from clonestore.spi import Backend
+
+__all__ = ["clonestore_backends", "open_postgres", "open_sqlite"]
+
+
+def open_sqlite(url: str, **options: Any) -> Backend:
+    """A backend for ``sqlite:///path.db`` or ``sqlite:///:memory:``."""
+    from .sqlite import SqliteBackend
+
+    return SqliteBackend(url, **options)
+
+
+def open_postgres(url: str, **options: Any) -> Backend:
+    """A backend for ``postgresql://user@host:port/dbname`` (pooled connections)."""
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "postgresql:// needs the psycopg2 driver: pip install 'clonestore[postgres]'"
+        ) from None
+    from .postgres import PostgresBackend
+
+    return PostgresBackend(url, **options)
+
+
+@hookimpl
+def clonestore_backends() -> dict[str, Any]:
+    """Serve ``sqlite://``, ``postgresql://`` and ``postgres://`` URLs."""
+    return {"sqlite": open_sqlite, "postgresql": open_postgres, "postgres": open_postgres}

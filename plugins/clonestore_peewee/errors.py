@@ -1,0 +1,123 @@
+"""Driver and Peewee exceptions, translated to clonestore errors at the boundary.
+
+===============================================  ======================
+failure                                          clonestore error
+===============================================  ======================
+unique / primary key violation                   AlreadyExists
+serialization failure, deadlock                  Conflict
+lost connection, cannot connect, timeout,        StorageUnavailable
+busy database, pool exhausted
+anything else                                    BackendError (``orig``)
+===============================================  ======================
+
+Messages never carry a password (every secret the backend knows is
+redacted) nor the offending values (PostgreSQL's ``DETAIL`` line would show
+an email address).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final
+
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
+
+from clonestore import AlreadyExists, BackendError, ClonestoreError, Conflict, StorageUnavailable
+from clonestore.secrets import redact
+
+__all__ = ["closed_error", "translate_postgres", "translate_sqlite", "unwrap"]
+
+# SQLite result codes (https://sqlite.org/rescode.html).
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+_SQLITE_CANTOPEN: Final = 14
+_SQLITE_PROTOCOL: Final = 15
+_SQLITE_UNIQUE: Final = frozenset({1555, 2067})  # CONSTRAINT_PRIMARYKEY, CONSTRAINT_UNIQUE
+
+# PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+_PG_UNIQUE: Final = "23505"
+_PG_CONFLICT: Final = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+_PG_UNAVAILABLE_CLASSES: Final = ("08", "53", "57P")  # connection, resources, operator action
+_PG_TIMEOUTS: Final = frozenset({"57014", "55P03"})  # query_canceled, lock_not_available
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The driver's exception inside a Peewee one (Peewee keeps it as ``orig``)."""
+    if isinstance(exc, peewee.PeeweeException):
+        orig = getattr(exc, "orig", None)
+        if isinstance(orig, BaseException):
+            return orig
+    return exc
+
+
+def closed_error(backend: str) -> ClonestoreError:
+    """The error of a call on a closed backend (as memory:// raises)."""
+    return ClonestoreError(f"this {backend} store is closed; open a new one with clonestore.open()")
+
+
+def _first_line(exc: BaseException, secrets: Sequence[str | None]) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__, *secrets)
+
+
+def translate_sqlite(exc: BaseException, where: str) -> ClonestoreError:
+    """A clonestore error for an exception raised by sqlite3 (or Peewee over it)."""
+    if isinstance(exc, ClonestoreError):
+        return exc
+    orig = unwrap(exc)
+    message = _first_line(orig, ())
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(orig, sqlite3.IntegrityError) and (
+        code in _SQLITE_UNIQUE or "UNIQUE constraint" in message
+    ):
+        # "UNIQUE constraint failed: users.email_key" -> which columns, no values.
+        columns = message.partition(":")[2].strip() or "a unique value"
+        return AlreadyExists(f"{columns} already used by another row", orig=orig)
+    if code is not None and (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_PROTOCOL):
+        return StorageUnavailable(
+            f"{where}: the database stayed locked by another writer ({message}); "
+            "retry, or raise the busy_timeout option",
+            orig=orig,
+        )
+    if code is not None and (code & 0xFF) == _SQLITE_CANTOPEN:
+        return StorageUnavailable(f"{where}: cannot open the database file ({message})", orig=orig)
+    if isinstance(orig, sqlite3.ProgrammingError) and "closed" in message:
+        return StorageUnavailable(f"{where}: the connection is closed", orig=orig)
+    return BackendError(f"{where}: {message}", orig=orig)
+
+
+def translate_postgres(
+    exc: BaseException, where: str, secrets: Sequence[str | None] = ()
+) -> ClonestoreError:
+    """A clonestore error for an exception raised by psycopg2, Peewee or the pool."""
+    if isinstance(exc, ClonestoreError):
+        return exc
+    import psycopg2  # only PostgreSQL stores get here; psycopg2 is an optional dependency
+
+    orig = unwrap(exc)
+    if isinstance(orig, MaxConnectionsExceeded):
+        return StorageUnavailable(
+            f"{where}: no pooled connection became free in time (pool exhausted); "
+            "retry, or raise pool_size / pool_timeout",
+            orig=orig,
+        )
+    code: str | None = getattr(orig, "pgcode", None)
+    message = _first_line(orig, secrets)
+    diag: Any = getattr(orig, "diag", None)
+    if code == _PG_UNIQUE:
+        table = getattr(diag, "table_name", None) or "row"
+        constraint = getattr(diag, "constraint_name", None) or "a unique constraint"
+        return AlreadyExists(
+            f"{table}: value already used by another row ({constraint})", orig=orig
+        )
+    if code in _PG_CONFLICT:
+        return Conflict(f"{where}: concurrent transactions collided ({message}); retry", orig=orig)
+    if code in _PG_TIMEOUTS:
+        return StorageUnavailable(f"{where}: timed out ({message})", orig=orig)
+    if (code is not None and code.startswith(_PG_UNAVAILABLE_CLASSES)) or (
+        code is None and isinstance(orig, (psycopg2.OperationalError, psycopg2.InterfaceError))
+    ):
+        return StorageUnavailable(f"{where}: the server cannot be reached ({message})", orig=orig)
+    return BackendError(f"{where}: {message}", orig=orig)

@@ -1,0 +1,165 @@
+"""Peewee field classes for the storage type of each column kind.
+
+Each field names an abstract type (``CS_DATETIME``...) that the engine's
+database class maps to a concrete SQL type (see :data:`SQLITE_TYPES` and
+:data:`POSTGRES_TYPES`). Live models (built from table specs) and the frozen
+models of migrations use these same classes, so a migration declares exactly
+the types the backend reads and writes. Changing a mapping here changes the
+meaning of old migrations: add a new field class instead.
+
+The fields only describe DDL. Values never go through Peewee's converters on
+the hot path; the backend's own per-kind codecs (:mod:`.codecs`) do that.
+
+=========  ===================================  ==============================
+kind       SQLite                               PostgreSQL
+=========  ===================================  ==============================
+id         TEXT (canonical lower-case UUID)     UUID
+key/text   TEXT (BINARY: code point order)      TEXT COLLATE "C"
+int        INTEGER                              BIGINT
+float      REAL                                 DOUBLE PRECISION
+bool       INTEGER 0/1                          BOOLEAN
+datetime   INTEGER microseconds since epoch     TIMESTAMPTZ
+decimal    INTEGER micro-units (10^-6)          NUMERIC(18, 6)
+json       TEXT (JSON text, kept verbatim)      JSON (text kept verbatim)
+list       TEXT (JSON array of strings)         TEXT[]
+vector     BLOB (little-endian float64)         DOUBLE PRECISION[]
+=========  ===================================  ==============================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import peewee
+
+__all__ = [
+    "FIELD_CLASSES",
+    "POSTGRES_TYPES",
+    "SQLITE_TYPES",
+    "BoolField",
+    "DatetimeField",
+    "FloatField",
+    "IdField",
+    "IntField",
+    "JsonField",
+    "ListField",
+    "MoneyField",
+    "TextField",
+    "VectorField",
+]
+
+
+class _StorageField(peewee.Field):
+    """A field that passes values through untouched (the backend converts them)."""
+
+    def db_value(self, value: Any) -> Any:
+        return value
+
+    def python_value(self, value: Any) -> Any:
+        return value
+
+
+class IdField(_StorageField):
+    """``id`` kind: a UUID."""
+
+    field_type = "CS_ID"
+
+
+class TextField(_StorageField):
+    """``text`` and ``key`` kinds, ordered by code point."""
+
+    field_type = "CS_TEXT"
+
+
+class IntField(_StorageField):
+    """``int`` kind: signed 64 bits."""
+
+    field_type = "CS_INT"
+
+
+class FloatField(_StorageField):
+    """``float`` kind: IEEE double."""
+
+    field_type = "CS_FLOAT"
+
+
+class BoolField(_StorageField):
+    """``bool`` kind."""
+
+    field_type = "CS_BOOL"
+
+
+class DatetimeField(_StorageField):
+    """``datetime`` kind: an instant with microseconds."""
+
+    field_type = "CS_DATETIME"
+
+
+class MoneyField(_StorageField):
+    """``decimal`` kind: exact, six decimal places."""
+
+    field_type = "CS_MONEY"
+
+
+class JsonField(_StorageField):
+    """``json`` kind: JSON text stored verbatim, so numbers keep their type."""
+
+    field_type = "CS_JSON"
+
+
+class ListField(_StorageField):
+    """``list`` kind: strings, order and duplicates kept."""
+
+    field_type = "CS_LIST"
+
+
+class VectorField(_StorageField):
+    """``vector`` kind: floats."""
+
+    field_type = "CS_VECTOR"
+
+
+#: Column kind -> field class.
+FIELD_CLASSES: Final[dict[str, type[_StorageField]]] = {
+    "id": IdField,
+    "key": TextField,
+    "text": TextField,
+    "int": IntField,
+    "float": FloatField,
+    "bool": BoolField,
+    "datetime": DatetimeField,
+    "decimal": MoneyField,
+    "json": JsonField,
+    "list": ListField,
+    "vector": VectorField,
+}
+
+#: Abstract field type -> SQLite column type.
+SQLITE_TYPES: Final[dict[str, str]] = {
+    "CS_ID": "TEXT",
+    "CS_TEXT": "TEXT",
+    "CS_INT": "INTEGER",
+    "CS_FLOAT": "REAL",
+    "CS_BOOL": "INTEGER",
+    "CS_DATETIME": "INTEGER",
+    "CS_MONEY": "INTEGER",
+    "CS_JSON": "TEXT",
+    "CS_LIST": "TEXT",
+    "CS_VECTOR": "BLOB",
+}
+
+#: Abstract field type -> PostgreSQL column type. ``JSON`` rather than ``JSONB``:
+#: JSONB re-formats numbers (``1e16`` comes back as an integer, ``-0.0`` as
+#: ``0``), JSON keeps the text it was given.
+POSTGRES_TYPES: Final[dict[str, str]] = {
+    "CS_ID": "UUID",
+    "CS_TEXT": 'TEXT COLLATE "C"',
+    "CS_INT": "BIGINT",
+    "CS_FLOAT": "DOUBLE PRECISION",
+    "CS_BOOL": "BOOLEAN",
+    "CS_DATETIME": "TIMESTAMPTZ",
+    "CS_MONEY": "NUMERIC(18, 6)",
+    "CS_JSON": "JSON",
+    "CS_LIST": "TEXT[]",
+    "CS_VECTOR": "DOUBLE PRECISION[]",
+}

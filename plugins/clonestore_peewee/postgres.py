@@ -1,0 +1,314 @@
+"""The ``postgresql://`` (and ``postgres://``) backend, on a connection pool.
+
+``postgresql://user:password@host:port/dbname?pool_size=10``. Options
+(keywords to ``clonestore.open`` or URL query parameters):
+
+=================  =======  ==================================================
+pool_size          10       connections kept at most
+pool_timeout       10       seconds to wait for a free connection, then
+                            ``StorageUnavailable``
+connect_timeout    5        seconds to wait for the server when connecting
+stale_timeout      300      seconds after which an idle connection is renewed
+statement_timeout  none     seconds a statement may run (server-side)
+application_name   clone..  shown in ``pg_stat_activity``
+sslmode, ...                passed to libpq: sslmode, sslrootcert, sslcert,
+                            sslkey, target_session_attrs, host, port, user,
+                            password, dbname
+=================  =======  ==================================================
+
+A connection is taken from ``playhouse.pool.PooledPostgresqlDatabase`` for
+each call (or held for a transaction) and given back right after. A
+connection found broken (server restart, ``pg_terminate_backend``) fails its
+call with ``StorageUnavailable`` and is discarded along with the idle ones
+(they are most likely broken too), so later calls reconnect by themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final, cast
+from urllib.parse import unquote, urlsplit
+
+import peewee
+import psycopg2
+import psycopg2.extensions
+from playhouse.pool import PooledPostgresqlDatabase
+
+from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
+from clonestore.secrets import redact_url
+
+from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend
+from .dialects import POSTGRES
+from .errors import closed_error, translate_postgres
+from .fields import POSTGRES_TYPES
+from .options import positive_float, positive_int, read_options, text
+
+__all__ = ["PostgresBackend"]
+
+#: Passed through to libpq as given.
+LIBPQ_PARAMETERS: Final = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "target_session_attrs",
+    "host",
+    "port",
+    "user",
+    "password",
+    "dbname",
+)
+
+OPTIONS: Final = {
+    "pool_size": (positive_int, 10),
+    "pool_timeout": (positive_float, 10.0),
+    "connect_timeout": (positive_float, 5.0),
+    "stale_timeout": (positive_float, 300.0),
+    "statement_timeout": (positive_float, None),
+    "application_name": (text, "clonestore"),
+    **dict.fromkeys(LIBPQ_PARAMETERS, (text, None)),
+}
+
+#: Rows inserted per statement by insert_many (psycopg2's execute_values pages).
+INSERT_PAGE: Final = 1000
+# Held (session-level) while the schema changes, so that concurrent starts
+# migrate once. Any fixed 64-bit number unlikely to clash with applications.
+_SCHEMA_LOCK_KEY: Final = 0x636C6F6E6573746F  # "clonesto"
+
+_UUID_OID: Final = 2950
+_UUID_ARRAY_OID: Final = 2951
+# uuid columns read as canonical strings (the kind's Python value), not
+# uuid.UUID objects as Peewee's global registration would give.
+_UUID_AS_TEXT: Final = psycopg2.extensions.new_type(
+    (_UUID_OID,), "CLONESTORE_UUID", psycopg2.extensions.UNICODE
+)
+_UUID_ARRAY_AS_TEXT: Final = psycopg2.extensions.new_array_type(
+    (_UUID_ARRAY_OID,), "CLONESTORE_UUID_ARRAY", _UUID_AS_TEXT
+)
+
+
+class _Adapter(peewee.Psycopg2Adapter):
+    def connect(self, db: Any, **params: Any) -> Any:
+        conn = cast(Any, super()).connect(db, **params)
+        psycopg2.extensions.register_type(_UUID_AS_TEXT, conn)
+        psycopg2.extensions.register_type(_UUID_ARRAY_AS_TEXT, conn)
+        return conn
+
+
+class _PooledDatabase(PooledPostgresqlDatabase):  # type: ignore[misc]
+    """The pool with clonestore's column types, checking connections without a round trip."""
+
+    field_types = {**PooledPostgresqlDatabase.field_types, **POSTGRES_TYPES}
+    psycopg2_adapter = _Adapter
+
+    def _is_closed(self, conn: Any) -> bool:
+        # Peewee pings every checkout ("SELECT 1"), doubling the cost of a
+        # point read. A dead connection is instead detected when used: that
+        # call fails with StorageUnavailable and the connection is discarded.
+        return bool(conn.closed) or (
+            conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
+        )
+
+
+def _parse(url: str) -> tuple[dict[str, Any], str]:
+    parts = urlsplit(url)
+    params: dict[str, Any] = {}
+    if parts.hostname:
+        params["host"] = unquote(parts.hostname)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"invalid port in {redact_url(url)!r}") from None
+    if port is not None:
+        params["port"] = port
+    if parts.username:
+        params["user"] = unquote(parts.username)
+    if parts.password:
+        params["password"] = unquote(parts.password)
+    database = unquote(parts.path.lstrip("/"))
+    if database:
+        params["dbname"] = database
+    return params, parts.query
+
+
+class PostgresBackend(SQLBackend):
+    """PostgreSQL storage implementing :class:`clonestore.spi.Backend`."""
+
+    name = "postgresql"
+    dialect = POSTGRES
+
+    def __init__(self, url: str, **options: Any) -> None:
+        params, query = _parse(url)
+        opts = read_options("postgresql", query, options, OPTIONS)
+        for name in ("host", "port", "user", "password", "dbname"):
+            if opts[name] is not None:
+                params[name] = opts[name]
+        for name in LIBPQ_PARAMETERS[:5]:
+            if opts[name] is not None:
+                params[name] = opts[name]
+        if "dbname" not in params:
+            raise ConfigurationError(
+                f"no database name in {redact_url(url)!r}; use postgresql://user@host/dbname"
+            )
+        server_options = "-c TimeZone=UTC"
+        if opts["statement_timeout"] is not None:
+            server_options += f" -c statement_timeout={int(opts['statement_timeout'] * 1000)}"
+        self.url = url
+        self.label = redact_url(url)
+        self.pool_size: int = opts["pool_size"]
+        self.pool_timeout: float = opts["pool_timeout"]
+        self._secrets = (params.get("password"),)
+        dbname = params.pop("dbname")
+        database = _PooledDatabase(
+            dbname,
+            max_connections=self.pool_size,
+            timeout=self.pool_timeout,
+            stale_timeout=opts["stale_timeout"],
+            connect_timeout=max(1, round(opts["connect_timeout"])),
+            application_name=opts["application_name"],
+            options=server_options,
+            **params,
+        )
+        super().__init__(database)
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self.label}{' closed' if self._closed else ''}>"
+
+    def translate(self, exc: BaseException) -> ClonestoreError:
+        """The clonestore error for a driver exception (passwords redacted)."""
+        return translate_postgres(exc, self.label, self._secrets)
+
+    # ------------------------------------------------------------------ connections
+
+    def _checkout(self) -> None:
+        try:
+            self.database.connect()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    def _discard(self) -> None:
+        """Drop the calling thread's connection and every idle one."""
+        database = self.database
+        try:
+            database.manual_close()
+        except Exception:
+            database._state.reset()  # forget it; the pool no longer counts it either
+        database.close_idle()
+
+    def _execute(self, sql: str, params: Any, mode: int) -> Any:
+        if self._closed:
+            raise closed_error(self.name)
+        database = self.database
+        owned = database.is_closed()  # else a transaction of this thread holds it
+        if owned:
+            self._checkout()
+        try:
+            cursor = database._state.conn.cursor()
+            if mode == MANY:
+                self._insert_pages(cursor, sql, params)
+                return None
+            cursor.execute(sql, params)
+            if mode == ONE:
+                return cursor.fetchone()
+            if mode == ALL:
+                return cursor.fetchall()
+            if mode == ROWCOUNT:
+                return cursor.rowcount
+            return None
+        except Exception as exc:
+            error = self.translate(exc)
+            if owned and isinstance(error, StorageUnavailable):
+                self._discard()
+                owned = False
+            raise error from exc
+        finally:
+            if owned:
+                database.close()
+
+    def _insert_pages(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        from psycopg2.extras import execute_values
+
+        head, _, template = sql.rpartition(" VALUES ")
+        execute_values(cursor, f"{head} VALUES %s", rows, template=template, page_size=INSERT_PAGE)
+
+    def _begin(self) -> None:
+        database = self.database
+        owned = database.is_closed()
+        if owned:
+            self._checkout()
+        self._tx.owned = owned
+        try:
+            self._execute("BEGIN", (), NONE)
+        except BaseException:
+            self._release(owned, broken=True)
+            raise
+
+    def _end(self, commit: bool) -> None:
+        owned = self._tx.owned
+        broken = False
+        try:
+            self._execute("COMMIT" if commit else "ROLLBACK", (), NONE)
+        except ClonestoreError:
+            broken = True
+            if commit:
+                self._rollback_quietly()
+                raise
+        finally:
+            self._release(owned, broken)
+
+    def _rollback_quietly(self) -> None:
+        # Already failing: the caller raises the first error.
+        with contextlib.suppress(Exception):
+            self.database._state.conn.cursor().execute("ROLLBACK")
+
+    def _release(self, owned: bool, broken: bool) -> None:
+        if not owned:
+            return
+        database = self.database
+        conn = database._state.conn
+        if broken and (conn is None or conn.closed):
+            self._discard()
+        elif not database.is_closed():
+            database.close()
+
+    @contextmanager
+    def schema_session(self) -> Iterator[None]:
+        """Hold one connection and the schema advisory lock while the schema changes."""
+        if self._closed:
+            raise closed_error(self.name)
+        with self.database.connection_context():
+            self._execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,), NONE)
+            try:
+                yield
+            finally:
+                self._execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,), NONE)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def health(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        out: dict[str, Any] = {"ok": False, "backend": self.name, "url": self.label}
+        try:
+            row = self._execute("SHOW server_version", (), ONE)
+            out.update(ok=True, server_version=row[0])
+        except Exception as exc:
+            out["error"] = str(exc)
+        out["latency_ms"] = (time.perf_counter() - started) * 1000
+        database = self.database
+        # Peewee's pool keeps its bookkeeping in these two attributes.
+        out["pool"] = {
+            "size": self.pool_size,
+            "in_use": len(database._in_use),
+            "idle": len(database._connections),
+        }
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):  # closing anyway; nothing to report to
+            self.database.close_all()

@@ -1,0 +1,247 @@
+"""The ``sqlite://`` backend.
+
+``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+``sqlite:///:memory:``. Options (keywords or URL query): ``busy_timeout``
+(seconds a writer waits for the lock, default 10) and ``synchronous``
+(``normal``, the default and SQLite's advice for WAL, or ``full``).
+
+Concurrency: a file database runs in WAL mode with one connection per thread,
+so readers never block the writer. Transactions start with ``BEGIN
+IMMEDIATE``: a transaction takes the write lock up front instead of upgrading
+a read lock later, which is where SQLite reports SQLITE_BUSY without waiting.
+An in-memory database is one connection shared by the backend's threads,
+guarded by a lock that a transaction holds until it ends (as memory:// does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+
+import peewee
+
+from clonestore import ClonestoreError, ConfigurationError
+
+from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend
+from .dialects import SQLITE
+from .errors import closed_error, translate_sqlite
+from .fields import SQLITE_TYPES
+from .options import positive_float, read_options
+
+__all__ = ["SqliteBackend"]
+
+_SYNCHRONOUS: Final = {"normal": "NORMAL", "full": "FULL"}
+
+
+def _synchronous(value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in _SYNCHRONOUS:
+        raise ValueError(f"expected one of {', '.join(_SYNCHRONOUS)}")
+    return _SYNCHRONOUS[value.lower()]
+
+
+OPTIONS: Final = {
+    "busy_timeout": (positive_float, 10.0),
+    "synchronous": (_synchronous, "NORMAL"),
+}
+
+
+class _Connection(sqlite3.Connection):
+    """A sqlite3 connection that can be weakly referenced (the base class cannot)."""
+
+
+class _NoLock:
+    """Stands in for the in-memory database's lock: file databases need none."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+# Peewee's stubs leave out the connection internals overridden here.
+_PeeweeSqliteDatabase: Any = peewee.SqliteDatabase
+
+
+class _SqliteDatabase(_PeeweeSqliteDatabase):  # type: ignore[misc]
+    """Peewee's SQLite database with clonestore's column types and connections."""
+
+    field_types = {**peewee.SqliteDatabase.field_types, **SQLITE_TYPES}
+
+    def __init__(self, path: str, *, shared: sqlite3.Connection | None, **kwargs: Any) -> None:
+        self._shared = shared
+        # Every connection this database opened (one per thread for a file).
+        self.opened: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
+        super().__init__(path, **kwargs)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._shared is not None:
+            return self._shared
+        conn: sqlite3.Connection = super()._connect()
+        self.opened.add(conn)
+        return conn
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        if conn is not self._shared:
+            conn.close()
+
+
+def _parse_path(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise ConfigurationError(
+            f"sqlite URLs have no host: use sqlite:///relative.db or sqlite:////absolute.db, "
+            f"got {url!r}"
+        )
+    path = unquote(parts.path)
+    path = path[1:] if path.startswith("/") else path
+    return (path or ":memory:"), parts.query
+
+
+class SqliteBackend(SQLBackend):
+    """SQLite storage implementing :class:`clonestore.spi.Backend`."""
+
+    name = "sqlite"
+    dialect = SQLITE
+
+    def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
+        path, query = _parse_path(url)
+        opts = read_options("sqlite", query, options, OPTIONS)
+        self.url = url
+        self.path = path
+        self.memory = path == ":memory:"
+        self.busy_timeout: float = opts["busy_timeout"]
+        pragmas: list[tuple[str, Any]] = [("busy_timeout", int(self.busy_timeout * 1000))]
+        shared: sqlite3.Connection | None = None
+        if self.memory:
+            # One database per backend: a single connection every thread uses,
+            # serialized by self._lock.
+            shared = sqlite3.connect(
+                ":memory:", isolation_level=None, check_same_thread=False, factory=_Connection
+            )
+            self._lock: Any = threading.RLock()
+        else:
+            pragmas += [("journal_mode", "wal"), ("synchronous", opts["synchronous"])]
+            self._lock = _NoLock()
+        database = _SqliteDatabase(
+            path,
+            shared=shared,
+            pragmas=pragmas,
+            timeout=self.busy_timeout,
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+            factory=_Connection,
+        )
+        super().__init__(database)
+        if shared is not None:
+            database._add_conn_hooks(shared)
+        self.label = f"sqlite://{'/' + path if not self.memory else '/:memory:'}"
+
+    def __repr__(self) -> str:
+        return f"<SqliteBackend {self.label}{' closed' if self._closed else ''}>"
+
+    # ------------------------------------------------------------------ statements
+
+    def _execute(self, sql: str, params: Any, mode: int) -> Any:
+        if self._closed:
+            raise closed_error(self.name)
+        lock = self._lock
+        lock.acquire()
+        try:
+            conn = self.database.connection()
+            if mode == ONE:
+                return conn.execute(sql, params).fetchone()
+            if mode == ALL:
+                return conn.execute(sql, params).fetchall()
+            if mode == ROWCOUNT:
+                return conn.execute(sql, params).rowcount
+            if mode == MANY:
+                conn.executemany(sql, params)
+            else:
+                conn.execute(sql, params)
+            return None
+        except Exception as exc:
+            raise translate_sqlite(exc, self.label) from exc
+        finally:
+            lock.release()
+
+    def _begin(self) -> None:
+        # The in-memory database's lock is held until the transaction ends.
+        self._lock.acquire()
+        try:
+            self._execute("BEGIN IMMEDIATE", (), NONE)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _end(self, commit: bool) -> None:
+        try:
+            if commit:
+                try:
+                    self._execute("COMMIT", (), NONE)
+                except ClonestoreError:
+                    self._rollback_quietly()
+                    raise
+            else:
+                self._rollback_quietly()
+        finally:
+            self._lock.release()
+
+    def _rollback_quietly(self) -> None:
+        # Already failing: the caller raises the first error.
+        with contextlib.suppress(Exception):
+            conn = self.database.connection()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    @contextmanager
+    def schema_session(self) -> Iterator[None]:
+        """Hold the write lock (``BEGIN IMMEDIATE``) while the schema changes."""
+        if self._closed:
+            raise closed_error(self.name)
+        with self._lock_held(), self.database.atomic():
+            yield
+
+    @contextmanager
+    def _lock_held(self) -> Iterator[None]:
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def translate(self, exc: BaseException) -> ClonestoreError:
+        """The clonestore error for a driver exception."""
+        return translate_sqlite(exc, self.label)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def health(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        out: dict[str, Any] = {"ok": False, "backend": self.name, "path": self.path}
+        try:
+            row = self._execute("SELECT sqlite_version()", (), ONE)
+            journal = self._execute("PRAGMA journal_mode", (), ONE)
+            out.update(ok=True, server_version=row[0], journal_mode=journal[0])
+        except Exception as exc:
+            out["error"] = str(exc)
+        out["latency_ms"] = (time.perf_counter() - started) * 1000
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock_held():
+            for conn in list(self.database.opened):
+                with contextlib.suppress(Exception):  # closing anyway
+                    conn.close()
+            if self.database._shared is not None:
+                self.database._shared.close()
