@@ -85,9 +85,10 @@ def main(url: str = "memory://") -> None:
         )
         for character in (sir_ada, mira, bolt, nyx):
             characters.publish(character.id)
+        mine = {"user_id__in": [ada.id, grace.id]}
         print(
-            f"characters: {characters.count()} created, "
-            f"{characters.count(where={'is_public': True})} public"
+            f"characters: {characters.count(where=mine)} created, "
+            f"{characters.count(where={**mine, 'is_public': True})} public"
         )
 
         def show(label: str, page: clonestore.Page[object]) -> None:
@@ -120,7 +121,7 @@ def main(url: str = "memory://") -> None:
             )
         generations.enqueue(grace.id, bolt.id)
         generations.enqueue(grace.id, mira.id)  # Mira is public: Grace may use her
-        print(f"queue: {generations.counts_by_status()}")
+        print(f"queue: {generations.counts_by_status(**mine)}")
 
         finished = 0
         while (job := generations.claim_next(worker="gpu-1")) is not None:
@@ -129,7 +130,7 @@ def main(url: str = "memory://") -> None:
             else:
                 generations.complete(job.id, f"https://cdn.example.com/{job.id}.png")
             finished += 1
-        print(f"worker gpu-1 finished {finished} jobs: {generations.counts_by_status()}")
+        print(f"worker gpu-1 finished {finished} jobs: {generations.counts_by_status(**mine)}")
         failed = generations.find_many(where={"status": "failed"})
         for job in failed:
             generations.retry(job.id)
@@ -138,7 +139,7 @@ def main(url: str = "memory://") -> None:
         generations.complete(retried.id, f"https://cdn.example.com/{retried.id}.png")
         print(
             f"retried {len(failed)} failed job(s); gpu-2 finished one: "
-            f"{generations.counts_by_status()}"
+            f"{generations.counts_by_status(**mine)}"
         )
 
         for user in (ada, grace):
