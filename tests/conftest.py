@@ -1,0 +1,143 @@
+"""The one backend matrix, and the test session's PostgreSQL.
+
+Every test that uses a store (``store``, ``store_factory``, ``clonestore_store``
+from the ``clonestore.testing`` pytest plugin) runs once per backend:
+``memory``, ``sqlite`` (a file in the test's tmp_path) and ``postgres`` (a
+database created for this test session and dropped at its end).
+
+PostgreSQL is the server named by ``CLONESTORE_TEST_POSTGRES_URL`` when set
+(an unreachable one fails the tests; they never skip); otherwise a throwaway
+server from the ``pgserver`` package.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["pytester"]
+
+POSTGRES_ENV = "CLONESTORE_TEST_POSTGRES_URL"
+
+# ----------------------------------------------------------------------------- hypothesis
+
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
+)
+
+# ----------------------------------------------------------------------------- the matrix
+
+BACKENDS = ("memory", "sqlite", "postgres")
+
+
+@pytest.fixture(params=BACKENDS, ids=BACKENDS)
+def clonestore_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of the backend under test (overrides the plugin's single URL)."""
+    backend = request.param
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return "sqlite:///" + str((tmp_path / "clonestore.db").resolve())
+    return str(request.getfixturevalue("postgres_url"))
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def _connect(url: str) -> Any:
+    import psycopg2
+
+    conn = psycopg2.connect(url, connect_timeout=10)
+    conn.autocommit = True
+    return conn
+
+
+def _server_url() -> Iterator[str]:
+    """A PostgreSQL server URL (its maintenance database) for the whole session."""
+    configured = os.environ.get(POSTGRES_ENV)
+    if configured:
+        try:
+            _connect(configured).close()
+        except Exception as exc:
+            pytest.fail(
+                f"{POSTGRES_ENV} is set but PostgreSQL cannot be reached there: "
+                f"{type(exc).__name__}: {exc}".strip(),
+                pytrace=False,
+            )
+        yield configured
+        return
+    tmp = tempfile.mkdtemp(prefix="clonestore-pg-")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR, a fallback
+            import pgserver
+
+            # As root, pgserver runs postgres as an unprivileged user who must reach the data.
+            os.chmod(tmp, 0o755)
+            server = pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
+            uri = server.get_uri()
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        pytest.fail(
+            "could not start a throwaway PostgreSQL with pgserver "
+            f"({type(exc).__name__}: {exc}); set {POSTGRES_ENV} to a server's URL, e.g. "
+            f"{POSTGRES_ENV}=postgresql://postgres@127.0.0.1:5432/postgres",
+            pytrace=False,
+        )
+    try:
+        yield uri
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """The PostgreSQL server of this test session (its maintenance database)."""
+    yield from _server_url()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A database created for this test session, dropped when it ends."""
+    name = f"clonestore_test_{secrets.token_hex(6)}"
+    admin = _connect(postgres_server_url)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    try:
+        yield _with_database(postgres_server_url, name)
+    finally:
+        admin = _connect(postgres_server_url)
+        try:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            admin.close()
