@@ -79,14 +79,25 @@ class Gateway:
                 store._record(op)
         except ClonestoreError as error:
             if self._failed:
-                self._hook.clonestore_write_failed(store=store, op=op, error=error)
+                store._write_failed(op, error)
             raise
         return result
 
     def read(self, make_op: Callable[[], Operation], run: Callable[[], Any]) -> Any:
-        """Run one read, letting plugins answer it first (``clonestore_read``)."""
-        if self._read:
-            result = self._hook.clonestore_read(store=self.store, op=make_op(), fetch=run)
-            if result is not None:
-                return result
-        return run()
+        """Run one read, letting plugins answer it first (``clonestore_read``).
+
+        What a plugin fetched stands: the backend is never asked twice.
+        """
+        if not self._read:
+            return run()
+        fetched: list[Any] = []
+
+        def fetch() -> Any:
+            value = run()
+            fetched.append(value)
+            return value
+
+        result = self._hook.clonestore_read(store=self.store, op=make_op(), fetch=fetch)
+        if result is not None:
+            return result
+        return fetched[-1] if fetched else run()

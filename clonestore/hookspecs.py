@@ -83,8 +83,14 @@ def clonestore_after_write(store: Store, op: Operation, result: Any) -> None:
 
 @hookspec
 def clonestore_write_failed(store: Store, op: Operation, error: BaseException) -> None:
-    """A write was refused or failed; called once per failed write, outside its
-    transaction (which has been rolled back).
+    """A write was refused or failed; called once per failed write, outside any
+    transaction, so what the hook writes is kept.
+
+    A write outside ``store.transaction()`` is reported as soon as its own
+    transaction has rolled back. A write inside one (including the implicit
+    transaction of a repository operation such as ``documents.create``) is
+    reported when the outermost transaction ends, whether it commits (the
+    caller caught the error) or rolls back.
 
     :param store: the store.
     :param op: the write that failed.
@@ -113,6 +119,8 @@ def clonestore_read(store: Store, op: Operation, fetch: Callable[[], Any]) -> An
         ``op.table``, ``op.key``).
     :param fetch: runs the read on the backend and returns its result; a
         read-through cache calls it on a miss and returns (and keeps) what it gives.
+        When a plugin called ``fetch`` and every plugin returns None, the fetched
+        result is the answer: the backend is not asked again.
     :return: what the backend would have returned (``get``: a row dict; ``select``:
         a list of rows), or None to pass.
     """

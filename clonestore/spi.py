@@ -52,6 +52,7 @@ __all__ = [
     "Expr",
     "Increment",
     "Index",
+    "ListenNotify",
     "Or",
     "OrderBy",
     "Row",
@@ -175,6 +176,32 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+
+@runtime_checkable
+class ListenNotify(Protocol):
+    """Optional capability ``listen_notify``: messages between the processes that
+    share one database (PostgreSQL ``LISTEN``/``NOTIFY``).
+
+    Plugins use it to keep in-process state consistent across processes (the
+    cache plugin invalidates cached rows with it). A backend declaring
+    ``"listen_notify"`` in ``capabilities`` provides both methods.
+    """
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Send ``payload`` (at most 7,000 UTF-8 bytes) to every listener of ``channel``.
+
+        Inside a transaction the message is delivered only if and when the
+        outermost transaction commits; outside one, at once.
+        """
+
+    def listen(self, channel: str, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(payload)`` from a background thread for each message on
+        ``channel``, this process's own included; returns a function that stops.
+
+        ``callback(None)`` means messages may have been lost (the connection
+        dropped and was re-established): listeners must assume anything changed.
+        """
 
 
 #: What a ``clonestore_backends`` hook returns per URL scheme: called with the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -80,6 +81,9 @@ class _TxState(threading.local):
         # How many repository operations are running inside the innermost level:
         # their SPI calls share its savepoint instead of opening one each.
         self.op_depth = 0
+        # Failed writes whose clonestore_write_failed waits for the outermost
+        # transaction to end, so that what the hook writes is not rolled back.
+        self.failures: list[tuple[Operation, ClonestoreError]] = []
 
 
 class Store:
@@ -224,6 +228,8 @@ class Store:
 
         ``clonestore_after_commit`` runs once the outermost block commits, with
         the writes that survived (those of rolled-back savepoints are dropped).
+        ``clonestore_write_failed`` runs for the writes that failed inside the
+        block once the outermost block has ended, committed or rolled back.
         """
         self._check_open()
         levels = self._tx.levels
@@ -237,15 +243,43 @@ class Store:
         finally:
             self._tx.op_depth = saved_depth
             ops = levels.pop()
-            if committed:
-                if levels:
-                    levels[-1].extend(ops)
-                elif ops:
-                    self.plugin_manager.hook.clonestore_after_commit(store=self, ops=ops)
+            try:
+                if committed:
+                    if levels:
+                        levels[-1].extend(ops)
+                    elif ops:
+                        self.plugin_manager.hook.clonestore_after_commit(store=self, ops=ops)
+            finally:
+                if not levels and self._tx.failures:
+                    self._report_failures()
 
     def _record(self, op: Operation) -> None:
         if self._tx.levels:
             self._tx.levels[-1].append(op)
+
+    def _write_failed(self, op: Operation, error: ClonestoreError) -> None:
+        """Report a failed write now, or when the outermost transaction ends."""
+        if self._tx.levels:
+            self._tx.failures.append((op, error))
+        else:
+            self.plugin_manager.hook.clonestore_write_failed(store=self, op=op, error=error)
+
+    def _report_failures(self) -> None:
+        failures, self._tx.failures = self._tx.failures, []
+        # When the transaction's own error is propagating, it is the one the
+        # caller must see; a hook's error is attached to it as a note.
+        propagating = sys.exception()
+        first: Exception | None = None
+        for op, error in failures:
+            try:
+                self.plugin_manager.hook.clonestore_write_failed(store=self, op=op, error=error)
+            except Exception as exc:
+                if propagating is not None:
+                    propagating.add_note(f"clonestore_write_failed({op.action}) raised {exc!r}")
+                elif first is None:
+                    first = exc
+        if first is not None:
+            raise first
 
     # ------------------------------------------------------------------ lifecycle
 
