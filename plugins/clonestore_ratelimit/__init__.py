@@ -1,0 +1,139 @@
+"""Rate limiting for clonestore: ``store.ratelimit``.
+
+Enable it by name, with the default tier policies::
+
+    store = clonestore.open(url, plugins=["ratelimit"])
+    decision = store.ratelimit.check_and_increment(user_id, "chat", limit=100, window_seconds=60)
+
+or configure it with a plugin object (store options go to the backend, so
+the plugin carries its own)::
+
+    from clonestore_ratelimit import Policy, RateLimitPlugin
+
+    limiter = RateLimitPlugin(
+        tiers={"free": {"chat": Policy(20, 60), "*": Policy(60, 60)},
+               "pro": {"*": Policy(600, 60, "sliding_window")},
+               "enterprise": {"*": Policy(100, 1, "token_bucket")}},
+        enforce={"document.create": "uploads", "*": "writes"},
+    )
+    store = clonestore.open(url, plugins=[limiter])
+
+With ``enforce``, every write whose context has an ``actor_id`` counts against
+the actor's tier policy for the endpoint of the first matching action pattern,
+and a write over the policy is refused with :class:`clonestore.RateLimited`.
+See ``docs/plugins.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clonestore import Operation, Store, TableSpec, hookimpl
+from clonestore_ratelimit._algorithms import MAX_ATTEMPTS
+from clonestore_ratelimit._policies import (
+    ALGORITHMS,
+    DEFAULT_TIERS,
+    Decision,
+    EndpointUsage,
+    Policy,
+    Usage,
+    parse_enforce,
+    parse_tiers,
+)
+from clonestore_ratelimit._service import RateLimitConfig, RateLimiter, TierOf
+from clonestore_ratelimit._tables import BUCKETS, WINDOWS
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_TIERS",
+    "MAX_ATTEMPTS",
+    "Decision",
+    "EndpointUsage",
+    "Policy",
+    "RateLimitConfig",
+    "RateLimitPlugin",
+    "RateLimiter",
+    "Usage",
+    "plugin",
+]
+
+
+class RateLimitPlugin:
+    """The rate-limit plugin; attaches a :class:`RateLimiter` as ``store.ratelimit``.
+
+    :param tiers: ``{tier: {endpoint: policy}}``; a policy is a :class:`Policy`,
+        a mapping of its fields or a ``(limit, window_seconds[, algorithm])``
+        tuple; endpoint ``"*"`` is the tier's fallback. Default: :data:`DEFAULT_TIERS`.
+    :param default_tier: the tier of callers that are not users.
+    :param enforce: ``{action pattern: endpoint}`` (``fnmatch`` patterns, first
+        match wins): refuse writes over the actor's policy. Only a plugin created
+        with ``enforce`` has the write hook, so stores without enforcement pay
+        nothing on writes.
+    :param tier_of: ``tier_of(user_id) -> tier or None``; by default the user's
+        ``subscription_tier``, cached for ``tier_ttl`` seconds.
+    """
+
+    def __new__(cls, **config: Any) -> RateLimitPlugin:
+        if config.get("enforce") and cls is RateLimitPlugin:
+            cls = _EnforcingRateLimitPlugin
+        return object.__new__(cls)
+
+    def __init__(
+        self,
+        *,
+        tiers: Mapping[str, Mapping[str, Any]] | None = None,
+        default_tier: str = "free",
+        enforce: Mapping[str, str] | None = None,
+        tier_of: TierOf | None = None,
+        tier_ttl: float = 30.0,
+    ) -> None:
+        self.config = RateLimitConfig(
+            tiers=parse_tiers(DEFAULT_TIERS if tiers is None else tiers),
+            default_tier=default_tier,
+            enforce=parse_enforce(enforce),
+            tier_of=tier_of,
+            tier_ttl=tier_ttl,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} tiers={sorted(self.config.tiers)}>"
+
+    @hookimpl
+    def clonestore_tables(self) -> Sequence[TableSpec]:
+        """Counters (fixed and sliding windows) and token buckets."""
+        return [WINDOWS, BUCKETS]
+
+    @hookimpl
+    def clonestore_store_opened(self, store: Store) -> None:
+        """Attach ``store.ratelimit``."""
+        limiter = RateLimiter(
+            store, self.config, can_enforce=isinstance(self, _EnforcingRateLimitPlugin)
+        )
+        store.attach("ratelimit", limiter)
+
+    @hookimpl
+    def clonestore_export_user(self, store: Store, user_id: str) -> Mapping[str, Any]:
+        """The user's usage statistics."""
+        limiter: RateLimiter = store.services["ratelimit"]
+        return limiter.export_user(user_id)
+
+    @hookimpl
+    def clonestore_erase_user(self, store: Store, user_id: str) -> None:
+        """Remove the user's counters and buckets."""
+        limiter: RateLimiter = store.services["ratelimit"]
+        limiter.erase_user(user_id)
+
+
+class _EnforcingRateLimitPlugin(RateLimitPlugin):
+    """A rate-limit plugin that also refuses writes over policy."""
+
+    @hookimpl
+    def clonestore_before_write(self, store: Store, op: Operation) -> None:
+        """Count the write against its actor's policy; refuse it when over."""
+        limiter: RateLimiter = store.services["ratelimit"]
+        limiter.enforce(op)
+
+
+#: The plugin enabled by name (``plugins=["ratelimit"]``): default tiers, no enforcement.
+plugin = RateLimitPlugin()

@@ -1,0 +1,304 @@
+"""``store.ratelimit``: checks, status, cleanup, usage and write enforcement."""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, timedelta
+from typing import Any
+
+import attrs
+
+from clonestore import ConfigurationError, Operation, RateLimited, Store, ValidationError
+from clonestore.spi import Cond
+from clonestore_ratelimit._algorithms import Counters, from_us, to_us
+from clonestore_ratelimit._policies import (
+    Decision,
+    EndpointUsage,
+    Policy,
+    Usage,
+    check_name,
+    parse_enforce,
+    parse_tiers,
+)
+from clonestore_ratelimit._tables import BUCKETS, WINDOWS
+
+__all__ = ["RateLimitConfig", "RateLimiter"]
+
+TierOf = Callable[[str], "str | None"]
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitConfig:
+    """Validated settings of a rate limiter (see ``RateLimitPlugin``)."""
+
+    tiers: Mapping[str, Mapping[str, Policy]]
+    default_tier: str = "free"
+    enforce: tuple[tuple[str, str], ...] = ()
+    tier_of: TierOf | None = None
+    tier_ttl: float = 30.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.default_tier not in self.tiers:
+            raise ConfigurationError(
+                f"default tier {self.default_tier!r} has no policies; "
+                f"configured tiers: {', '.join(sorted(self.tiers)) or 'none'}"
+            )
+
+
+class RateLimiter:
+    """Rate limiting for a store, attached as ``store.ratelimit``.
+
+    Counters live in the store's backend, so every process using the database
+    shares them; time comes from ``store.clock``.
+    """
+
+    def __init__(self, store: Store, config: RateLimitConfig, *, can_enforce: bool) -> None:
+        self._store = store
+        self._config = config
+        self._can_enforce = can_enforce
+        self._counters = Counters(store.backend)
+        self._tiers: dict[str, tuple[str, float]] = {}
+        self._tiers_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def config(self) -> RateLimitConfig:
+        """The settings in force."""
+        return self._config
+
+    def configure(
+        self,
+        *,
+        tiers: Mapping[str, Mapping[str, Any]] | None = None,
+        default_tier: str | None = None,
+        enforce: Mapping[str, str] | None = None,
+        tier_of: TierOf | None = None,
+    ) -> None:
+        """Change policies at run time (only the arguments given change).
+
+        ``enforce`` needs a plugin created with enforcement
+        (``RateLimitPlugin(enforce=...)``): the write hook exists only then.
+        """
+        changes: dict[str, Any] = {}
+        if tiers is not None:
+            changes["tiers"] = parse_tiers(tiers)
+        if default_tier is not None:
+            changes["default_tier"] = default_tier
+        if enforce is not None:
+            if not self._can_enforce:
+                raise ConfigurationError(
+                    "this store's rate limiter does not enforce writes; open the store with "
+                    "plugins=[RateLimitPlugin(enforce={...})] to enable it"
+                )
+            changes["enforce"] = parse_enforce(enforce)
+        if tier_of is not None:
+            changes["tier_of"] = tier_of
+        self._config = attrs.evolve(self._config, **changes)
+        with self._tiers_lock:
+            self._tiers.clear()
+
+    def tier_of(self, user_id: str) -> str:
+        """The user's tier: from ``tier_of`` if configured, else the user's
+        ``subscription_tier`` (cached for ``tier_ttl`` seconds), else the default."""
+        config = self._config
+        if config.tier_of is not None:
+            return config.tier_of(user_id) or config.default_tier
+        now = time.monotonic()
+        known = self._tiers.get(user_id)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            user = self._store.users.get_or_none(user_id)
+        except ValidationError:  # not a user id: an API key, an address...
+            user = None
+        tier = user.subscription_tier if user is not None else config.default_tier
+        with self._tiers_lock:
+            if len(self._tiers) > 10_000:
+                self._tiers.clear()
+            self._tiers[user_id] = (tier, now + config.tier_ttl)
+        return tier
+
+    def policy_for(self, user_id: str, endpoint: str, tier: str | None = None) -> Policy:
+        """The policy that applies to ``user_id`` calling ``endpoint``."""
+        config = self._config
+        tier = tier or self.tier_of(user_id)
+        policies = config.tiers.get(tier)
+        if policies is None:
+            policies = config.tiers[config.default_tier]
+        policy = policies.get(endpoint) or policies.get("*")
+        if policy is None:
+            raise ConfigurationError(f"no rate-limit policy for {endpoint!r} in tier {tier!r}")
+        return policy
+
+    # ------------------------------------------------------------------ checks
+
+    def _now_us(self) -> int:
+        now = self._store.clock()
+        if now.tzinfo is None:
+            raise ValidationError("store.clock() returned a naive datetime")
+        return to_us(now.astimezone(UTC))
+
+    def _resolve(
+        self,
+        user_id: Any,
+        endpoint: Any,
+        limit: int | None,
+        window_seconds: int | None,
+        algorithm: str | None,
+        tier: str | None,
+    ) -> tuple[str, str, Policy]:
+        user_id = check_name("user_id", user_id)
+        endpoint = check_name("endpoint", endpoint)
+        if limit is None and window_seconds is None:
+            policy = self.policy_for(user_id, endpoint, tier)
+            if algorithm is not None:
+                policy = Policy(policy.limit, policy.window_seconds, algorithm)
+        elif limit is None or window_seconds is None:
+            raise ValidationError("give both limit and window_seconds, or neither (use a policy)")
+        else:
+            policy = Policy(limit, window_seconds, algorithm or "fixed_window")
+        return user_id, endpoint, policy
+
+    def check_and_increment(
+        self,
+        user_id: str,
+        endpoint: str,
+        limit: int | None = None,
+        window_seconds: int | None = None,
+        *,
+        algorithm: str | None = None,
+        tier: str | None = None,
+    ) -> Decision:
+        """Count one call of ``user_id`` to ``endpoint`` and say whether it is allowed.
+
+        Without ``limit`` and ``window_seconds`` the user's tier policy applies
+        (``tier`` overrides the user's). ``algorithm`` is ``"fixed_window"``
+        (default), ``"sliding_window"`` or ``"token_bucket"``. Exact under
+        concurrency; a fixed-window check is one statement.
+        """
+        user_id, endpoint, policy = self._resolve(
+            user_id, endpoint, limit, window_seconds, algorithm, tier
+        )
+        run = getattr(self._counters, policy.algorithm)
+        decision: Decision = run(
+            user_id, endpoint, policy.limit, policy.window_seconds, self._now_us()
+        )
+        return decision
+
+    def status(
+        self,
+        user_id: str,
+        endpoint: str,
+        limit: int | None = None,
+        window_seconds: int | None = None,
+        *,
+        algorithm: str | None = None,
+        tier: str | None = None,
+    ) -> Decision:
+        """What ``check_and_increment`` would decide now, without counting a call."""
+        user_id, endpoint, policy = self._resolve(
+            user_id, endpoint, limit, window_seconds, algorithm, tier
+        )
+        name = {
+            "fixed_window": "fixed_status",
+            "sliding_window": "sliding_status",
+            "token_bucket": "bucket_status",
+        }[policy.algorithm]
+        decision: Decision = getattr(self._counters, name)(
+            user_id, endpoint, policy.limit, policy.window_seconds, self._now_us()
+        )
+        return decision
+
+    def cleanup(self, older_than: timedelta | float = timedelta(days=1)) -> int:
+        """Remove windows that ended, and buckets full since, more than
+        ``older_than`` ago (a timedelta or seconds); how many rows went."""
+        if not isinstance(older_than, timedelta):
+            if isinstance(older_than, bool) or not isinstance(older_than, (int, float)):
+                raise ValidationError("must be a timedelta or seconds", field="older_than")
+            older_than = timedelta(seconds=older_than)
+        if older_than < timedelta(0):
+            raise ValidationError("must not be negative", field="older_than")
+        cutoff_us = self._now_us() - older_than // timedelta(microseconds=1)
+        backend = self._store.backend
+        with backend.transaction():
+            removed = backend.delete(WINDOWS, Cond("window_end", "lt", from_us(cutoff_us)))
+            removed += backend.delete(BUCKETS, Cond("tat_us", "lt", cutoff_us))
+        return removed
+
+    def usage(self, user_id: str) -> Usage:
+        """Requests, admissions and refusals of ``user_id`` per endpoint."""
+        user_id = check_name("user_id", user_id)
+        backend = self._store.backend
+        per: dict[str, dict[str, Any]] = {}
+
+        def entry(endpoint: str) -> dict[str, Any]:
+            return per.setdefault(
+                endpoint, {"requests": 0, "admitted": 0, "refused": 0, "last": None}
+            )
+
+        for row in backend.select(WINDOWS, Cond("user_id", "eq", user_id)):
+            item = entry(row["endpoint"])
+            refused = max(0, row["count"] - row["quota"]) + row["refused"]
+            item["requests"] += row["count"]
+            item["refused"] += refused
+            item["admitted"] += row["count"] - refused
+            if item["last"] is None or row["window_start"] > item["last"]:
+                item["last"] = row["window_start"]
+        for row in backend.select(BUCKETS, Cond("user_id", "eq", user_id)):
+            item = entry(row["endpoint"])
+            item["requests"] += row["admitted"] + row["refused"]
+            item["admitted"] += row["admitted"]
+            item["refused"] += row["refused"]
+        endpoints = {
+            name: EndpointUsage(
+                endpoint=name,
+                requests=item["requests"],
+                admitted=item["admitted"],
+                refused=item["refused"],
+                last_window_start=item["last"],
+            )
+            for name, item in sorted(per.items())
+        }
+        return Usage(
+            user_id=user_id,
+            requests=sum(e.requests for e in endpoints.values()),
+            admitted=sum(e.admitted for e in endpoints.values()),
+            refused=sum(e.refused for e in endpoints.values()),
+            endpoints=endpoints,
+        )
+
+    # ------------------------------------------------------------------ plugin hooks
+
+    def enforce(self, op: Operation) -> None:
+        """Refuse ``op`` with :class:`RateLimited` when its actor is over the policy
+        of the first ``enforce`` pattern matching its action."""
+        rules = self._config.enforce
+        actor = op.context.actor_id
+        if not rules or actor is None:
+            return
+        for pattern, endpoint in rules:
+            if fnmatch.fnmatchcase(op.action, pattern):
+                decision = self.check_and_increment(actor, endpoint)
+                if not decision.allowed:
+                    raise RateLimited(
+                        f"{op.action} refused: rate limit of {endpoint!r} reached; "
+                        f"retry in {decision.retry_after:.3g}s",
+                        retry_after=decision.retry_after,
+                    )
+                return
+
+    def export_user(self, user_id: str) -> dict[str, Any]:
+        usage = self.usage(user_id)
+        return {"ratelimit": attrs.asdict(usage, recurse=True)}
+
+    def erase_user(self, user_id: str) -> None:
+        backend = self._store.backend
+        backend.delete(WINDOWS, Cond("user_id", "eq", user_id))
+        backend.delete(BUCKETS, Cond("user_id", "eq", user_id))
+        self._counters.forget_user(user_id)
+        with self._tiers_lock:
+            self._tiers.pop(user_id, None)
