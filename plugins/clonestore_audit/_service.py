@@ -1,0 +1,477 @@
+"""``store.audit``: the tamper-evident, append-only audit trail."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from clonestore import (
+    ClonestoreError,
+    Conflict,
+    Operation,
+    Store,
+    ValidationError,
+)
+from clonestore.spi import TRUE, Aggregate, And, Cond, Expr, Increment, Or, OrderBy, Row
+from clonestore_audit._capture import (
+    DEFAULT_MASK,
+    Draft,
+    Masker,
+    clip,
+    failure_draft,
+    json_ready,
+    success_drafts,
+)
+from clonestore_audit._chain import (
+    GENESIS,
+    ChainReport,
+    Verifier,
+    canonical,
+    new_salt,
+    personal_digest,
+    row_hash,
+)
+from clonestore_audit._postgres import install_guard, libpq_dsn, purge_up_to
+from clonestore_audit._records import AuditEntry, AuditStatistics, check_action, entry
+from clonestore_audit._tables import ANCHORS, HEAD, HEAD_ID, LOG, PERSONAL, RESULTS
+
+__all__ = ["AuditConfig", "AuditLog"]
+
+log = logging.getLogger("clonestore.audit")
+
+#: How often an append retries after another writer moved the chain's head.
+MAX_APPEND_ATTEMPTS: Final = 100
+_PAGE: Final = 1000
+_BY_SEQ: Final = (OrderBy("seq"), OrderBy("id"))
+_BY_SEQ_DESC: Final = (OrderBy("seq", desc=True), OrderBy("id"))
+
+
+@attrs.frozen(kw_only=True)
+class AuditConfig:
+    """Settings of an audit trail (see ``AuditPlugin``)."""
+
+    mask: tuple[str, ...] = DEFAULT_MASK
+    guard: bool = True
+
+
+class AuditLog:
+    """The audit plugin's service, attached as ``store.audit``.
+
+    Append-only: it has no update or delete; ``purge`` removes old rows behind
+    an anchor and ``erase_user`` erases personal fields, both keeping the
+    chain verifiable.
+    """
+
+    def __init__(self, store: Store, config: AuditConfig) -> None:
+        self._store = store
+        self._backend = store.backend
+        self.config = config
+        self.masker = Masker(config.mask)
+        self._head: tuple[int, str] | None = None
+        self._before = threading.local()
+        scheme = urlsplit(store.url).scheme
+        self._dsn = (
+            libpq_dsn(store.url, store.options) if scheme in ("postgresql", "postgres") else None
+        )
+        #: Whether PostgreSQL's trigger guards the log (see ``_postgres``).
+        self.guarded = bool(self._dsn and config.guard and install_guard(self._dsn))
+
+    def _now(self) -> datetime:
+        return self._store.clock().astimezone(UTC)
+
+    # ------------------------------------------------------------------ the chain
+
+    def head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the last row: keep it elsewhere to detect a rewritten log."""
+        row = self._backend.get(HEAD, HEAD_ID)
+        if row is None:
+            return self._load_head()
+        return row["seq"], row["hash"]
+
+    def _load_head(self) -> tuple[int, str]:
+        backend = self._backend
+        row = backend.get(HEAD, HEAD_ID)
+        if row is None:  # first use (or emptied tables): continue from what is there
+            last = backend.select(LOG, TRUE, _BY_SEQ_DESC, limit=1)
+            if not last:
+                last = backend.select(ANCHORS, TRUE, _BY_SEQ_DESC, limit=1)
+            seq, digest = (last[0]["seq"], last[0]["hash"]) if last else (0, GENESIS)
+            row = backend.upsert(
+                HEAD,
+                ("name",),
+                {"id": HEAD_ID, "name": "chain", "seq": seq, "hash": digest},
+                {"seq": Increment(0)},
+            )
+        return row["seq"], row["hash"]
+
+    def _chain(self, drafts: Sequence[Draft], head: tuple[int, str]) -> list[Row]:
+        now = self._now()
+        seq, previous = head
+        rows: list[Row] = []
+        for draft in drafts:
+            seq += 1
+            salt = new_salt()
+            row: Row = {
+                "id": str(uuid.uuid4()),
+                "seq": seq,
+                "created_at": now,
+                **attrs.asdict(draft, recurse=False),
+                "salt": salt,
+                "redacted_at": None,
+                "prev_hash": previous,
+            }
+            row["personal_digest"] = personal_digest(salt, row)
+            row["hash"] = previous = row_hash(row)
+            rows.append(row)
+        return rows
+
+    def _append(self, drafts: Sequence[Draft]) -> list[Row]:
+        """Number, chain and insert rows, in the caller's transaction if any.
+
+        The head moves by compare-and-set on ``(seq, hash)``: a writer that lost
+        the race matches no row and tries again on the new head, so concurrent
+        appenders (threads or processes) form one unbroken chain.
+        """
+        backend = self._backend
+        scope: AbstractContextManager[Any] = (
+            nullcontext() if self._store.in_transaction else backend.transaction()
+        )
+        with scope:
+            for _ in range(MAX_APPEND_ATTEMPTS):
+                head = self._head or self._load_head()
+                rows = self._chain(drafts, head)
+                moved = backend.update(
+                    HEAD,
+                    And(
+                        (
+                            Cond("id", "eq", HEAD_ID),
+                            Cond("seq", "eq", head[0]),
+                            Cond("hash", "eq", head[1]),
+                        )
+                    ),
+                    {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]},
+                )
+                if moved:
+                    if len(rows) == 1:
+                        backend.insert(LOG, rows[0])
+                    else:
+                        backend.insert_many(LOG, rows)
+                    self._head = (rows[-1]["seq"], rows[-1]["hash"])
+                    return rows
+                self._head = None
+        raise Conflict("the audit chain kept moving; try again")
+
+    # ------------------------------------------------------------------ plugin hooks
+
+    def before_write(self, op: Operation) -> None:
+        """Read what an update or delete is about to change."""
+        if op.kind in ("update", "delete") and op.where is not None:
+            if op.action.endswith(".erase_user"):
+                return
+            stash: list[tuple[Operation, list[Row]]] = self._stash()
+            stash.append((op, self._backend.select(op.table, op.where)))
+
+    def _stash(self) -> list[tuple[Operation, list[Row]]]:
+        stash: list[tuple[Operation, list[Row]]] | None = getattr(self._before, "ops", None)
+        if stash is None:
+            stash = self._before.ops = []
+        return stash
+
+    def _take_before(self, op: Operation) -> list[Row] | None:
+        stash = self._stash()
+        for i in range(len(stash) - 1, -1, -1):
+            if stash[i][0] is op:
+                rows = stash[i][1]
+                del stash[i:]  # anything later belongs to writes that never finished
+                return rows
+        return None
+
+    def after_write(self, op: Operation, result: Any) -> None:
+        """Record a successful write, in its transaction."""
+        self._append(success_drafts(op, result, self._take_before(op), self.masker))
+
+    def write_failed(self, op: Operation, error: BaseException) -> None:
+        """Record a refused or failed write, outside any transaction."""
+        self._take_before(op)
+        try:
+            self._append([failure_draft(op, error, self.masker)])
+        except ClonestoreError as exc:  # never hide the write's own error behind ours
+            log.error("audit: could not record the failure of %s: %s", op.action, exc)
+
+    def erase_user(self, user_id: str) -> int:
+        """Erase the personal fields of every row by or about the user; how many rows.
+
+        Hashes stay: each row's personal fields are chained through a salted
+        digest, which is kept while the salt goes, so ``verify()`` still passes.
+        """
+        changes: dict[str, Any] = dict.fromkeys(PERSONAL)
+        changes.update(salt=None, redacted_at=self._now())
+        rows = self._backend.update(LOG, self._about(user_id), changes)
+        return len(rows)
+
+    def export_user(self, user_id: str) -> dict[str, Any]:
+        rows = self._backend.select(LOG, self._about(user_id), _BY_SEQ)
+        return {"audit": [attrs.asdict(entry(row)) for row in rows]}
+
+    @staticmethod
+    def _about(user_id: str) -> Expr:
+        return Or((Cond("actor_id", "eq", user_id), Cond("subject_id", "eq", user_id)))
+
+    # ------------------------------------------------------------------ public API
+
+    def log(
+        self,
+        action: str,
+        *,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        result: str = "success",
+        details: Any = None,
+        actor_id: str | None = None,
+        subject_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        request_id: str | None = None,
+        error: str | None = None,
+    ) -> AuditEntry:
+        """Record an explicit event (``"user.login"``, ``"document.upload"``).
+
+        Who and where default to ``store.context(...)``. ``details`` is any JSON
+        value (personal: erased with the user). Inside ``store.transaction()``
+        the entry is part of the transaction.
+        """
+        return self._log(
+            action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            result=result,
+            details=details,
+            actor_id=actor_id,
+            subject_id=subject_id,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            request_id=request_id,
+            error=error,
+        )
+
+    def _log(
+        self,
+        action: str,
+        *,
+        info: Any = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        result: str = "success",
+        details: Any = None,
+        actor_id: str | None = None,
+        subject_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        request_id: str | None = None,
+        error: str | None = None,
+    ) -> AuditEntry:
+        if result not in RESULTS:
+            raise ValidationError(f"must be one of {', '.join(RESULTS)}", field="result")
+        context = self._store.current_context
+        details = json_ready(details)
+        try:
+            canonical(details)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"not a JSON value: {exc}", field="details") from None
+        draft = Draft(
+            action=check_action(action),
+            resource_type=clip("resource_type", resource_type),
+            resource_id=clip("resource_id", resource_id),
+            result=result,
+            error_type=None if error is None else "event",
+            request_id=clip("request_id", request_id or context.request_id),
+            info=info,
+            actor_id=clip("actor_id", actor_id or context.actor_id),
+            subject_id=clip("subject_id", subject_id),
+            ip_address=clip("ip_address", ip_address or context.ip_address),
+            user_agent=clip("user_agent", user_agent or context.user_agent),
+            details=details,
+            error_message=clip("error_message", error),
+        )
+        return entry(self._append([draft])[0])
+
+    def find(
+        self,
+        *,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        actor_id: str | None = None,
+        subject_id: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        result: str | None = None,
+        request_id: str | None = None,
+    ) -> list[AuditEntry]:
+        """Entries matching every filter given, newest first.
+
+        ``action`` is exact, or a prefix when it ends with ``*`` (``"user.*"``);
+        ``since`` is inclusive and ``until`` exclusive.
+        """
+        conds: list[Expr] = []
+        if action is not None:
+            if action.endswith("*"):
+                conds.append(Cond("action", "startswith", action[:-1]))
+            else:
+                conds.append(Cond("action", "eq", action))
+        if since is not None:
+            conds.append(Cond("created_at", "gte", _aware("since", since)))
+        if until is not None:
+            conds.append(Cond("created_at", "lt", _aware("until", until)))
+        for name, value in (
+            ("actor_id", actor_id),
+            ("subject_id", subject_id),
+            ("resource_type", resource_type),
+            ("resource_id", resource_id),
+            ("result", result),
+            ("request_id", request_id),
+        ):
+            if value is not None:
+                conds.append(Cond(name, "eq", value))
+        return self._select(And(tuple(conds)), limit, offset)
+
+    def find_by_user(
+        self, user_id: str, *, limit: int = 100, offset: int = 0, since: datetime | None = None
+    ) -> list[AuditEntry]:
+        """Entries the user acted in or that are about the user, newest first."""
+        where: Expr = self._about(user_id)
+        if since is not None:
+            where = And((where, Cond("created_at", "gte", _aware("since", since))))
+        return self._select(where, limit, offset)
+
+    def _select(self, where: Expr, limit: int, offset: int) -> list[AuditEntry]:
+        if type(limit) is not int or not 0 <= limit <= 10_000:
+            raise ValidationError("must be an integer from 0 to 10000", field="limit")
+        if type(offset) is not int or offset < 0:
+            raise ValidationError("must be an integer >= 0", field="offset")
+        rows = self._backend.select(LOG, where, _BY_SEQ_DESC, limit, offset)
+        return [entry(row) for row in rows]
+
+    def user_statistics(self, user_id: str, days: int = 30) -> AuditStatistics:
+        """What the user did in the last ``days`` days: totals per action and result."""
+        if type(days) is not int or days < 1:
+            raise ValidationError("must be an integer >= 1", field="days")
+        where = And(
+            (
+                Cond("actor_id", "eq", user_id),
+                Cond("created_at", "gte", self._now() - timedelta(days=days)),
+            )
+        )
+        groups = self._backend.aggregate(
+            LOG,
+            where,
+            ("action", "result"),
+            {
+                "n": Aggregate("count"),
+                "first": Aggregate("min", "created_at"),
+                "last": Aggregate("max", "created_at"),
+            },
+        )
+        by_action: dict[str, int] = {}
+        by_result: dict[str, int] = {}
+        for group in groups:
+            by_action[group["action"]] = by_action.get(group["action"], 0) + group["n"]
+            by_result[group["result"]] = by_result.get(group["result"], 0) + group["n"]
+        return AuditStatistics(
+            user_id=user_id,
+            days=days,
+            total=sum(by_action.values()),
+            failures=by_result.get("failure", 0),
+            by_action=dict(sorted(by_action.items())),
+            by_result=dict(sorted(by_result.items())),
+            first_at=min((g["first"] for g in groups), default=None),
+            last_at=max((g["last"] for g in groups), default=None),
+        )
+
+    def purge(self, older_than_days: float = 90) -> int:
+        """Remove entries older than ``older_than_days`` days; how many went.
+
+        The chain stays verifiable: first an anchor keeps the last removed
+        row's ``seq`` and ``hash``, then the rows go, then an ``audit.purge``
+        entry (chained like any other) confirms the anchor. Runs in its own
+        transaction (not inside ``store.transaction()``).
+        """
+        if isinstance(older_than_days, bool) or not isinstance(older_than_days, (int, float)):
+            raise ValidationError("must be a number of days", field="older_than_days")
+        if older_than_days < 0:
+            raise ValidationError("must not be negative", field="older_than_days")
+        if self._store.in_transaction:
+            raise ClonestoreError("audit.purge() runs in its own transaction; call it outside one")
+        backend = self._backend
+        cutoff = self._now() - timedelta(days=older_than_days)
+        kept = backend.select(LOG, Cond("created_at", "gte", cutoff), _BY_SEQ, limit=1)
+        last = kept if kept else backend.select(LOG, TRUE, _BY_SEQ_DESC, limit=1)
+        if not last:
+            return 0
+        up_to = last[0]["seq"] - 1 if kept else last[0]["seq"]
+        boundary = backend.select(LOG, Cond("seq", "eq", up_to), limit=1)
+        if not boundary:
+            return 0  # nothing older than the cutoff is left
+        anchor_hash = boundary[0]["hash"]
+        with backend.transaction():
+            backend.upsert(
+                ANCHORS,
+                ("seq",),
+                {
+                    "id": str(uuid.uuid4()),
+                    "seq": up_to,
+                    "hash": anchor_hash,
+                    "removed": 0,
+                    "purged_at": self._now(),
+                },
+                {"purged_at": self._now()},
+            )
+        if self.guarded and self._dsn is not None:
+            removed = purge_up_to(self._dsn, up_to)
+        else:
+            removed = backend.delete(LOG, Cond("seq", "lte", up_to))
+        backend.update(ANCHORS, Cond("seq", "eq", up_to), {"removed": Increment(removed)})
+        self._log(
+            "audit.purge",
+            resource_type="audit",
+            info={
+                "anchor_seq": up_to,
+                "anchor_hash": anchor_hash,
+                "removed": removed,
+                "cutoff": cutoff.isoformat(),
+            },
+        )
+        return removed
+
+    def verify(self) -> ChainReport:
+        """Check the whole chain; the report names the first row where it breaks
+        (a changed, removed or reordered row) on every backend."""
+        backend = self._backend
+        anchors = {row["seq"]: row["hash"] for row in backend.select(ANCHORS, TRUE)}
+        head_row = backend.get(HEAD, HEAD_ID)
+        head = None if head_row is None else (head_row["seq"], head_row["hash"])
+        verifier = Verifier(anchors, head)
+        after: int | None = None
+        while True:
+            where = TRUE if after is None else Cond("seq", "gt", after)
+            rows = backend.select(LOG, where, _BY_SEQ, limit=_PAGE)
+            if not verifier.feed(rows) or len(rows) < _PAGE:
+                break
+            after = rows[-1]["seq"]
+        return verifier.finish()
+
+
+def _aware(field: str, value: Any) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValidationError("must be a timezone-aware datetime", field=field)
+    return value.astimezone(UTC)
