@@ -50,8 +50,11 @@ class CloneModelRepository(OwnedRepository[M]):
                     )
                     if rows:
                         return self._load(rows[0])
-            except AlreadyExists:
-                continue  # another activation for this user committed first; try again
+            except (AlreadyExists, Conflict):
+                # Another activation for this user committed first (AlreadyExists), or
+                # the two collided and the engine rolled this one back (Conflict: a
+                # deadlock on PostgreSQL); either way nothing of this attempt remains.
+                continue
         raise Conflict(f"could not activate {self.noun} {id}: concurrent activations kept winning")
 
     def deactivate(self, id: str) -> M:
