@@ -1,0 +1,252 @@
+"""The conformance kit itself: complete, collected everywhere, runnable as shipped."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from datetime import UTC, datetime, timedelta, timezone
+from types import ModuleType
+
+import pytest
+
+import clonestore.testing.contract
+import clonestore.testing.test_kit
+import tests.test_contract
+from clonestore.testing import FrozenClock, sequential_ids
+
+#: Fixtures a contract test may take: what the kit's pytest plugin provides.
+KIT_FIXTURES = {"store", "store_factory"}
+
+
+def _contract_modules() -> dict[str, ModuleType]:
+    package = clonestore.testing.contract
+    names = [m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")]
+    return {name: importlib.import_module(f"{package.__name__}.{name}") for name in names}
+
+
+def _tests_of(module: ModuleType) -> dict[str, object]:
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if name.startswith("test_")
+        and inspect.isfunction(value)
+        and value.__module__ == module.__name__
+    }
+
+
+def _all_contract_tests() -> list[tuple[str, object]]:
+    return [
+        (f"{module_name}.{test_name}", test)
+        for module_name, module in _contract_modules().items()
+        for test_name, test in _tests_of(module).items()
+    ]
+
+
+def test_module_list_matches_the_package():
+    """contract.MODULES names exactly the modules of the contract package."""
+    assert sorted(clonestore.testing.contract.MODULES) == sorted(_contract_modules())
+
+
+def test_no_contract_module_is_collected_on_its_own():
+    """No contract module is named test_*.py, so each test runs only where it is imported."""
+    assert not [name for name in _contract_modules() if name.startswith("test")]
+
+
+def test_contract_test_names_are_unique():
+    """No two contract modules define a test of the same name (star imports would hide one)."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for module_name, module in _contract_modules().items():
+        for test_name in _tests_of(module):
+            if test_name in seen:
+                clashes.append((test_name, seen[test_name], module_name))
+            seen[test_name] = module_name
+    assert clashes == []
+
+
+@pytest.mark.parametrize(
+    "runner", [clonestore.testing.test_kit, tests.test_contract], ids=["kit", "matrix"]
+)
+def test_every_contract_test_is_collected(runner):
+    """test_kit.py and tests/test_contract.py each import every contract test, unchanged."""
+    missing = [
+        qualified
+        for qualified, test in _all_contract_tests()
+        if getattr(runner, qualified.split(".")[1], None) is not test
+    ]
+    assert missing == []
+
+
+def test_contract_tests_have_one_line_docstrings():
+    """Each contract test states its property in a one-line docstring."""
+    bad = [
+        name
+        for name, test in _all_contract_tests()
+        if not test.__doc__ or "\n" in test.__doc__.strip() or not test.__doc__.strip()
+    ]
+    assert bad == []
+
+
+def test_contract_tests_use_only_kit_fixtures():
+    """Contract tests ask only for fixtures the kit's plugin provides (or their own
+    parameters), so a third party can run them unmodified."""
+    bad = []
+    for name, test in _all_contract_tests():
+        marks = getattr(test, "pytestmark", [])
+        params = {
+            arg.strip()
+            for mark in marks
+            if mark.name == "parametrize"
+            for arg in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])
+        }
+        wanted = set(inspect.signature(test).parameters) - params
+        if not wanted <= KIT_FIXTURES:
+            bad.append((name, sorted(wanted - KIT_FIXTURES)))
+    assert bad == []
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_frozen_clock_moves_only_when_told():
+    """FrozenClock returns the same aware UTC instant until advanced."""
+    clock = FrozenClock(datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=2))))
+    assert clock() == clock() == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert clock().utcoffset() == timedelta(0)
+    assert clock.advance(1.5) == datetime(2024, 5, 1, 10, 0, 1, 500000, tzinfo=UTC)
+    assert clock() == clock.now == datetime(2024, 5, 1, 10, 0, 1, 500000, tzinfo=UTC)
+    with pytest.raises(ValueError, match="forward"):
+        clock.advance(-1)
+    with pytest.raises(ValueError, match="aware"):
+        FrozenClock(datetime(2024, 1, 1))
+
+
+def test_frozen_clock_with_a_step():
+    """FrozenClock(step=s) hands out increasing instants s seconds apart."""
+    clock = FrozenClock(datetime(2024, 1, 1, tzinfo=UTC), step=0.000001)
+    first, second, third = clock(), clock(), clock()
+    assert second - first == third - second == timedelta(microseconds=1)
+
+
+def test_sequential_ids():
+    """sequential_ids() gives valid, increasing UUID strings; each factory starts afresh."""
+    make = sequential_ids()
+    ids = [make() for _ in range(3)]
+    assert ids == [f"00000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3)]
+    assert sequential_ids(255)() == "00000000-0000-4000-8000-0000000000ff"
+    assert sorted(ids) == ids
+
+
+# ----------------------------------------------------------------------------- the pytest plugin
+
+
+def test_kit_runs_unmodified_against_a_url(pytester):
+    """python -m pytest --pyargs clonestore.testing --clonestore-url=memory:// passes."""
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-q", "--pyargs", "clonestore.testing",
+        "--clonestore-url=memory://",
+    )  # fmt: skip
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0, result.stdout.str()[-3000:]
+    assert outcomes.get("errors", 0) == 0, result.stdout.str()[-3000:]
+    assert outcomes["passed"] == len(_all_contract_tests()) + _parametrized_extra()
+
+
+def _parametrized_extra() -> int:
+    """How many more test items than test functions parametrization makes."""
+    extra = 0
+    for _, test in _all_contract_tests():
+        for mark in getattr(test, "pytestmark", []):
+            if mark.name == "parametrize":
+                extra += len(mark.args[1]) - 1
+    return extra
+
+
+def test_clonestore_store_for_application_suites(pytester):
+    """An application suite gets a fresh memory:// store per test from clonestore_store."""
+    pytester.makepyfile(
+        """
+        def test_first(clonestore_store, clonestore_url):
+            assert clonestore_url == "memory://"
+            assert clonestore_store.url == "memory://"
+            clonestore_store.users.create(email="a@example.com", name="A")
+            assert clonestore_store.users.count() == 1
+
+        def test_second(clonestore_store):
+            assert clonestore_store.users.count() == 0
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_clonestore_url_option_and_ini(pytester, monkeypatch):
+    """--clonestore-url beats the clonestore_url ini value, which beats memory://."""
+    pytester.makeini("[pytest]\nclonestore_url = memory://from-ini\n")
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_url(clonestore_url):
+            assert clonestore_url == os.environ["EXPECTED_URL"]
+        """
+    )
+    monkeypatch.setenv("EXPECTED_URL", "memory://from-ini")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    monkeypatch.setenv("EXPECTED_URL", "memory://from-option")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--clonestore-url=memory://from-option")
+    result.assert_outcomes(passed=1)
+
+
+def test_clonestore_plugins_fixture_enables_plugins(pytester):
+    """Overriding clonestore_plugins gives clonestore_store those plugins."""
+    pytester.makeconftest(
+        """
+        import pytest
+        import clonestore
+
+        class Counter:
+            writes = 0
+
+            @clonestore.hookimpl
+            def clonestore_before_write(self, store, op):
+                Counter.writes += 1
+
+        @pytest.fixture
+        def clonestore_plugins():
+            return [Counter()]
+        """
+    )
+    pytester.makepyfile(
+        """
+        from conftest import Counter
+
+        def test_plugin_sees_writes(clonestore_store):
+            clonestore_store.users.create(email="a@example.com", name="A")
+            assert Counter.writes == 1
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_store_factory_starts_each_test_clean_and_closes_stores(pytester):
+    """On a shared database, each test's first store starts empty, later stores of the same
+    test keep what it wrote, and every store is closed after the test."""
+    pytester.makepyfile(
+        """
+        opened = []
+
+        def test_writes(store_factory):
+            store = store_factory()
+            opened.append(store)
+            store.users.create(email="a@example.com", name="A")
+            assert store_factory().users.count() == 1
+
+        def test_starts_clean(store):
+            assert opened[0].closed
+            assert store.users.count() == 0
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--clonestore-url=memory://kit-shared")
+    result.assert_outcomes(passed=2)

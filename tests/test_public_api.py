@@ -1,0 +1,122 @@
+"""The public API is ``clonestore.__all__``: exactly the documented names, each importable
+and documented."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+import clonestore
+import clonestore.errors
+import clonestore.records
+
+#: The public API (DESIGN section 3): open and Store, records, errors, hookimpl, and what
+#: plugins and typed callers need (operations, pages, table specs).
+DOCUMENTED = {
+    # opening a store
+    "open",
+    "Store",
+    "DEFAULT_URL",
+    # records of the clone domain
+    "User",
+    "VoiceModel",
+    "FaceModel",
+    "Session",
+    "Turn",
+    "Document",
+    "Memory",
+    # what repositories return
+    "Repository",
+    "Page",
+    "ScoredMemory",
+    "SessionStatistics",
+    "SessionWithTurns",
+    # errors
+    "ClonestoreError",
+    "ValidationError",
+    "NotFound",
+    "AlreadyExists",
+    "Conflict",
+    "InvalidTransition",
+    "RateLimited",
+    "ConfigurationError",
+    "StorageUnavailable",
+    "BackendError",
+    # plugins
+    "hookimpl",
+    "Operation",
+    "Context",
+    # declaring tables (plugins, records)
+    "TableSpec",
+    "Column",
+    "Unique",
+    "Index",
+    "table_spec",
+    "column",
+    "record",
+    # the package
+    "__version__",
+}
+
+
+def test_all_is_exactly_the_documented_names():
+    """clonestore.__all__ lists the documented public names, each once."""
+    assert len(clonestore.__all__) == len(set(clonestore.__all__))
+    assert set(clonestore.__all__) == DOCUMENTED
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_public_name_is_importable(name):
+    """Each public name can be imported from clonestore."""
+    namespace: dict[str, object] = {}
+    exec(f"from clonestore import {name}", namespace)
+    assert namespace[name] is getattr(clonestore, name)
+
+
+def _documented_by_comment(name: str) -> bool:
+    """Whether a module of the package assigns ``name`` right after a ``#:`` comment."""
+    for path in Path(clonestore.__file__).parent.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        if re.search(rf"^#:.*\n(?:#:.*\n)*{re.escape(name)}\b[^\n]*=", source, re.M):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("name", sorted(n for n in DOCUMENTED if n != "__version__"))
+def test_public_name_has_a_docstring(name):
+    """Each public class and function has a docstring; each public value a #: comment."""
+    value = getattr(clonestore, name)
+    if inspect.isclass(value) or inspect.isfunction(value):
+        assert inspect.getdoc(value), f"{name} has no docstring"
+    else:
+        assert _documented_by_comment(name), f"{name} has no #: comment where it is assigned"
+
+
+def test_version_matches_the_distribution():
+    """clonestore.__version__ is the installed distribution's version."""
+    assert clonestore.__version__ == importlib.metadata.version("clonestore")
+
+
+def test_every_error_and_record_is_public():
+    """Every error class and every record class is exported from clonestore."""
+    assert set(clonestore.errors.__all__) <= set(clonestore.__all__)
+    records = {
+        name
+        for name in clonestore.records.__all__
+        if inspect.isclass(getattr(clonestore.records, name))
+    }
+    assert records <= set(clonestore.__all__)
+
+
+@pytest.mark.parametrize("module", ["clonestore.spi", "clonestore.hookspecs", "clonestore.testing"])
+def test_plugin_facing_modules_are_documented(module):
+    """The modules plugins import have a module docstring, and their __all__ names exist."""
+    mod = importlib.import_module(module)
+    assert inspect.getdoc(mod)
+    for name in getattr(mod, "__all__", ()):
+        assert hasattr(mod, name), f"{module}.__all__ names missing {name}"
