@@ -75,8 +75,7 @@ def test_context_is_per_thread(store_factory: StoreFactory) -> None:
 
 
 def test_injected_clock_sets_every_timestamp(store_factory: StoreFactory) -> None:
-    """created_at, updated_at and defaulted datetimes come from the injected clock,
-    to the microsecond."""
+    """Every timestamp (created, updated, defaulted) comes from the injected clock, to the µs."""
     start = datetime(2030, 6, 1, 8, 30, 15, 123457, tzinfo=UTC)
     clock = FrozenClock(start)
     store = store_factory(clock=clock)

@@ -54,8 +54,7 @@ def _rows_about(store: Store, user_id: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_export_user_has_everything_json_ready(store: Store) -> None:
-    """export_user() returns the user and all their rows, deleted ones included, as plain
-    JSON data (json.dumps works, no NaN)."""
+    """export_user() gives the user and all their rows, deleted ones too, as plain JSON data."""
     user = new_user(store, settings={"theme": "dark"}, personality_traits=["kind"])
     mine = _life(store, user)
     _life(store, new_user(store))
@@ -93,8 +92,7 @@ def test_export_of_missing_user_raises_not_found(store: Store) -> None:
 
 
 def test_erase_user_leaves_nothing(store: Store) -> None:
-    """erase_user() removes the user and every row about them in every table, deleted
-    rows included, and reports how many rows it removed; other users keep theirs."""
+    """erase_user() leaves no row about the user in any table; other users keep theirs."""
     user = new_user(store)
     _life(store, user)
     other = new_user(store)

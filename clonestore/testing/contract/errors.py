@@ -53,8 +53,7 @@ def test_error_hierarchy() -> None:
 
 
 def test_each_failure_raises_its_error_class(store: Store) -> None:
-    """ValidationError, NotFound, AlreadyExists, Conflict and InvalidTransition are raised
-    for their failures, and are caught as ClonestoreError."""
+    """Each failure raises its own error class, and every one is a ClonestoreError."""
     user = new_user(store, email="one@example.com")
     session = new_session(store, user)
     store.users.update(user.id, name="v2")
@@ -127,8 +126,7 @@ def test_health_of_open_and_closed_store(store_factory: StoreFactory) -> None:
 
 
 def test_storage_failures_are_clonestore_errors(store: Store) -> None:
-    """A storage failure (a table that was never created) raises a ClonestoreError, never a
-    driver exception."""
+    """A storage failure (a table never created) raises a ClonestoreError, not a driver's."""
     never_created = TableSpec(
         name="contract_never_created",
         columns=(Column(name="id", kind="id"), Column(name="label", kind="text")),

@@ -101,8 +101,7 @@ def test_activate_missing_or_deleted_model_raises_not_found(store: Store) -> Non
 
 
 def test_deleted_active_model_is_not_active_for(store: Store) -> None:
-    """A soft-deleted active model is not active_for() the user; another may be activated
-    meanwhile, and restoring the old one then raises AlreadyExists."""
+    """A deleted active model is not active; restoring it once another is raises AlreadyExists."""
     user = new_user(store)
     repo = store.voice_models
     old = new_voice_model(store, user)

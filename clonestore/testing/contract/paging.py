@@ -90,8 +90,7 @@ def test_page_ties_on_a_field(store_factory: StoreFactory) -> None:
 
 @pytest.mark.parametrize("order_by", ["quality_score", "-quality_score"])
 def test_page_across_nulls(store_factory: StoreFactory, order_by: Any) -> None:
-    """Pages ordered by a field with NULLs match find_many: NULLs last ascending,
-    first descending."""
+    """Pages over a field with NULLs match find_many (NULLs last ascending, first descending)."""
     store = store_factory(clock=FrozenClock(step=1))
     _scored_models(store, [None, 0.3, None, 0.7, 0.3, None, 1.0, 0.0])
     expected = store.voice_models.find_many(order_by=order_by)

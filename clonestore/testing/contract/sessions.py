@@ -94,8 +94,7 @@ def test_every_documented_move_is_allowed(store: Store) -> None:
 
 
 def test_every_other_move_raises_invalid_transition(store: Store) -> None:
-    """Each move outside the state machine (self-moves included) raises
-    InvalidTransition and changes nothing."""
+    """Every move outside the state machine raises InvalidTransition and changes nothing."""
     user = new_user(store)
     for source, targets in MOVES.items():
         session = _session_in(store, user, source)
@@ -217,8 +216,7 @@ def test_deleting_a_turn_takes_it_out_of_the_totals(store: Store) -> None:
 
 
 def test_end_session(store_factory: StoreFactory) -> None:
-    """end() sets ended_at; ending twice raises InvalidTransition; ended sessions
-    refuse moves and turns."""
+    """end() sets ended_at once; an ended session refuses ending, moves and turns."""
     clock = FrozenClock()
     store = store_factory(clock=clock)
     session = new_session(store, new_user(store))

@@ -173,8 +173,7 @@ def _expect(
 
 
 def test_spi_backend_satisfies_the_protocol(store: Store) -> None:
-    """store.backend implements the Backend protocol, names itself and declares only
-    known capabilities."""
+    """store.backend implements Backend, has a name and declares only known capabilities."""
     backend = store.backend
     assert isinstance(backend, Backend)
     assert isinstance(backend.name, str)
@@ -366,8 +365,7 @@ def test_spi_select_where_order_limit_offset(store: Store) -> None:
 
 
 def test_spi_comparisons_follow_the_reference_meaning(store: Store) -> None:
-    """eq/ne/lt/lte/gt/gte on every orderable kind match clonestore.spi.matches
-    (NULL never matches)."""
+    """eq/ne/lt/lte/gt/gte on every orderable kind match spi.matches; NULL never matches."""
     backend, rows = _loaded(store)
     probes = {
         "code": "c",
@@ -507,8 +505,7 @@ def test_spi_text_orders_by_code_point(store: Store) -> None:
 
 
 def test_spi_nulls_last_ascending_first_descending(store: Store) -> None:
-    """NULLs sort after every value ascending and before every value descending, for
-    every orderable kind."""
+    """For every orderable kind, NULLs sort last ascending and first descending."""
     backend, rows = _loaded(store)
     for column in ("code", "label", "n", "score", "amount", "flag", "at"):
         for desc in (False, True):
@@ -546,8 +543,7 @@ def test_spi_count(store: Store) -> None:
 
 
 def test_spi_aggregate_without_groups(store: Store) -> None:
-    """aggregate() without group_by returns one row; count skips NULLs when given a column,
-    sums are exact, min/max follow the ordering."""
+    """aggregate() without groups: one row; count(col) skips NULLs; sums exact; min/max ordered."""
     backend, rows = _loaded(store)
     (row,) = backend.aggregate(
         ITEMS,
@@ -595,8 +591,7 @@ def test_spi_aggregate_over_no_rows(store: Store) -> None:
 
 
 def test_spi_aggregate_group_by(store: Store) -> None:
-    """aggregate() with group_by returns one row per group, ordered by the group values,
-    NULL group last."""
+    """aggregate() with group_by: one row per group, ordered by group value, NULL group last."""
     backend, rows = _loaded(store)
     got = backend.aggregate(
         ITEMS,
@@ -624,8 +619,7 @@ def test_spi_aggregate_group_by(store: Store) -> None:
 
 
 def test_spi_update_sets_values_and_increments(store: Store) -> None:
-    """update() applies values and atomic Increments (int and exact Decimal) to the matching
-    rows and returns them, as changed, in id order."""
+    """update() applies values and exact Increments, returning the changed rows in id order."""
     backend = _fresh(store, SLOTS)
     rows = [_slot("u1", i, hits=i, total=Decimal("0.100000")) for i in range(5)]
     backend.insert_many(SLOTS, rows)
@@ -646,8 +640,7 @@ def test_spi_update_sets_values_and_increments(store: Store) -> None:
 
 
 def test_spi_update_violating_unique_changes_nothing(store: Store) -> None:
-    """An update that would break a unique constraint raises AlreadyExists and changes no
-    row, not even the ones it reached first."""
+    """An update breaking a unique constraint raises AlreadyExists and changes no row at all."""
     backend = _fresh(store, SLOTS)
     rows = [_slot("u1", i) for i in range(3)]
     backend.insert_many(SLOTS, rows)
@@ -710,8 +703,7 @@ def test_spi_nested_transaction_is_a_savepoint(store: Store) -> None:
 
 
 def test_spi_failed_statement_in_savepoint_keeps_transaction_usable(store: Store) -> None:
-    """After a statement fails inside a savepoint, the enclosing transaction goes on and
-    commits."""
+    """After a statement fails in a savepoint, the enclosing transaction goes on and commits."""
     backend = _fresh(store, ITEMS)
     first, clash, last = _item(code="x"), _item(code="x"), _item(code="y")
     with backend.transaction():

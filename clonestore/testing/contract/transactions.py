@@ -36,8 +36,7 @@ def test_transaction_commits_every_write(store: Store) -> None:
 
 
 def test_transaction_is_all_or_nothing(store: Store) -> None:
-    """An exception inside a transaction undoes every write in it: inserts, updates,
-    deletes and domain operations."""
+    """An exception in a transaction undoes all its writes, domain operations included."""
     user = new_user(store)
     model = new_voice_model(store, user)
     session = new_session(store, user)

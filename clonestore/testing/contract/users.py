@@ -28,8 +28,7 @@ from clonestore.testing.contract._builders import (
 
 
 def test_create_sets_system_fields_and_defaults(store: Store) -> None:
-    """create() returns a record with a UUID id, version 1, equal aware UTC timestamps
-    and the documented defaults."""
+    """create() sets a UUID id, version 1, equal UTC timestamps and the documented defaults."""
     user = store.users.create(email="ada@example.com", name="Ada")
     assert str(uuid.UUID(user.id)) == user.id
     assert user.version == 1
