@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -69,6 +69,16 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
+def _socket_url(url: str) -> str:
+    """pgserver's ``postgresql://postgres:@/postgres?host=/socket/dir`` with the socket
+    directory as the (percent-encoded) host, leaving the query free for options."""
+    parts = urlsplit(url)
+    socket_dir = dict(parse_qsl(parts.query)).get("host")
+    if not socket_dir:
+        return url
+    return f"postgresql://postgres@{quote(socket_dir, safe='')}{parts.path}"
+
+
 def _connect(url: str) -> Any:
     import psycopg2
 
@@ -100,7 +110,7 @@ def _server_url() -> Iterator[str]:
             # As root, pgserver runs postgres as an unprivileged user who must reach the data.
             os.chmod(tmp, 0o755)
             server = pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
-            uri = server.get_uri()
+            uri = _socket_url(server.get_uri())
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         pytest.fail(
