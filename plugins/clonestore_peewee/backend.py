@@ -429,5 +429,3 @@ class SQLBackend:
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction`."""
         return self._tx.depth > 0
-
-

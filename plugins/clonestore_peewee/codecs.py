@@ -9,12 +9,14 @@ for ``__init__``), so converting a row costs one function call.
 from __future__ import annotations
 
 import json
+import json.decoder
 import sys
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any, Final, cast
 
 from clonestore.spi import Column
 
@@ -36,12 +38,36 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _BIG_ENDIAN: Final = sys.byteorder == "big"
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+# The json module's C encoder and scanner, built once: json.dumps with options
+# builds a new encoder per call, and json.loads wraps the scanner in Python
+# checks; together they cost microseconds per value on a point read.
+_c_encoder: Any = c_make_encoder and c_make_encoder(
+    None, _refuse, encode_basestring, None, ":", ",", False, False, False
+)
+_encoder: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_scan_once: Final[Any] = cast(Any, json.decoder.JSONDecoder()).scan_once
+
+
 def dump_json(value: Any) -> str:
-    """JSON text of a (validated) value; ``repr``-exact floats, so types round-trip."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON text of a (validated) value; floats by ``repr``, so types round-trip."""
+    if _c_encoder is None:  # pragma: no cover - Pythons without the C accelerator
+        return _encoder.encode(value)
+    return "".join(_c_encoder(value, 0))
 
 
-load_json: Final = json.loads
+def load_json(text: str) -> Any:
+    """The value of JSON text (as written by :func:`dump_json`, or any JSON)."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)  # leading whitespace (text written by hand): the full parser
+    if end != len(text):
+        return json.loads(text)
+    return value
 
 
 def _datetime_to_micros(value: datetime) -> int:
@@ -49,7 +75,7 @@ def _datetime_to_micros(value: datetime) -> int:
 
 
 def _micros_to_datetime(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
+    return _EPOCH + timedelta(0, 0, value)  # positional: faster than microseconds=
 
 
 def _decimal_to_micros(value: Decimal) -> int:

@@ -44,11 +44,13 @@ _PG_TIMEOUTS: Final = frozenset({"57014", "55P03"})  # query_canceled, lock_not_
 
 
 def unwrap(exc: BaseException) -> BaseException:
-    """The driver's exception inside a Peewee one (Peewee keeps it as ``orig``)."""
-    if isinstance(exc, peewee.PeeweeException):
+    """The driver's exception inside a Peewee one (Peewee keeps it as ``orig``,
+    sometimes wrapped twice)."""
+    while isinstance(exc, peewee.PeeweeException):
         orig = getattr(exc, "orig", None)
-        if isinstance(orig, BaseException):
-            return orig
+        if not isinstance(orig, BaseException):
+            break
+        exc = orig
     return exc
 
 

@@ -64,9 +64,7 @@ def build_model(
     meta = type("Meta", (), {"database": database, "table_name": spec.name, "indexes": ()})
     attrs["Meta"] = meta
     attrs["__module__"] = __name__
-    model: type[peewee.Model] = type(
-        f"{_camel(spec.name)}Model", (base or peewee.Model,), attrs
-    )
+    model: type[peewee.Model] = type(f"{_camel(spec.name)}Model", (base or peewee.Model,), attrs)
     for unique in spec.unique:
         model.add_index(
             peewee.ModelIndex(

@@ -1,0 +1,1 @@
+"""Tests of behaviour specific to one backend (tests/backends/test_<name>.py)."""

@@ -1,0 +1,480 @@
+"""Behaviour specific to the postgresql:// backend: pooling, reconnection, errors, secrets."""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+
+import clonestore
+from clonestore import (
+    AlreadyExists,
+    BackendError,
+    ClonestoreError,
+    ConfigurationError,
+    Conflict,
+    StorageUnavailable,
+)
+from clonestore.records import TABLES
+from clonestore.spi import TRUE, Cond, Increment, TableSpec
+
+PASSWORD = "hunter2-" + "s3cret"
+
+
+def _with(url: str, *, database: str | None = None, password: str | None = None) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        user = (userinfo.split(":", 1)[0] if userinfo else "") or "postgres"
+        netloc = f"{user}:{password}@{host}"
+    path = "/" + database if database is not None else parts.path
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
+
+
+def _admin(url: str) -> Any:
+    conn = psycopg2.connect(url, connect_timeout=10)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty database of its own, dropped afterwards."""
+    name = f"cs_pg_{secrets.token_hex(5)}"
+    admin = _admin(postgres_server_url)
+    try:
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    try:
+        yield _with(postgres_server_url, database=name)
+    finally:
+        admin = _admin(postgres_server_url)
+        try:
+            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            admin.close()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[clonestore.Store]:
+    with clonestore.open(database_url) as s:
+        yield s
+
+
+def _user(store: clonestore.Store, n: int = 0, **fields: object) -> clonestore.User:
+    values: dict[str, object] = {"email": f"user{n}@example.com", "name": f"User {n}"}
+    return store.users.create(**{**values, **fields})
+
+
+def _terminate(admin_url: str, application_name: str) -> int:
+    """pg_terminate_backend every connection of ``application_name``; wait until gone."""
+    admin = _admin(admin_url)
+    try:
+        cur = admin.cursor()
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (application_name,),
+        )
+        killed: int = cur.fetchone()[0]
+        for _ in range(100):
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (application_name,),
+            )
+            if cur.fetchone()[0] == 0:
+                break
+            time.sleep(0.05)
+        return killed
+    finally:
+        admin.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def test_pool_options_from_keywords_and_url(database_url: str) -> None:
+    """pool_size, pool_timeout and connect_timeout come from keywords or the URL query."""
+    with clonestore.open(database_url + "?pool_size=3&pool_timeout=2.5") as s:
+        assert s.health()["pool"]["size"] == 3
+        assert s.backend.pool_timeout == 2.5
+    with clonestore.open(database_url + "?pool_size=3", pool_size=4, connect_timeout=2) as s:
+        assert s.health()["pool"]["size"] == 4
+
+
+@pytest.mark.parametrize(
+    ("query", "options"),
+    [
+        ("?pool_sise=3", {}),
+        ("", {"busy_timeout": 1}),
+        ("?pool_size=zero", {}),
+        ("", {"pool_size": 0}),
+        ("", {"pool_timeout": -1}),
+    ],
+)
+def test_unknown_or_bad_options_are_configuration_errors(
+    database_url: str, query: str, options: dict[str, object]
+) -> None:
+    """Unknown options and bad values raise ConfigurationError before connecting."""
+    with pytest.raises(ConfigurationError):
+        clonestore.open(database_url + query, **options)
+
+
+def test_postgres_scheme_is_an_alias(database_url: str) -> None:
+    """postgres:// URLs open the same backend as postgresql://."""
+    with clonestore.open(database_url.replace("postgresql://", "postgres://", 1)) as s:
+        assert s.health()["backend"] == "postgresql"
+        _user(s)
+
+
+# ----------------------------------------------------------------------------- health and lifecycle
+
+
+def test_health_reports_server_and_pool(store: clonestore.Store) -> None:
+    """health() gives ok, backend, latency, server version and pool use."""
+    _user(store)
+    health = store.health()
+    assert health["ok"] is True
+    assert health["backend"] == "postgresql"
+    assert health["latency_ms"] >= 0
+    assert health["server_version"][:2].isdigit()
+    assert health["pool"]["size"] == 10
+    assert health["pool"]["in_use"] == 0
+    assert health["pool"]["idle"] >= 1
+
+
+def test_health_never_raises_when_the_server_is_down() -> None:
+    """health() on an unreachable server reports ok False instead of raising."""
+    url = f"postgresql://postgres@127.0.0.1:{_closed_port()}/nowhere"
+    s = clonestore.open(url, create_tables=False, connect_timeout=1)
+    try:
+        health = s.health()
+    finally:
+        s.close()
+    assert health["ok"] is False
+    assert health["backend"] == "postgresql"
+    assert "error" in health
+
+
+def test_close_is_idempotent_and_later_calls_fail_cleanly(database_url: str) -> None:
+    """close() twice is fine; calls after close raise a ClonestoreError."""
+    s = clonestore.open(database_url)
+    backend = s.backend
+    s.close()
+    s.close()
+    with pytest.raises(ClonestoreError):
+        backend.get(TABLES["users"], "00000000-0000-0000-0000-000000000000")
+    assert backend.health()["ok"] is False
+
+
+# ----------------------------------------------------------------------------- connections
+
+
+def test_cannot_connect_is_storage_unavailable() -> None:
+    """A server that refuses connections gives StorageUnavailable, never a driver error."""
+    url = f"postgresql://postgres@127.0.0.1:{_closed_port()}/nowhere"
+    with pytest.raises(StorageUnavailable) as excinfo:
+        clonestore.open(url, connect_timeout=1)
+    assert isinstance(excinfo.value.orig, psycopg2.OperationalError)
+
+
+def test_reconnects_after_connections_are_terminated(
+    database_url: str, postgres_server_url: str
+) -> None:
+    """After pg_terminate_backend a call fails with StorageUnavailable, later ones succeed."""
+    app = f"cs_test_{secrets.token_hex(4)}"
+    with clonestore.open(database_url, application_name=app) as s:
+        user = _user(s)
+        assert _terminate(postgres_server_url, app) >= 1
+        with pytest.raises(StorageUnavailable) as excinfo:
+            s.users.get(user.id)
+        assert not isinstance(excinfo.value, BackendError)
+        assert s.users.get(user.id) == user  # the same store reconnects by itself
+        _user(s, 1)
+        assert s.users.count() == 2
+        assert s.health()["ok"] is True
+
+
+def test_connection_lost_inside_a_transaction(database_url: str, postgres_server_url: str) -> None:
+    """A connection dropped mid-transaction fails it cleanly; committed data is kept."""
+    app = f"cs_test_{secrets.token_hex(4)}"
+    with clonestore.open(database_url, application_name=app) as s:
+        kept = _user(s)
+
+        def doomed() -> None:
+            with s.transaction():
+                _user(s, 1)
+                _terminate(postgres_server_url, app)
+                _user(s, 2)
+
+        with pytest.raises(StorageUnavailable):
+            doomed()
+        assert s.in_transaction is False
+        assert [u.id for u in s.users.find_many()] == [kept.id]
+        _user(s, 3)
+        assert s.users.count() == 2
+
+
+def test_all_idle_connections_are_renewed_after_a_restart(
+    database_url: str, postgres_server_url: str
+) -> None:
+    """After every pooled connection dies, one failed call is enough: the rest reconnect."""
+    app = f"cs_test_{secrets.token_hex(4)}"
+    with clonestore.open(database_url, application_name=app, pool_size=4) as s:
+        _user(s)
+        barrier = threading.Barrier(4)
+
+        def hold() -> None:  # put four connections in the pool
+            with s.transaction():
+                s.users.count()
+                barrier.wait(timeout=10)
+
+        threads = [threading.Thread(target=hold) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert s.health()["pool"]["idle"] == 4
+        _terminate(postgres_server_url, app)
+        failures = 0
+        for _ in range(4):
+            try:
+                s.users.count()
+            except StorageUnavailable:
+                failures += 1
+        assert failures == 1
+
+
+def test_pool_exhaustion_is_storage_unavailable_after_pool_timeout(database_url: str) -> None:
+    """With every connection taken, a call waits pool_timeout then raises StorageUnavailable."""
+    with clonestore.open(database_url, pool_size=1, pool_timeout=0.3) as s:
+        _user(s)
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with s.transaction():
+                s.users.count()
+                holding.set()
+                release.wait(timeout=10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert holding.wait(timeout=10)
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable, match="pool"):
+                s.users.count()
+            assert 0.25 <= time.monotonic() - started < 5
+        finally:
+            release.set()
+            holder.join()
+        assert s.users.count() == 1
+
+
+def test_many_threads_share_a_small_pool_exactly(database_url: str) -> None:
+    """More threads than connections all finish, and atomic increments lose nothing."""
+    with clonestore.open(database_url, pool_size=2, pool_timeout=30) as s:
+        user = _user(s)
+        session = s.sessions.create(user_id=user.id)
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                for _ in range(10):
+                    s.sessions.add_turn(session.id, llm_cost=Decimal("0.000001"))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        final = s.sessions.get(session.id)
+        assert final.total_turns == 80
+        assert final.total_cost == Decimal("0.000080")
+        assert s.health()["pool"]["in_use"] == 0
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_unique_violation_is_already_exists_with_orig(store: clonestore.Store) -> None:
+    """A unique violation is AlreadyExists; the driver's exception is kept as orig."""
+    _user(store)
+    with pytest.raises(AlreadyExists) as excinfo:
+        store.users.create(email="USER0@example.com", name="again")
+    assert isinstance(excinfo.value.orig, psycopg2.errors.UniqueViolation)
+    assert "user0@example.com" not in str(excinfo.value)  # no values in messages
+
+
+def test_deadlock_is_conflict(store: clonestore.Store) -> None:
+    """Two transactions locking rows in opposite orders: the loser gets Conflict."""
+    a, b = _user(store, 1), _user(store, 2)
+    spec = TABLES["users"]
+    backend = store.backend
+    both_locked_one = threading.Barrier(2)
+    results: list[BaseException | None] = []
+
+    def run(first: str, second: str) -> None:
+        try:
+            with backend.transaction():
+                backend.update(spec, Cond("id", "eq", first), {"version": Increment(1)})
+                both_locked_one.wait(timeout=10)
+                backend.update(spec, Cond("id", "eq", second), {"version": Increment(1)})
+            results.append(None)
+        except ClonestoreError as exc:
+            results.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(a.id, b.id)),
+        threading.Thread(target=run, args=(b.id, a.id)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "NoneType"]
+    conflict = next(r for r in results if r is not None)
+    assert isinstance(conflict, Conflict)
+    assert isinstance(conflict.orig, psycopg2.errors.DeadlockDetected)
+
+
+def test_other_failures_are_backend_errors_with_orig(store: clonestore.Store) -> None:
+    """Any other driver failure is BackendError keeping the driver's exception."""
+    missing = TableSpec(name="no_such_table", columns=TABLES["users"].columns)
+    with pytest.raises(BackendError) as excinfo:
+        store.backend.select(missing, TRUE)
+    assert isinstance(excinfo.value.orig, psycopg2.errors.UndefinedTable)
+
+
+def test_statement_timeout_is_storage_unavailable(database_url: str) -> None:
+    """A statement cut by statement_timeout is StorageUnavailable (retryable)."""
+    with clonestore.open(database_url, statement_timeout=0.2) as s:
+        with pytest.raises(StorageUnavailable, match="timed out"):
+            s.backend._execute("SELECT pg_sleep(2)", (), 4)
+        assert s.users.count() == 0
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def test_passwords_never_appear_in_reprs_messages_or_logs(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The DSN password is redacted from reprs, health, errors and log records."""
+    caplog.set_level(logging.DEBUG)
+    url = _with(database_url, password=PASSWORD)  # trust auth accepts any password
+    with clonestore.open(url) as s:
+        _user(s)
+        texts = [repr(s), repr(s.backend), str(s.health())]
+        with pytest.raises(AlreadyExists) as dup:
+            _user(s)
+        texts.append(str(dup.value))
+        with pytest.raises(ConfigurationError) as bad:
+            clonestore.open(url + "?pool_size=lots")
+        texts.append(str(bad.value))
+    down = _with(f"postgresql://postgres@127.0.0.1:{_closed_port()}/x", password=PASSWORD)
+    with pytest.raises(StorageUnavailable) as unreachable:
+        clonestore.open(down, connect_timeout=1)
+    texts.append(str(unreachable.value))
+    texts.extend(record.getMessage() for record in caplog.records)
+    assert "***" in repr(s)
+    for text in texts:
+        assert PASSWORD not in text
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def test_json_keeps_number_types_exactly(store: clonestore.Store) -> None:
+    """JSON is stored as text (json, not jsonb): 1e16, 1e300 stay floats, -0.0 keeps its sign."""
+    settings = {"int": 1, "float": 1.0, "big": 1e16, "huge": 1e300, "neg": -0.0, "u": "é😀"}
+    user = _user(store, settings=settings)
+    got = store.users.get(user.id).settings
+    assert got == settings
+    assert [type(got[k]) for k in ("int", "float", "big", "huge")] == [int, float, float, float]
+    assert math.copysign(1.0, got["neg"]) == -1.0
+
+
+def test_text_orders_by_code_point_not_locale(store: clonestore.Store) -> None:
+    """Text columns are COLLATE "C": "B" < "a" < "é", whatever the database locale."""
+    user = _user(store)
+    for name in ["a", "é", "B", "😀", "Z"]:
+        store.voice_models.create(user_id=user.id, name=name, provider="p")
+    assert [m.name for m in store.voice_models.find_many(order_by="name")] == sorted(
+        ["a", "é", "B", "😀", "Z"]
+    )
+
+
+def test_kinds_come_back_as_their_python_values(store: clonestore.Store) -> None:
+    """ids are str, datetimes aware UTC, money Decimal with six places, lists in order."""
+    user = _user(store, personality_traits=["b", "a", "b"])
+    row = store.backend.get(TABLES["users"], user.id)
+    assert type(row["id"]) is str
+    assert row["id"] == user.id
+    assert row["created_at"].tzinfo is UTC
+    assert row["personality_traits"] == ["b", "a", "b"]
+    session = store.sessions.create(user_id=user.id, started_at=datetime(1, 1, 1, tzinfo=UTC))
+    store.sessions.add_turn(session.id, llm_cost=Decimal("1.5"))
+    got = store.sessions.get(session.id)
+    assert str(got.total_cost) == "1.500000"
+    assert got.started_at == datetime(1, 1, 1, tzinfo=UTC)
+    stats = store.sessions.user_statistics(user.id)
+    assert type(stats.total_turns) is int
+    assert stats.total_turns == 1
+
+
+def test_upsert_is_one_atomic_statement_under_concurrency(store: clonestore.Store) -> None:
+    """Concurrent upserts on one key insert once and count every increment."""
+    from clonestore import Column, Unique
+
+    spec = TableSpec(
+        name="counters",
+        columns=(
+            Column(name="id", kind="id"),
+            Column(name="key", kind="key"),
+            Column(name="hits", kind="int"),
+        ),
+        unique=(Unique(("key",)),),
+    )
+    backend = store.backend
+    backend.create_tables([spec])
+    ids = iter(f"00000000-0000-4000-8000-{n:012d}" for n in range(1000))
+    lock = threading.Lock()
+
+    def hit() -> None:
+        for _ in range(25):
+            with lock:
+                new_id = next(ids)
+            row = {"id": new_id, "key": "k", "hits": 1}
+            backend.upsert(spec, ["key"], row, {"hits": Increment(1)})
+
+    threads = [threading.Thread(target=hit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = backend.select(spec, TRUE)
+    assert len(rows) == 1
+    assert rows[0]["hits"] == 100
