@@ -1,0 +1,148 @@
+"""The examples keep working: each is run the way its README says, in a subprocess.
+
+Backends come from the one matrix, the ``clonestore_url`` fixture (memory,
+SQLite and PostgreSQL under ``tests/conftest.py``); the jsonfile backend is
+installed into a temporary directory, as a third party's package would be.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from clonestore.testing.plugin import StoreFactory
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+PLATFORM = EXAMPLES / "character_platform"
+JSONFILE = EXAMPLES / "jsonfile_backend"
+TIMEOUT = 300
+
+
+def _run(
+    args: Sequence[str], *, cwd: Path = ROOT, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(pythonpath), env.get("PYTHONPATH", "")) if p
+        )
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def _pytest(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", *args], pythonpath=pythonpath)
+
+
+def _passed(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " passed" in summary, summary
+    assert "failed" not in summary, summary
+    assert "error" not in summary, summary
+    return summary
+
+
+def _empty_platform_tables(store_factory: StoreFactory) -> None:
+    """Open (and so empty) the platform's tables on the URL under test."""
+    sys.path.insert(0, str(PLATFORM))
+    try:
+        from character_platform import CharacterPlatform
+    finally:
+        sys.path.remove(str(PLATFORM))
+    store_factory(plugins=[CharacterPlatform()]).close()
+
+
+def test_character_platform_demo_runs_and_reruns(
+    clonestore_url: str, store_factory: StoreFactory
+) -> None:
+    """demo.py prints its scenario on the backend under test, and a second run on the
+    same store starts clean and prints the same."""
+    _empty_platform_tables(store_factory)
+    outputs = []
+    for _ in range(2):
+        done = _run([str(PLATFORM / "demo.py"), clonestore_url])
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout)
+    out = outputs[0]
+    assert "users: Ada (free), Grace (pro)" in out
+    assert "characters: 5 created, 4 public" in out
+    assert "gallery text='CAPTAIN': Captain Bolt\n" in out
+    assert "gallery tags all [hero, night]: Nyx\n" in out
+    assert "gallery by name, page 2: Nyx, Sir Ada of Lovelace\n" in out
+    assert "quota: Ada queued 5 generations, then refused: free tier allows 5" in out
+    assert "worker gpu-1 finished 7 jobs" in out
+    assert (
+        "stats Grace: 2 characters (2 public), generations {'pending': 1, 'running': 0, "
+        "'succeeded': 1, 'failed': 0}, quota 2/50 today"
+    ) in out
+
+    # The store's repr and the quota's reset time are the only lines that may change.
+    def stable(output: str) -> list[str]:
+        return [line for line in output.splitlines() if not line.startswith(("store:", "quota:"))]
+
+    assert stable(outputs[1]) == stable(outputs[0])
+
+
+def test_character_platform_tests_pass(clonestore_url: str) -> None:
+    """The platform's own test suite passes on the backend under test."""
+    _passed(_pytest(str(PLATFORM / "tests"), f"--clonestore-url={clonestore_url}"))
+
+
+def test_app_tests_pass_on_the_default_in_memory_store() -> None:
+    """The application test suite passes with nothing but the clonestore_store fixture."""
+    summary = _passed(_pytest(str(EXAMPLES / "app_tests")))
+    assert summary.startswith("6 passed"), summary
+
+
+@pytest.fixture(scope="module")
+def jsonfile_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clonestore-jsonfile installed with pip into a directory of its own (for PYTHONPATH)."""
+    work = tmp_path_factory.mktemp("jsonfile")
+    source = work / "source"
+    shutil.copytree(
+        JSONFILE,
+        source,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache"),
+    )
+    site = work / "site"
+    install = ["-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site)]
+    # Offline first (needs setuptools and wheel here); else let pip fetch the build backend.
+    done = _run([*install, "--no-build-isolation", str(source)], cwd=work)
+    if done.returncode != 0:
+        shutil.rmtree(site, ignore_errors=True)
+        done = _run([*install, str(source)], cwd=work)
+    assert done.returncode == 0, done.stdout + done.stderr
+    entry_points = next(site.glob("clonestore_jsonfile-*.dist-info")) / "entry_points.txt"
+    assert "jsonfile = clonestore_jsonfile" in entry_points.read_text()
+    return site
+
+
+def test_jsonfile_backend_passes_the_conformance_kit(jsonfile_site: Path, tmp_path: Path) -> None:
+    """The installed out-of-tree jsonfile:// backend passes the conformance kit unmodified."""
+    url = f"jsonfile://{tmp_path / 'kit.json'}"
+    _passed(
+        _pytest(
+            "--pyargs", "clonestore.testing", f"--clonestore-url={url}", pythonpath=jsonfile_site
+        )
+    )
+    assert (tmp_path / "kit.json").exists()
+
+
+def test_jsonfile_backend_own_tests_pass(jsonfile_site: Path) -> None:
+    """The jsonfile package's own tests (file format, atomic commits, locking) pass."""
+    _passed(_pytest(str(JSONFILE / "tests"), pythonpath=jsonfile_site))
