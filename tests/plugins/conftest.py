@@ -1,0 +1,111 @@
+"""Helpers for the plugin tests: a clock tests move by hand, and an audit log
+emptied before and after each test on PostgreSQL.
+
+The backend matrix itself (``clonestore_url``, ``store_factory``) comes from
+``tests/conftest.py`` and the ``clonestore.testing`` pytest plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class ManualClock:
+    """A store clock that moves only when told to."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock starting at 2030-01-01 12:00:00 UTC."""
+    return ManualClock()
+
+
+class _Abort(Exception):
+    pass
+
+
+@contextmanager
+def rolled_back(store: Any) -> Iterator[None]:
+    """Run the block in ``store.transaction()``, then roll it back."""
+    try:
+        with store.transaction():
+            yield
+            raise _Abort
+    except _Abort:
+        pass
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql:", "postgres:"))
+
+
+def pg_execute(
+    url: str, *statements: str | tuple[str, tuple[Any, ...]], replica: bool = False
+) -> list[Any]:
+    """Run statements (SQL, or (SQL, params)) on their own connection; ``replica``
+    disables triggers for the session (superuser), as a tamperer would."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        conn.autocommit = True
+        out: list[Any] = []
+        with conn.cursor() as cur:
+            if replica:
+                cur.execute("SET session_replication_role = replica")
+            for statement in statements:
+                sql, params = statement if isinstance(statement, tuple) else (statement, ())
+                cur.execute(sql, params)
+                out.append(cur.fetchall() if cur.description else cur.rowcount)
+        return out
+    finally:
+        conn.close()
+
+
+def _empty_audit_log(url: str) -> None:
+    # The audit trigger refuses DELETE, so the test kit's table wipe would fail
+    # on a non-empty log: empty it through the purge function, as purge() does.
+    pg_execute(
+        url,
+        """
+        DO $$ BEGIN
+          IF to_regprocedure('clonestore_audit_purge(bigint)') IS NOT NULL THEN
+            PERFORM clonestore_audit_purge(9223372036854775807);
+            DELETE FROM audit_head;
+            DELETE FROM audit_anchors;
+          END IF;
+        END $$
+        """,
+    )
+
+
+@pytest.fixture(autouse=True)
+def empty_audit_log(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On PostgreSQL, every test starts and ends with an empty audit log."""
+    url = None
+    for name in ("clonestore_url", "postgres_url"):
+        if name in request.fixturenames:
+            url = request.getfixturevalue(name)
+            break
+    if url is None or not is_postgres(url):
+        yield
+        return
+    _empty_audit_log(url)
+    yield
+    _empty_audit_log(url)
