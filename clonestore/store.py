@@ -62,11 +62,23 @@ def new_id() -> str:
 
 @cache
 def _entry_point_plugins() -> dict[str, object]:
-    """Every plugin registered in the ``clonestore`` entry-point group, loaded once."""
+    """Every plugin registered in the ``clonestore`` entry-point group, loaded once.
+
+    A plugin that cannot be imported is a :class:`ConfigurationError` naming it
+    and the package that installed it (every store loads every entry point).
+    """
     found: dict[str, object] = {}
     for ep in importlib.metadata.entry_points(group="clonestore"):
         if ep.name not in found:
-            found[ep.name] = ep.load()
+            try:
+                found[ep.name] = ep.load()
+            except Exception as exc:
+                package = ep.dist.name if ep.dist is not None else "an unknown package"
+                raise ConfigurationError(
+                    f"clonestore plugin {ep.name!r} ({ep.value}, installed by {package}) "
+                    f"cannot be loaded: {type(exc).__name__}: {exc}",
+                    orig=exc,
+                ) from exc
     return found
 
 
