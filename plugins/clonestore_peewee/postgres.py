@@ -181,6 +181,8 @@ class PostgresBackend(SQLBackend):
             **params,
         )
         super().__init__(database)
+        # Peewee's per-thread connection state, read directly on the hot path.
+        self._state = database._state
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.label}{' closed' if self._closed else ''}>"
@@ -210,11 +212,12 @@ class PostgresBackend(SQLBackend):
         if self._closed:
             raise closed_error(self.name)
         database = self.database
-        owned = database.is_closed()  # else a transaction of this thread holds it
+        state = self._state
+        owned = state.closed  # else a transaction of this thread holds the connection
         if owned:
             self._checkout()
         try:
-            cursor = database._state.conn.cursor()
+            cursor = state.conn.cursor()
             if mode == MANY:
                 self._insert_pages(cursor, sql, params)
                 return None

@@ -56,16 +56,6 @@ class _Connection(sqlite3.Connection):
     """A sqlite3 connection that can be weakly referenced (the base class cannot)."""
 
 
-class _NoLock:
-    """Stands in for the in-memory database's lock: file databases need none."""
-
-    def acquire(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-
 # Peewee's stubs leave out the connection internals overridden here.
 _PeeweeSqliteDatabase: Any = peewee.SqliteDatabase
 
@@ -126,10 +116,10 @@ class SqliteBackend(SQLBackend):
             shared = sqlite3.connect(
                 ":memory:", isolation_level=None, check_same_thread=False, factory=_Connection
             )
-            self._lock: Any = threading.RLock()
+            self._lock: threading.RLock | None = threading.RLock()
         else:
             pragmas += [("journal_mode", "wal"), ("synchronous", opts["synchronous"])]
-            self._lock = _NoLock()
+            self._lock = None  # a file database has a connection per thread
         database = _SqliteDatabase(
             path,
             shared=shared,
@@ -142,6 +132,8 @@ class SqliteBackend(SQLBackend):
         super().__init__(database)
         if shared is not None:
             database._add_conn_hooks(shared)
+        # Peewee's per-thread connection state, read directly on the hot path.
+        self._state = database._state
         self.label = f"sqlite://{'/' + path if not self.memory else '/:memory:'}"
 
     def __repr__(self) -> str:
@@ -153,33 +145,32 @@ class SqliteBackend(SQLBackend):
         if self._closed:
             raise closed_error(self.name)
         lock = self._lock
-        lock.acquire()
+        if lock is not None:
+            lock.acquire()
         try:
-            conn = self.database.connection()
-            if mode == ONE:
-                return conn.execute(sql, params).fetchone()
-            if mode == ALL:
-                return conn.execute(sql, params).fetchall()
-            if mode == ROWCOUNT:
-                return conn.execute(sql, params).rowcount
+            state = self._state
+            conn = state.conn if not state.closed else self.database.connection()
             if mode == MANY:
                 conn.executemany(sql, params)
-            else:
-                conn.execute(sql, params)
+                return None
+            cursor = conn.execute(sql, params)
+            if mode == ONE:
+                return cursor.fetchone()
+            if mode == ALL:
+                return cursor.fetchall()
+            if mode == ROWCOUNT:
+                return cursor.rowcount
             return None
         except Exception as exc:
             raise translate_sqlite(exc, self.label) from exc
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def _begin(self) -> None:
         # The in-memory database's lock is held until the transaction ends.
-        self._lock.acquire()
-        try:
+        with self._lock_held(release=False):
             self._execute("BEGIN IMMEDIATE", (), NONE)
-        except BaseException:
-            self._lock.release()
-            raise
 
     def _end(self, commit: bool) -> None:
         try:
@@ -192,7 +183,8 @@ class SqliteBackend(SQLBackend):
             else:
                 self._rollback_quietly()
         finally:
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
 
     def _rollback_quietly(self) -> None:
         # Already failing: the caller raises the first error.
@@ -210,12 +202,20 @@ class SqliteBackend(SQLBackend):
             yield
 
     @contextmanager
-    def _lock_held(self) -> Iterator[None]:
-        self._lock.acquire()
+    def _lock_held(self, release: bool = True) -> Iterator[None]:
+        """Hold the in-memory database's lock (released at the end, or on error only)."""
+        lock = self._lock
+        if lock is None:
+            yield
+            return
+        lock.acquire()
         try:
             yield
-        finally:
-            self._lock.release()
+        except BaseException:
+            lock.release()
+            raise
+        if release:
+            lock.release()
 
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception."""
