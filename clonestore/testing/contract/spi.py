@@ -221,7 +221,7 @@ def test_spi_insert_get_round_trips_every_kind(store: Store) -> None:
             code="k-2",
             label="",
             n=-(2**63),
-            score=-0.0,
+            score=-2.5e-10,
             amount=Decimal("-999999999999.999999"),
             flag=False,
             at=datetime(1, 1, 1, tzinfo=UTC),
