@@ -72,7 +72,8 @@ def main(url: str | None = None) -> None:
             session = store.sessions.end(session.id)
 
         found = store.users.find_by_email("ADA@example.com")
-        assert found is not None and found.id == ada.id
+        assert found is not None
+        assert found.id == ada.id
         print(f"user:      {found.name} <{found.email}> tier={found.subscription_tier}")
         print(f"voice:     {store.voice_models.active_for(ada.id).name}")  # type: ignore[union-attr]
         print(f"face:      {store.face_models.active_for(ada.id).name}")  # type: ignore[union-attr]
