@@ -7,6 +7,7 @@ Run it against any backend, unmodified::
 
 from clonestore.testing.contract.context import *  # noqa: F403
 from clonestore.testing.contract.documents import *  # noqa: F403
+from clonestore.testing.contract.entities import *  # noqa: F403
 from clonestore.testing.contract.erasure import *  # noqa: F403
 from clonestore.testing.contract.errors import *  # noqa: F403
 from clonestore.testing.contract.inputs import *  # noqa: F403

@@ -12,6 +12,7 @@ from __future__ import annotations
 #: Every module of the suite, in the order a test runner imports them.
 MODULES = (
     "users",
+    "entities",
     "queries",
     "paging",
     "validation",
