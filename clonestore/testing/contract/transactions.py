@@ -221,3 +221,25 @@ def test_concurrent_activations_leave_one_active_model(store: Store) -> None:
     assert not errors, errors
     active = [m for m in store.voice_models.find_many(where={"user_id": user.id}) if m.is_active]
     assert len(active) == 1
+
+
+def test_uncommitted_writes_are_invisible_to_other_threads(store: Store) -> None:
+    """Another thread never sees a transaction's writes that are later rolled back."""
+    ready, done = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def reader() -> None:
+        ready.wait(timeout=30)
+        seen.append(store.users.count())
+        done.set()
+
+    worker = threading.Thread(target=reader)
+    worker.start()
+    with aborted(store.transaction()):
+        new_user(store)
+        ready.set()
+        # A backend may make the reader wait for this transaction (memory:// does).
+        done.wait(timeout=0.2)
+    worker.join(timeout=30)
+    assert seen == [0]
+    assert store.users.count() == 0

@@ -115,6 +115,15 @@ def test_over_long_text_is_refused(store: Store) -> None:
         refused(store, action, what=what)
 
 
+def test_longest_allowed_text_round_trips(store: Store) -> None:
+    """A transcript of the maximum length (10^6 characters, astral ones too) round-trips."""
+    session = new_session(store, new_user(store))
+    transcript = ("ab😀ç" * 250_000)[:1_000_000]
+    turn = store.sessions.add_turn(session.id, user_transcript=transcript)
+    assert store.turns.get(turn.id).user_transcript == transcript
+    refused(store, partial(store.sessions.add_turn, session.id, user_transcript=transcript + "x"))
+
+
 def test_empty_required_text_is_refused(store: Store) -> None:
     """Text fields with a minimum length refuse the empty string."""
     user = new_user(store)
