@@ -279,7 +279,7 @@ def check(col: Column, value: Any) -> Any:
         if not math.isfinite(value):
             raise _fail(col, "must be finite (no NaN or Infinity)")
         _check_range(col, value)
-        return value
+        return value + 0.0  # -0.0 -> 0.0: SQLite keeps no sign on a zero REAL
     if kind == "bool":
         if type(value) is not bool:
             raise _fail(col, f"expected a boolean, got {type(value).__name__}")
@@ -322,7 +322,8 @@ def check(col: Column, value: Any) -> Any:
         if exact != value:
             raise _fail(col, f"at most {MONEY_PLACES} decimal places are stored exactly")
         _check_range(col, exact)
-        return exact
+        # -0 -> 0: integer micro-units and NUMERIC have no negative zero.
+        return exact.copy_abs() if exact.is_zero() else exact
     if kind == "json":
         return _check_json(col, value, 0)
     if kind == "list" or kind == "vector":
@@ -342,7 +343,7 @@ def check(col: Column, value: Any) -> Any:
                 item = float(item)
             if type(item) is not float or not math.isfinite(item):
                 raise _fail(col, "vector items must be finite numbers")
-            out.append(item)
+            out.append(item + 0.0)  # -0.0 -> 0.0, as for float columns
         return out
     raise AssertionError(kind)  # pragma: no cover - KINDS is closed
 
