@@ -9,7 +9,8 @@ The schema of the clone domain is versioned by the migrations in
 
 Modules: :mod:`.fields` (storage types), :mod:`.models` (specs -> models),
 :mod:`.codecs` (value conversion), :mod:`.dialects` (the few engine-specific
-operators), :mod:`.compiler` (statement cache), :mod:`.backend` (the SPI),
+operators), :mod:`.compiler` (shapes, slots, rendering), :mod:`.statements`
+(the statement of each SPI operation), :mod:`.backend` (the SPI),
 :mod:`.sqlite` and :mod:`.postgres` (connections, transactions, health),
 :mod:`.errors` (driver errors -> clonestore errors), :mod:`.options`,
 :mod:`.migration_runner`.

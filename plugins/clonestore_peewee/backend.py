@@ -9,30 +9,27 @@ error translation.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
 from typing import Any, Final
 
 import peewee
-from peewee import SQL, fn
 
 from clonestore import ClonestoreError, ConfigurationError
-from clonestore.spi import (
-    AGGREGATES,
-    Aggregate,
-    Expr,
-    Increment,
-    OrderBy,
-    Row,
-    TableSpec,
-)
+from clonestore.spi import Aggregate, Expr, Increment, OrderBy, Row, TableSpec
 
-from .codecs import make_loader
-from .compiler import TRUE_SQL, Compiler, Slots, Statement, TableInfo, walk
+from .compiler import Compiler, TableInfo, walk
 from .dialects import Dialect
 from .migration_runner import apply_pending, migration_status
-from .models import unique_predicate
+from .statements import (
+    aggregate_statement,
+    count_statement,
+    delete_statement,
+    select_statement,
+    update_statement,
+    upsert_statement,
+)
 
 __all__ = ["ALL", "MANY", "NONE", "ONE", "ROWCOUNT", "SQLBackend"]
 
@@ -45,6 +42,19 @@ NONE: Final = 4
 MANY: Final = 5
 
 _BY_ID: Final = itemgetter("id")
+
+
+def _change_values(changes: Mapping[str, Any], values: list[Any]) -> tuple[bool, ...]:
+    """Appends each change's value (an Increment's amount); which changes are Increments."""
+    increments = []
+    for change in changes.values():
+        if type(change) is Increment:
+            values.append(change.amount)
+            increments.append(True)
+        else:
+            values.append(change)
+            increments.append(False)
+    return tuple(increments)
 
 
 class _TxState(threading.local):
@@ -146,6 +156,7 @@ class SQLBackend:
     # ------------------------------------------------------------------ reads
 
     def get(self, table: TableSpec, id: str) -> Row | None:
+        """The row with this id (live or not), or None: one cached point read."""
         info = self._tables.get(table.name) or self.table_info(table)
         row = self._execute(info.get_statement.sql, (id,), ONE)
         return None if row is None else info.load(row)
@@ -158,14 +169,19 @@ class SQLBackend:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Row]:
+        """Matching rows in ``order``, after ``offset``, at most ``limit``."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
         shape = walk(where, values)
         order_key = tuple((o.column, o.desc) for o in order)
         key = ("select", info.name, shape, order_key, limit is not None, offset != 0)
-        statement = self.compiler.cache.get(key)
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
         if statement is None:
-            statement = self._compile_select(key, info, where, order, limit, offset)
+            statement = compiler.keep(
+                key,
+                select_statement(compiler, info, where, order, limit is not None, offset != 0),
+            )
         if limit is not None:
             values.append(limit)
         if offset:
@@ -174,44 +190,15 @@ class SQLBackend:
         load = info.load
         return [load(row) for row in rows]
 
-    def _compile_select(
-        self,
-        key: Hashable,
-        info: TableInfo,
-        where: Expr,
-        order: Sequence[OrderBy],
-        limit: int | None,
-        offset: int,
-    ) -> Statement:
-        compiler = self.compiler
-        slots = Slots()
-        query = info.model.select(*info.columns)
-        query = self._where(query, info, where, slots)
-        if order:
-            query = query.order_by(*compiler.ordering(info, order))
-        if limit is not None:
-            query = query.limit(slots.new())
-        if offset:
-            query = query.offset(slots.new())
-        statement = compiler.render(query, info.load)
-        compiler.cache[key] = statement
-        return statement
-
-    def _where(self, query: Any, info: TableInfo, where: Expr, slots: Slots) -> Any:
-        node = self.compiler.condition(info, where, slots)
-        if node is TRUE_SQL:
-            return query
-        return query.where(node)
-
     def count(self, table: TableSpec, where: Expr) -> int:
+        """How many rows match."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
         key = ("count", info.name, walk(where, values))
-        statement = self.compiler.cache.get(key)
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
         if statement is None:
-            slots = Slots()
-            query = self._where(info.model.select(fn.COUNT(SQL("*"))), info, where, slots)
-            statement = self.compiler.cache[key] = self.compiler.render(query, None)
+            statement = compiler.keep(key, count_statement(compiler, info, where))
         row = self._execute(statement.sql, statement.params(values), ONE)
         return int(row[0])
 
@@ -222,69 +209,33 @@ class SQLBackend:
         group_by: Sequence[str],
         aggregates: Mapping[str, Aggregate],
     ) -> list[Row]:
+        """One row per group (ordered by the group values), or exactly one without groups."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
         shape = walk(where, values)
         wanted = tuple((alias, agg.fn, agg.column) for alias, agg in aggregates.items())
         key = ("aggregate", info.name, shape, tuple(group_by), wanted)
-        statement = self.compiler.cache.get(key)
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
         if statement is None:
-            statement = self._compile_aggregate(key, info, where, group_by, wanted)
-        rows = self._execute(statement.sql, statement.params(values), ALL)
-        assert statement.load is not None
-        return [statement.load(row) for row in rows]
-
-    def _compile_aggregate(
-        self,
-        key: Hashable,
-        info: TableInfo,
-        where: Expr,
-        group_by: Sequence[str],
-        wanted: Sequence[tuple[str, str, str | None]],
-    ) -> Statement:
-        codecs, dialect = self.dialect.codecs, self.dialect
-        group_fields = [info.fields[name] for name in group_by]
-        names: list[str] = list(group_by)
-        converters = [codecs.result(info.kinds[name]) for name in group_by]
-        nullable = [info.spec.by_name[name].nullable for name in group_by]
-        selected: list[Any] = list(group_fields)
-        for alias, fn_name, column in wanted:
-            if fn_name not in AGGREGATES:
-                raise ConfigurationError(f"unknown aggregate {fn_name!r}")
-            if column is None:
-                if fn_name != "count":
-                    raise ConfigurationError(f"aggregate {fn_name!r} needs a column")
-                node, convert = fn.COUNT(SQL("*")), None
-            else:
-                field, kind = info.fields[column], info.kinds[column]
-                if fn_name == "count":
-                    node, convert = fn.COUNT(field), None
-                elif fn_name == "sum":
-                    node, convert = fn.SUM(field), codecs.sum_from_db.get(kind)
-                else:
-                    node, convert = dialect.min_max(fn_name, field, kind), codecs.result(kind)
-            selected.append(node.alias(alias))
-            names.append(alias)
-            converters.append(convert)
-            nullable.append(fn_name != "count")
-        slots = Slots()
-        query = self._where(info.model.select(*selected), info, where, slots)
-        if group_fields:
-            query = query.group_by(*group_fields).order_by(
-                *self.compiler.ordering(info, [OrderBy(name) for name in group_by])
+            statement = compiler.keep(
+                key, aggregate_statement(compiler, info, where, group_by, wanted)
             )
-        statement = self.compiler.render(query, make_loader(names, converters, nullable))
-        self.compiler.cache[key] = statement
-        return statement
+        rows = self._execute(statement.sql, statement.params(values), ALL)
+        load = statement.load
+        assert load is not None
+        return [load(row) for row in rows]
 
     # ------------------------------------------------------------------ writes
 
     def insert(self, table: TableSpec, row: Row) -> None:
+        """Insert one complete row; a taken id or unique value is AlreadyExists."""
         info = self._tables.get(table.name) or self.table_info(table)
         statement = info.insert_statement
         self._execute(statement.sql, statement.params(row), NONE)
 
     def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
+        """Insert rows, all or none (one transaction, batched by the driver)."""
         if not rows:
             return
         info = self._tables.get(table.name) or self.table_info(table)
@@ -294,27 +245,19 @@ class SQLBackend:
             self._execute(statement.sql, [params(row) for row in rows], MANY)
 
     def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
+        """One ``UPDATE ... RETURNING`` (``Increment`` as ``col = col + ?``); rows by id."""
         info = self._tables.get(table.name) or self.table_info(table)
         if not changes:
             return sorted(self.select(table, where), key=_BY_ID)
         values: list[Any] = []
-        increments: list[bool] = []
-        for change in changes.values():
-            if type(change) is Increment:
-                values.append(change.amount)
-                increments.append(True)
-            else:
-                values.append(change)
-                increments.append(False)
-        shape = walk(where, values)
-        key = ("update", info.name, shape, tuple(changes), tuple(increments))
-        statement = self.compiler.cache.get(key)
+        increments = _change_values(changes, values)
+        key = ("update", info.name, walk(where, values), tuple(changes), increments)
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
         if statement is None:
-            slots = Slots()
-            assignments = self.compiler.assignments(info, changes, slots, increments)
-            query = info.model.update(assignments)
-            query = self._where(query, info, where, slots).returning(*info.columns)
-            statement = self.compiler.cache[key] = self.compiler.render(query, info.load)
+            statement = compiler.keep(
+                key, update_statement(compiler, info, where, changes, increments)
+            )
         rows = self._execute(statement.sql, statement.params(values), ALL)
         load = info.load
         out = [load(row) for row in rows]
@@ -322,13 +265,14 @@ class SQLBackend:
         return out
 
     def delete(self, table: TableSpec, where: Expr) -> int:
+        """Remove matching rows for good; how many were removed."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
         key = ("delete", info.name, walk(where, values))
-        statement = self.compiler.cache.get(key)
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
         if statement is None:
-            query = self._where(info.model.delete(), info, where, Slots())
-            statement = self.compiler.cache[key] = self.compiler.render(query, None)
+            statement = compiler.keep(key, delete_statement(compiler, info, where))
         count: int = self._execute(statement.sql, statement.params(values), ROWCOUNT)
         return count
 
@@ -339,56 +283,23 @@ class SQLBackend:
         insert_row: Row,
         changes: Mapping[str, Any],
     ) -> Row:
+        """One ``INSERT ... ON CONFLICT (key) [WHERE partial] DO UPDATE ... RETURNING``."""
         info = self._tables.get(table.name) or self.table_info(table)
         unique = info.uniques.get(tuple(key))
         if unique is None:
             raise ConfigurationError(f"{table.name} has no unique constraint on {tuple(key)}")
         values: list[Any] = [insert_row[c.name] for c in info.spec.columns]
-        increments: list[bool] = []
-        for change in changes.values():
-            if type(change) is Increment:
-                values.append(change.amount)
-                increments.append(True)
-            else:
-                values.append(change)
-                increments.append(False)
-        cache_key = ("upsert", info.name, unique.columns, tuple(changes), tuple(increments))
-        statement = self.compiler.cache.get(cache_key)
+        increments = _change_values(changes, values)
+        cache_key = ("upsert", info.name, unique.columns, tuple(changes), increments)
+        compiler = self.compiler
+        statement = compiler.cache.get(cache_key)
         if statement is None:
-            statement = self._compile_upsert(cache_key, info, unique.columns, changes, increments)
+            statement = compiler.keep(
+                cache_key, upsert_statement(compiler, info, unique.columns, changes, increments)
+            )
         row = self._execute(statement.sql, statement.params(values), ONE)
         stored: Row = info.load(row)
         return stored
-
-    def _compile_upsert(
-        self,
-        key: Hashable,
-        info: TableInfo,
-        columns: Sequence[str],
-        changes: Mapping[str, Any],
-        increments: Sequence[bool],
-    ) -> Statement:
-        compiler, codecs = self.compiler, self.dialect.codecs
-        slots = Slots()
-        row = {
-            field: slots.new(codecs.param(c.kind), c.nullable)
-            for field, c in zip(info.columns, info.spec.columns, strict=True)
-        }
-        update = compiler.assignments(info, changes, slots, increments)
-        if not update:  # DO NOTHING would return no row; a no-op SET returns it
-            update = {info.fields["id"]: info.fields["id"]}
-        unique = info.uniques[tuple(columns)]
-        query = (
-            info.model.insert(row)
-            .on_conflict(
-                conflict_target=[info.fields[c] for c in columns],
-                conflict_where=unique_predicate(info.model, info.spec, unique),
-                update=update,
-            )
-            .returning(*info.columns)
-        )
-        statement = compiler.cache[key] = compiler.render(query, info.load)
-        return statement
 
     # ------------------------------------------------------------------ transactions
 

@@ -31,6 +31,10 @@ from .models import build_model
 
 __all__ = ["SMALL_IN", "TRUE_SQL", "Compiler", "Slots", "Statement", "TableInfo", "walk"]
 
+#: Shapes kept at most; past this the cache starts over (a safety net: real
+#: applications have a few hundred shapes).
+MAX_SHAPES: Final = 4096
+
 #: ``in`` lists up to this long get one placeholder per value (and a shape per
 #: length); longer ones are passed as a single array parameter.
 SMALL_IN: Final = 8
@@ -135,6 +139,13 @@ class Compiler:
         self.dialect = dialect
         self.codecs = dialect.codecs
         self.cache: dict[Hashable, Statement] = {}
+
+    def keep(self, key: Hashable, statement: Statement) -> Statement:
+        """Cache ``statement`` under its shape ``key``; returns it."""
+        if len(self.cache) >= MAX_SHAPES:
+            self.cache.clear()
+        self.cache[key] = statement
+        return statement
 
     def render(
         self,

@@ -1,0 +1,156 @@
+"""The statement of each SPI operation, rendered by Peewee for one shape.
+
+Each builder returns a :class:`~.compiler.Statement` whose parameters are laid
+out from a list of values gathered in slot order: the expression's values
+(see :func:`~.compiler.walk`), preceded by the changes' values for updates
+and the row's values for upserts, followed by limit and offset for selects.
+The backend caches what these return under the shape's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from peewee import SQL, fn
+
+from clonestore import ConfigurationError
+from clonestore.spi import AGGREGATES, Expr, OrderBy
+
+from .codecs import make_loader
+from .compiler import TRUE_SQL, Compiler, Slots, Statement, TableInfo
+from .models import unique_predicate
+
+__all__ = [
+    "aggregate_statement",
+    "count_statement",
+    "delete_statement",
+    "select_statement",
+    "update_statement",
+    "upsert_statement",
+]
+
+
+def _where(compiler: Compiler, query: Any, info: TableInfo, where: Expr, slots: Slots) -> Any:
+    node = compiler.condition(info, where, slots)
+    return query if node is TRUE_SQL else query.where(node)
+
+
+def select_statement(
+    compiler: Compiler,
+    info: TableInfo,
+    where: Expr,
+    order: Sequence[OrderBy],
+    limit: bool,
+    offset: bool,
+) -> Statement:
+    """``SELECT columns ... ORDER BY ... LIMIT ? OFFSET ?``."""
+    slots = Slots()
+    query = _where(compiler, info.model.select(*info.columns), info, where, slots)
+    if order:
+        query = query.order_by(*compiler.ordering(info, order))
+    if limit:
+        query = query.limit(slots.new())
+    if offset:
+        query = query.offset(slots.new())
+    return compiler.render(query, info.load)
+
+
+def count_statement(compiler: Compiler, info: TableInfo, where: Expr) -> Statement:
+    """``SELECT COUNT(*) ...``."""
+    query = info.model.select(fn.COUNT(SQL("*")))
+    return compiler.render(_where(compiler, query, info, where, Slots()), None)
+
+
+def aggregate_statement(
+    compiler: Compiler,
+    info: TableInfo,
+    where: Expr,
+    group_by: Sequence[str],
+    wanted: Sequence[tuple[str, str, str | None]],
+) -> Statement:
+    """``SELECT groups, fn(column) AS alias ... GROUP BY groups ORDER BY groups``."""
+    dialect = compiler.dialect
+    codecs = dialect.codecs
+    group_fields = [info.fields[name] for name in group_by]
+    names: list[str] = list(group_by)
+    converters = [codecs.result(info.kinds[name]) for name in group_by]
+    nullable = [info.spec.by_name[name].nullable for name in group_by]
+    selected: list[Any] = list(group_fields)
+    for alias, fn_name, column in wanted:
+        if fn_name not in AGGREGATES:
+            raise ConfigurationError(f"unknown aggregate {fn_name!r}")
+        if column is None:
+            if fn_name != "count":
+                raise ConfigurationError(f"aggregate {fn_name!r} needs a column")
+            node, convert = fn.COUNT(SQL("*")), None
+        else:
+            field, kind = info.fields[column], info.kinds[column]
+            if fn_name == "count":
+                node, convert = fn.COUNT(field), None
+            elif fn_name == "sum":
+                node, convert = fn.SUM(field), codecs.sum_from_db.get(kind)
+            else:
+                node, convert = dialect.min_max(fn_name, field, kind), codecs.result(kind)
+        selected.append(node.alias(alias))
+        names.append(alias)
+        converters.append(convert)
+        nullable.append(fn_name != "count")
+    query = _where(compiler, info.model.select(*selected), info, where, Slots())
+    if group_fields:
+        ordering = compiler.ordering(info, [OrderBy(name) for name in group_by])
+        query = query.group_by(*group_fields).order_by(*ordering)
+    return compiler.render(query, make_loader(names, converters, nullable))
+
+
+def update_statement(
+    compiler: Compiler,
+    info: TableInfo,
+    where: Expr,
+    changes: Mapping[str, Any],
+    increments: Sequence[bool],
+) -> Statement:
+    """``UPDATE ... SET col = ?, n = n + ? WHERE ... RETURNING columns``."""
+    slots = Slots()
+    query = info.model.update(compiler.assignments(info, changes, slots, increments))
+    query = _where(compiler, query, info, where, slots).returning(*info.columns)
+    return compiler.render(query, info.load)
+
+
+def delete_statement(compiler: Compiler, info: TableInfo, where: Expr) -> Statement:
+    """``DELETE ... WHERE ...``."""
+    return compiler.render(_where(compiler, info.model.delete(), info, where, Slots()), None)
+
+
+def upsert_statement(
+    compiler: Compiler,
+    info: TableInfo,
+    columns: Sequence[str],
+    changes: Mapping[str, Any],
+    increments: Sequence[bool],
+) -> Statement:
+    """``INSERT ... ON CONFLICT (columns) [WHERE partial] DO UPDATE SET ... RETURNING``.
+
+    The conflict target repeats the unique index's predicate so that the
+    engine picks that (partial) index as the arbiter.
+    """
+    codecs = compiler.codecs
+    slots = Slots()
+    row = {
+        field: slots.new(codecs.param(c.kind), c.nullable)
+        for field, c in zip(info.columns, info.spec.columns, strict=True)
+    }
+    update = compiler.assignments(info, changes, slots, increments)
+    if not update:  # DO NOTHING would return no row; a no-op SET returns it
+        update = {info.fields["id"]: info.fields["id"]}
+    unique = info.uniques[tuple(columns)]
+    query = (
+        info.model.insert(row)
+        .on_conflict(
+            conflict_target=[info.fields[c] for c in columns],
+            conflict_where=unique_predicate(info.model, info.spec, unique),
+            update=update,
+        )
+        .returning(*info.columns)
+    )
+    return compiler.render(query, info.load)
