@@ -77,7 +77,10 @@ def clonestore_after_write(store: Store, op: Operation, result: Any) -> None:
 
     :param store: the store.
     :param op: the write.
-    :param result: the stored rows (a list of row dicts, possibly empty).
+    :param result: what the SPI call returned: for ``update`` the changed rows (a
+        list of row dicts, possibly empty), for ``upsert`` the stored row, for
+        ``delete`` how many rows were removed, for ``insert`` and ``insert_many``
+        None (the rows written are ``op.changes`` and ``op.rows``).
     """
 
 

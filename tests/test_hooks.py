@@ -313,20 +313,27 @@ def test_clonestore_after_write(store_factory):
     assert seen[-1][2]["version"] == renamed.version
 
 
-def test_clonestore_after_write_receives_changed_rows(store_factory):
-    """after_write of an update gets the rows as changed."""
+def test_clonestore_after_write_receives_the_spi_result(store_factory):
+    """after_write gets what the SPI call returned: changed rows for an update, the count
+    for a delete, None for an insert (whose row is op.changes)."""
     results = []
 
     class Keeps:
         @clonestore.hookimpl
         def clonestore_after_write(self, store, op, result):
-            if op.kind == "update":
-                results.append(result)
+            results.append((op.kind, op.changes, result))
 
     store = store_factory(plugins=[Keeps()])
     user = new_user(store)
+    session = store.sessions.create(user_id=user.id)
     store.users.update(user.id, name="Changed")
-    assert [[r["name"] for r in rows] for rows in results] == [["Changed"]]
+    store.sessions.hard_delete(session.id)
+    kind, changes, result = results[0]
+    assert (kind, changes["email"], result) == ("insert", user.email, None)
+    updates = [result for kind, _, result in results if kind == "update"]
+    assert [[row["name"] for row in rows] for rows in updates] == [["Changed"]]
+    deletes = [result for kind, _, result in results if kind == "delete"]
+    assert deletes == [0, 1]
 
 
 def test_clonestore_write_failed(store_factory):
