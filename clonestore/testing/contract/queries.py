@@ -260,3 +260,16 @@ def test_find_many_with_deleted(store_factory: StoreFactory) -> None:
     assert ids(store.memories.find_many(with_deleted=True)) == ids(memories)
     deleted_only = store.memories.find_many(where={"deleted_at__isnull": False}, with_deleted=True)
     assert ids(deleted_only) == [memories[1].id]
+
+
+def test_text_equality_is_exact(store_factory: StoreFactory) -> None:
+    """Text equality compares code points: case, trailing spaces and composition all count."""
+    store = store_factory(clock=FrozenClock(step=1))
+    user = new_user(store)
+    names = ["Ada", "ada", "ada ", "é", "e\u0301", "straße", "strasse"]
+    for name in names:
+        new_voice_model(store, user, name=name)
+    for name in names:
+        assert _names(store.voice_models.find_many(where={"name": name})) == [name], repr(name)
+    assert _names(store.voice_models.find_many(where={"name__in": ["ada", "é"]})) == ["ada", "é"]
+    assert len(store.voice_models.find_many(where={"name__ne": "ada"})) == len(names) - 1
