@@ -124,8 +124,15 @@ class _PooledDatabase(PooledPostgresqlDatabase):  # type: ignore[misc]
 def _parse(url: str) -> tuple[dict[str, Any], str]:
     parts = urlsplit(url)
     params: dict[str, Any] = {}
-    if parts.hostname:
-        params["host"] = unquote(parts.hostname)
+    # The host as written (urlsplit's hostname lower-cases it, which would
+    # break a percent-encoded socket directory such as %2Ftmp%2FPg).
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        host = hostport[1 : hostport.find("]")]
+    else:
+        host = hostport.partition(":")[0]
+    if host:
+        params["host"] = unquote(host)
     try:
         port = parts.port
     except ValueError:
