@@ -61,7 +61,8 @@ class _Table:
         ]
         # Hash indexes for equality lookups on the leading column of every index
         # and unique constraint (email_key, user_id, session_id...).
-        indexed = dict.fromkeys(c.columns[0] for c in (*spec.indexes, *spec.unique))
+        leading = [ix.columns[0] for ix in spec.indexes] + [u.columns[0] for u in spec.unique]
+        indexed = dict.fromkeys(leading)
         self.lookup: dict[str, dict[Any, set[str]]] = {name: {} for name in indexed}
 
     def copy_in(self, row: Mapping[str, Any]) -> Row:
