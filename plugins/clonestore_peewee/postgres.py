@@ -21,13 +21,17 @@ each call (or held for a transaction) and given back right after. A
 connection found broken (server restart, ``pg_terminate_backend``) fails its
 call with ``StorageUnavailable`` and is discarded along with the idle ones
 (they are most likely broken too), so later calls reconnect by themselves.
+
+Capability ``listen_notify`` (:class:`clonestore.spi.ListenNotify`): see
+:mod:`.notifications`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
@@ -38,7 +42,7 @@ import psycopg2.extensions
 import psycopg2.extras
 from playhouse.pool import PooledPostgresqlDatabase
 
-from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
+from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable, ValidationError
 from clonestore.secrets import redact_url
 
 from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend
@@ -46,6 +50,7 @@ from .codecs import load_json
 from .dialects import POSTGRES
 from .errors import closed_error, translate_postgres
 from .fields import POSTGRES_TYPES
+from .notifications import MAX_PAYLOAD_BYTES, Listener
 from .options import positive_float, positive_int, read_options, text
 
 __all__ = ["PostgresBackend"]
@@ -154,14 +159,12 @@ class PostgresBackend(SQLBackend):
 
     name = "postgresql"
     dialect = POSTGRES
+    capabilities: frozenset[str] = frozenset({"listen_notify"})
 
     def __init__(self, url: str, **options: Any) -> None:
         params, query = _parse(url)
         opts = read_options("postgresql", query, options, OPTIONS)
-        for name in ("host", "port", "user", "password", "dbname"):
-            if opts[name] is not None:
-                params[name] = opts[name]
-        for name in LIBPQ_PARAMETERS[:5]:
+        for name in LIBPQ_PARAMETERS:  # given as options, they win over the URL's parts
             if opts[name] is not None:
                 params[name] = opts[name]
         if "dbname" not in params:
@@ -176,20 +179,27 @@ class PostgresBackend(SQLBackend):
         self.pool_size: int = opts["pool_size"]
         self.pool_timeout: float = opts["pool_timeout"]
         self._secrets = (params.get("password"),)
+        params.update(
+            connect_timeout=max(1, round(opts["connect_timeout"])),
+            application_name=opts["application_name"],
+            options=server_options,
+        )
+        # What a listener's own connection is opened with (keepalives: an idle
+        # listener notices a vanished server).
+        self._listen_params = {**params, "keepalives": 1, "keepalives_idle": 30}
         dbname = params.pop("dbname")
         database = _PooledDatabase(
             dbname,
             max_connections=self.pool_size,
             timeout=self.pool_timeout,
             stale_timeout=opts["stale_timeout"],
-            connect_timeout=max(1, round(opts["connect_timeout"])),
-            application_name=opts["application_name"],
-            options=server_options,
             **params,
         )
         super().__init__(database)
         # Peewee's per-thread connection state, read directly on the hot path.
         self._state = database._state
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.label}{' closed' if self._closed else ''}>"
@@ -328,5 +338,47 @@ class PostgresBackend(SQLBackend):
         if self._closed:
             return
         self._closed = True
+        with self._listeners_lock:
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.stop()
         with contextlib.suppress(Exception):  # closing anyway; nothing to report to
             self.database.close_all()
+
+    # ------------------------------------------------------------------ listen_notify
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Send ``payload`` on ``channel``; inside a transaction, when it commits."""
+        if len(payload.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+            raise ValidationError(
+                f"notification payloads are at most {MAX_PAYLOAD_BYTES} bytes", field="payload"
+            )
+        self._execute("SELECT pg_notify(%s, %s)", (channel, payload), NONE)
+
+    def listen(self, channel: str, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(payload)`` from a background thread for each message on
+        ``channel``; ``callback(None)`` after a reconnection. Returns the stop function."""
+        if self._closed:
+            raise closed_error(self.name)
+
+        def connect() -> Any:
+            return psycopg2.connect(**self._listen_params)
+
+        def describe(exc: BaseException) -> str:
+            return str(self.translate(exc))
+
+        listener = Listener(connect, channel, callback, describe)
+        try:
+            listener.open()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+        def stop() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+            listener.stop()
+
+        return stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
@@ -478,3 +479,102 @@ def test_upsert_is_one_atomic_statement_under_concurrency(store: clonestore.Stor
     rows = backend.select(spec, TRUE)
     assert len(rows) == 1
     assert rows[0]["hits"] == 100
+
+
+# ----------------------------------------------------------------------------- listen_notify
+
+
+class _Inbox:
+    """Collects what a listener delivers."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | None] = []
+        self.arrived = threading.Condition()
+
+    def __call__(self, payload: str | None) -> None:
+        with self.arrived:
+            self.messages.append(payload)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[str | None]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+            return list(self.messages)
+
+
+def test_listen_notify_is_declared_and_delivers(store: clonestore.Store) -> None:
+    """The backend offers listen_notify; a notification reaches this process's listener."""
+    from clonestore.spi import ListenNotify
+
+    backend = store.backend
+    assert "listen_notify" in backend.capabilities
+    assert isinstance(backend, ListenNotify)
+    inbox = _Inbox()
+    stop = backend.listen("cs_test", inbox)
+    try:
+        backend.notify("cs_test", "hello é")
+        backend.notify("other_channel", "not for us")
+        assert inbox.wait_for(1) == ["hello é"]
+    finally:
+        stop()
+
+
+def test_notify_in_a_transaction_is_sent_on_commit_only(store: clonestore.Store) -> None:
+    """Inside a transaction a message is delivered at commit, and never after a rollback."""
+    backend = store.backend
+    inbox = _Inbox()
+    stop = backend.listen("cs_tx", inbox)
+
+    def rolled_back() -> None:
+        with store.transaction():
+            backend.notify("cs_tx", "rolled back")
+            raise RuntimeError
+
+    try:
+        with pytest.raises(RuntimeError):
+            rolled_back()
+        with store.transaction():
+            backend.notify("cs_tx", "committed")
+            time.sleep(0.3)
+            assert inbox.messages == []  # not before the commit
+        assert inbox.wait_for(1) == ["committed"]
+        time.sleep(0.2)
+        assert inbox.messages == ["committed"]
+    finally:
+        stop()
+
+
+def test_listener_reports_none_after_reconnecting(
+    database_url: str, postgres_server_url: str
+) -> None:
+    """When the listening connection drops, the listener says None, then hears again."""
+    app = f"cs_test_{secrets.token_hex(4)}"
+    with clonestore.open(database_url, application_name=app) as s:
+        inbox = _Inbox()
+        stop = s.backend.listen("cs_reconnect", inbox)
+        try:
+            _terminate(postgres_server_url, app)
+            assert inbox.wait_for(1) == [None]
+            deadline = time.monotonic() + 10
+            while len(inbox.messages) < 2 and time.monotonic() < deadline:
+                # The pool's connections were terminated too: the first send may fail.
+                with contextlib.suppress(StorageUnavailable):
+                    s.backend.notify("cs_reconnect", "again")
+                time.sleep(0.1)
+            assert inbox.messages[1] == "again"
+        finally:
+            stop()
+
+
+def test_stopped_listener_hears_nothing_and_payloads_are_bounded(store: clonestore.Store) -> None:
+    """After stop() nothing is delivered; payloads over 7,000 bytes are refused."""
+    backend = store.backend
+    inbox = _Inbox()
+    stop = backend.listen("cs_stop", inbox)
+    stop()
+    stop()
+    backend.notify("cs_stop", "late")
+    time.sleep(0.3)
+    assert inbox.messages == []
+    with pytest.raises(clonestore.ValidationError):
+        backend.notify("cs_stop", "x" * 7001)
