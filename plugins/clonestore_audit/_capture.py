@@ -158,12 +158,15 @@ def success_drafts(
         old = {row["id"]: row for row in before or ()}
         names = [n for n in op.changes if n not in _BOOKKEEPING]
         for row in result or ():
-            previous = old.get(row["id"], {})
+            previous = old.get(row["id"])
+            changed = (
+                names if previous is None else [n for n in names if previous.get(n) != row.get(n)]
+            )
             add(
                 row,
                 {
-                    "before": masker.fields(table, previous, names),
-                    "after": masker.fields(table, row, names),
+                    "before": masker.fields(table, previous or {}, changed),
+                    "after": masker.fields(table, row, changed),
                 },
             )
     elif op.kind == "delete":

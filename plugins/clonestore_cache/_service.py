@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from clonestore import ClonestoreError, Operation, Store, ValidationError
-from clonestore.spi import And, Cond, Increment, ListenNotify, Row
+from clonestore.spi import Cond, Increment, ListenNotify, Row
 from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel, bus, libpq_dsn, log
 from clonestore_cache._entities import EntityReads
 from clonestore_cache._l1 import L1, MISSING, Flights
@@ -40,9 +40,12 @@ DEFAULT_TTLS: Final[Mapping[str, float]] = {
 #: read may be after another process's write that no notification reports.
 DEFAULT_L1_TTL: Final = {"memory": 300.0, "postgresql": 60.0, "postgres": 60.0}
 UNNOTIFIED_L1_TTL: Final = 2.0
-#: Hit counts kept in process are written to the table after this many hits or seconds.
+#: Hit counts kept in process are written once this many entries have some, or after
+#: this many seconds.
 FLUSH_HITS: Final = 100
 FLUSH_SECONDS: Final = 5.0
+#: Seconds a new store waits for its invalidation listener to connect.
+LISTEN_WAIT: Final = 2.0
 _ID_NAMESPACE: Final = uuid.UUID("0b6c5d0e-6f4e-4f47-9a43-6c9d8d1b2a10")
 _ONE: Final = Increment(1)
 
@@ -121,6 +124,10 @@ class Cache:
             bus.join(self._bus_url, self)
         if self._notifier is not None:
             self._stop_listening = self._notifier.listen(CHANNEL, self._on_notify)
+            if self._own_channel is not None:
+                # Rows are cached only while invalidations can arrive: give the
+                # listener a moment, so a new store caches from its first read.
+                self._own_channel.connected.wait(LISTEN_WAIT)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -175,6 +182,9 @@ class Cache:
             return
         for namespace, key in invalidation.keys:
             self.l1.drop(namespace, key)
+            if namespace == "llm_response":  # a new response: hits of the old one are moot
+                with self._lock:
+                    self._pending_hits.pop(self._row_id(namespace, key), None)
         for namespace in invalidation.namespaces:
             self.l1.drop_namespace(namespace)
         users = set(invalidation.users)
@@ -218,6 +228,7 @@ class Cache:
         key: str,
         on_l1_hit: Callable[[Row], Any] | None = None,
         *,
+        on_l2_hit: Callable[[Row], None] | None = None,
         counted: bool = True,
     ) -> Row | None:
         spec = TABLES[name][0]
@@ -231,20 +242,15 @@ class Cache:
                     self.count(name, 0)
                 return dict(row)
         epoch = self.epoch(name)
-        row_id = self._row_id(name, key)
-        found: Row | None
-        if name == "llm_response":  # a hit counts itself, in the same statement
-            where = And((Cond("id", "eq", row_id), Cond("expires_at", "gt", now)))
-            rows = self._backend.update(spec, where, {"hit_count": _ONE})
-            found = rows[0] if rows else None
-        else:
-            found = self._backend.get(spec, row_id)
-            if found is not None and found["expires_at"] <= now:
-                found = None
+        found = self._backend.get(spec, self._row_id(name, key))
+        if found is not None and found["expires_at"] <= now:
+            found = None
         if counted:
             self.count(name, 1 if found is not None else 2)
         if found is None:
             return None
+        if on_l2_hit is not None:
+            on_l2_hit(found)
         if use_l1 and self.epoch(name) == epoch:
             expires = min(found["expires_at"].timestamp(), stamp + self.l1_ttl)
             self.l1.put(name, key, dict(found), expires, found.get("user_id"))
@@ -413,24 +419,30 @@ class Cache:
     def get_llm_response(self, prompt_hash: str) -> LLMResponse | None:
         """The response kept for ``prompt_hash`` (counting this hit), or None.
 
-        Hits served in process are added to the table's ``hit_count`` in
-        batches (see ``flush_hit_counts``); the count returned includes them.
+        Reading costs no write: hits are counted in process and added to the
+        table's ``hit_count`` in batches (every 100 entries or 5 seconds, and by
+        ``stats``, ``clean_expired``, ``flush_hit_counts`` and closing the
+        store); the count returned includes this process's unwritten hits.
         """
         key = _key((check_text("prompt_hash", prompt_hash, HASH_LENGTH),))
-        l1_hit = False
-
-        def hit(row: Row) -> Row:
-            nonlocal l1_hit
-            l1_hit = True
-            row["hit_count"] += 1
-            return dict(row)
-
-        row = self._lookup("llm_response", key, hit)
+        row = self._lookup("llm_response", key, self._count_l1_hit, on_l2_hit=self._count_l2_hit)
         if row is None:
             return None
-        if l1_hit:
-            self._pending_hit(row["id"])
+        self._maybe_flush_hits()
         return _response(row)
+
+    def _count_l1_hit(self, row: Row) -> Row:
+        # Runs under the L1 lock: the cached row keeps the count seen in process.
+        row["hit_count"] += 1
+        with self._lock:
+            self._pending_hits[row["id"]] = self._pending_hits.get(row["id"], 0) + 1
+        return dict(row)
+
+    def _count_l2_hit(self, row: Row) -> None:
+        with self._lock:
+            pending = self._pending_hits.get(row["id"], 0) + 1
+            self._pending_hits[row["id"]] = pending
+        row["hit_count"] += pending
 
     def get_or_compute_llm_response(
         self,
@@ -455,12 +467,12 @@ class Cache:
 
         return self._compute_once("llm_response", prompt_hash, fill)
 
-    def _pending_hit(self, row_id: str) -> None:
+    def _maybe_flush_hits(self) -> None:
         with self._lock:
-            self._pending_hits[row_id] = self._pending_hits.get(row_id, 0) + 1
-            total = sum(self._pending_hits.values())
-        due = total >= FLUSH_HITS or time.monotonic() - self._last_flush >= FLUSH_SECONDS
-        if due and self.use_l1:
+            pending = len(self._pending_hits)
+        if not pending or not self.use_l1:
+            return
+        if pending >= FLUSH_HITS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush_hit_counts()
 
     def flush_hit_counts(self) -> int:

@@ -18,8 +18,8 @@ every backend, without locks held between statements.
 
 from __future__ import annotations
 
+import random
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -42,6 +42,13 @@ _CACHE_SIZE: Final = 10_000
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+def new_id() -> str:
+    """A random row id in UUID form (cheaper than ``uuid.uuid4``: a check makes one
+    each time, and it is used only when the counter's row is new)."""
+    digits = f"{random.getrandbits(128):032x}"
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-a{digits[17:20]}-{digits[20:]}"
 
 
 def to_us(moment: datetime) -> int:
@@ -102,6 +109,7 @@ class Counters:
         self._previous: _Bounded[tuple[str, str, int, int], int] = _Bounded()
         # Last TAT seen per bucket: picks the statement most likely to decide.
         self._tat_hint: _Bounded[tuple[str, str], int] = _Bounded()
+        self._windows: dict[tuple[int, int], tuple[datetime, datetime]] = {}
 
     def forget_user(self, user_id: str) -> None:
         self._previous.forget(lambda key: key[0] == user_id)
@@ -109,15 +117,27 @@ class Counters:
 
     # ------------------------------------------------------------------ windows
 
+    def _bounds(self, start_us: int, w_us: int) -> tuple[datetime, datetime]:
+        """The window's start and end as datetimes (the last few are remembered)."""
+        key = (start_us, w_us)
+        bounds = self._windows.get(key)
+        if bounds is None:
+            bounds = (from_us(start_us), from_us(start_us + w_us))
+            if len(self._windows) > 64:
+                self._windows.clear()
+            self._windows[key] = bounds
+        return bounds
+
     def _count(self, user_id: str, endpoint: str, limit: int, window: int, start_us: int) -> Row:
         """Add one call to the window's counter: one upsert, one round trip."""
+        start, end = self._bounds(start_us, window * 1_000_000)
         row = {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "user_id": user_id,
             "endpoint": endpoint,
             "window_seconds": window,
-            "window_start": from_us(start_us),
-            "window_end": from_us(start_us + window * 1_000_000),
+            "window_start": start,
+            "window_end": end,
             "count": 1,
             "quota": limit,
             "refused": 0,
@@ -136,7 +156,8 @@ class Counters:
         w_us = window * 1_000_000
         start_us = now_us - now_us % w_us
         count = self._count(user_id, endpoint, limit, window, start_us)["count"]
-        return _window_decision(count <= limit, limit - count, limit, start_us + w_us, now_us)
+        end = self._bounds(start_us, w_us)[1]
+        return _window_decision(count <= limit, limit - count, limit, start_us + w_us, now_us, end)
 
     def fixed_status(
         self, user_id: str, endpoint: str, limit: int, window: int, now_us: int
@@ -213,12 +234,12 @@ class Counters:
         hint = self._tat_hint.get(key)
         for _ in range(MAX_ATTEMPTS):
             if hint is None:
-                new_id = str(uuid.uuid4())
+                bucket_id = new_id()
                 row = self.backend.upsert(
                     BUCKETS,
                     BUCKET_KEY,
                     {
-                        "id": new_id,
+                        "id": bucket_id,
                         "user_id": user_id,
                         "endpoint": endpoint,
                         "tat_us": now_us + interval,
@@ -227,7 +248,7 @@ class Counters:
                     },
                     {"refused": ZERO},  # an existing bucket is only read
                 )
-                if row["id"] == new_id:
+                if row["id"] == bucket_id:
                     return self._bucket_decision(key, True, row, limit, interval, now_us)
                 hint = row["tat_us"]
                 continue
@@ -308,12 +329,17 @@ def _admitted(row: Row) -> int:
 
 
 def _window_decision(
-    allowed: bool, remaining: int, limit: int, end_us: int, now_us: int
+    allowed: bool,
+    remaining: int,
+    limit: int,
+    end_us: int,
+    now_us: int,
+    end: datetime | None = None,
 ) -> Decision:
     return Decision(
         allowed=allowed,
         remaining=max(0, remaining),
-        reset_at=from_us(end_us),
+        reset_at=from_us(end_us) if end is None else end,
         retry_after=0.0 if allowed else (end_us - now_us) / 1_000_000,
         limit=limit,
     )

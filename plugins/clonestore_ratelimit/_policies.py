@@ -128,8 +128,13 @@ def parse_enforce(enforce: Mapping[str, str] | None) -> tuple[tuple[str, str], .
     return tuple((str(pattern), check_name("endpoint", e)) for pattern, e in enforce.items())
 
 
+_KNOWN_NAMES: set[str] = set()
+
+
 def check_name(field: str, value: Any) -> str:
     """A user id or endpoint name: non-empty text that every backend stores."""
+    if type(value) is str and value in _KNOWN_NAMES:
+        return value
     if type(value) is not str or not value:
         raise ValidationError(f"must be a non-empty string, got {value!r}", field=field)
     if len(value) > MAX_NAME_LENGTH:
@@ -140,6 +145,9 @@ def check_name(field: str, value: Any) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError("may not contain lone surrogates", field=field) from None
+    if len(_KNOWN_NAMES) >= 10_000:
+        _KNOWN_NAMES.clear()
+    _KNOWN_NAMES.add(value)  # names recur: validate each once
     return value
 
 

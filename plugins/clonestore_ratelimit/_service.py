@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -140,7 +141,7 @@ class RateLimiter:
         now = self._store.clock()
         if now.tzinfo is None:
             raise ValidationError("store.clock() returned a naive datetime")
-        return to_us(now.astimezone(UTC))
+        return to_us(now)  # aware datetimes subtract correctly whatever their zone
 
     def _resolve(
         self,
@@ -160,7 +161,11 @@ class RateLimiter:
         elif limit is None or window_seconds is None:
             raise ValidationError("give both limit and window_seconds, or neither (use a policy)")
         else:
-            policy = Policy(limit, window_seconds, algorithm or "fixed_window")
+            algorithm = algorithm or "fixed_window"
+            if type(limit) is int and type(window_seconds) is int and type(algorithm) is str:
+                policy = _explicit_policy(limit, window_seconds, algorithm)
+            else:
+                policy = Policy(limit, window_seconds, algorithm)  # refuses what is wrong
         return user_id, endpoint, policy
 
     def check_and_increment(
@@ -302,3 +307,9 @@ class RateLimiter:
         self._counters.forget_user(user_id)
         with self._tiers_lock:
             self._tiers.pop(user_id, None)
+
+
+@functools.lru_cache(maxsize=256)
+def _explicit_policy(limit: int, window_seconds: int, algorithm: str) -> Policy:
+    """A policy from explicit arguments, validated once per combination."""
+    return Policy(limit, window_seconds, algorithm)
