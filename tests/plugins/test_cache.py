@@ -81,9 +81,13 @@ def test_level_two_is_shared_by_stores(store_factory, clock):
         pytest.skip("two memory:// stores are two databases")
     writer.cache.set_embedding("q", [1.0, 2.0])
     assert reader.cache.get_embedding("q") == [1.0, 2.0]
-    assert reader.cache.get_embedding("q") == [1.0, 2.0]
-    stats = reader.cache.stats()["embedding"]
-    assert (stats.l2_hits, stats.l1_hits) == (1, 1)
+    assert reader.cache.stats()["embedding"].l2_hits == 1
+    # On PostgreSQL the writer's invalidation may still arrive and drop the
+    # entry once; soon the reader is served from L1.
+    deadline = time.monotonic() + 5
+    while reader.cache.stats()["embedding"].l1_hits == 0:
+        assert time.monotonic() < deadline
+        assert reader.cache.get_embedding("q") == [1.0, 2.0]
 
 
 def test_stats_report_hits_misses_rate_and_entries(store, clock):

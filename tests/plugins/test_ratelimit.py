@@ -10,6 +10,8 @@ from clonestore_ratelimit import DEFAULT_TIERS, Policy, RateLimitPlugin
 import clonestore
 from clonestore import ConfigurationError, RateLimited, ValidationError
 
+from .conftest import pg_execute
+
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 
 
@@ -233,3 +235,19 @@ def test_erase_and_export_cover_the_users_counters(store_factory, clock):
     assert store.export_user(user.id)["ratelimit"]["requests"] == 2
     store.erase_user(user.id)
     assert store.ratelimit.usage(user.id).requests == 0
+
+
+def test_postgres_counters_are_unlogged_unless_durable(postgres_url):
+    """On PostgreSQL the counter tables skip the WAL by default; durable=True logs them."""
+    query = (
+        "SELECT relname, relpersistence FROM pg_class "
+        "WHERE relname IN ('ratelimit_windows', 'ratelimit_buckets') ORDER BY relname"
+    )
+    for durable, kind in ((False, "u"), (True, "p"), (False, "u")):
+        store = clonestore.open(postgres_url, plugins=[RateLimitPlugin(durable=durable)])
+        try:
+            assert store.ratelimit.check_and_increment("u", "e", 1, 60).allowed is not None
+            (rows,) = pg_execute(postgres_url, query)
+            assert rows == [("ratelimit_buckets", kind), ("ratelimit_windows", kind)]
+        finally:
+            store.close()
