@@ -1,0 +1,511 @@
+"""The cache, rate-limit and audit plugins, measured against peers and raw drivers.
+
+In one run, on each backend (memory, sqlite, postgres):
+
+* rate-limit checks: checks per second and p50/p99 latency of
+  ``store.ratelimit.check_and_increment`` (fixed window; sliding window and
+  token bucket too), against pyrate-limiter (its SQLite and PostgreSQL
+  buckets), the ``limits`` package (memory storage) and the raw one-statement
+  upsert through the driver (sqlite3, psycopg2) as the floor; then exact
+  admission: 8 threads make 400 attempts at limit 100 through each.
+* audit overhead: a write (``users.update``, ``users.create``) with and
+  without the audit plugin.
+* cache: a hit at L1 (in process) and at L2 (the backend table), and a cached
+  ``users.get`` against an uncached one.
+
+Targets: a check at least 4x faster than pyrate-limiter's PostgreSQL bucket and
+within 1.2x of the raw upsert; exact admission everywhere.
+
+    python bench/bench_plugins.py                       # memory, sqlite, postgres
+    python bench/bench_plugins.py --backends sqlite --calls 5000
+
+Peers are optional: pip install pyrate-limiter "psycopg[binary,pool]" limits
+(all in the ``dev`` extra); a missing one is reported and skipped.
+PostgreSQL: a throwaway database is created on the server named by
+``--postgres-url`` (default ``$CLONESTORE_BENCH_POSTGRES_URL``, then
+``$CLONESTORE_TEST_POSTGRES_URL``, then postgresql://postgres@127.0.0.1:5432/postgres)
+and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import clonestore
+
+LIMIT = 100
+EXACT_THREADS = 8
+EXACT_ATTEMPTS = 400
+HUGE = 10**9  # throughput runs: every call admitted, so every call takes the same path
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+class Timing:
+    """Per-call latencies of one measurement."""
+
+    def __init__(self, samples_ns: list[int]) -> None:
+        ordered = sorted(samples_ns)
+        self.mean_us = statistics.fmean(ordered) / 1000
+        self.p50_us = ordered[len(ordered) // 2] / 1000
+        self.p99_us = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
+
+    @property
+    def per_second(self) -> float:
+        return 1e6 / self.mean_us
+
+
+def measure(fn: Callable[[int], Any], calls: int, warmup: int = 100) -> Timing:
+    for i in range(warmup):
+        fn(i)
+    samples = []
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(calls):
+            start = time.perf_counter_ns()
+            fn(warmup + i)
+            samples.append(time.perf_counter_ns() - start)
+    finally:
+        gc.enable()
+    return Timing(samples)
+
+
+def measure_interleaved(
+    fns: dict[str, tuple[Callable[[int], Any], int]], rounds: int = 5, warmup: int = 50
+) -> dict[str, Timing]:
+    """Time several ways of doing the same thing in alternating rounds, so that a
+    slow moment of the machine weighs on all of them alike."""
+    for fn, _ in fns.values():
+        for i in range(warmup):
+            fn(i)
+    samples: dict[str, list[int]] = {label: [] for label in fns}
+    for r in range(rounds):
+        for label, (fn, calls) in fns.items():
+            per_round = max(1, calls // rounds)
+            gc.collect()
+            gc.disable()
+            try:
+                for i in range(per_round):
+                    start = time.perf_counter_ns()
+                    fn(warmup + r * per_round + i)
+                    samples[label].append(time.perf_counter_ns() - start)
+            finally:
+                gc.enable()
+    return {label: Timing(values) for label, values in samples.items()}
+
+
+def admitted_by_threads(attempt: Callable[[], bool]) -> int:
+    """How many of EXACT_ATTEMPTS attempts from EXACT_THREADS threads were admitted."""
+    admitted = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(EXACT_THREADS)
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            admitted.append(sum(1 for _ in range(EXACT_ATTEMPTS // EXACT_THREADS) if attempt()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(EXACT_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return sum(admitted)
+
+
+# ----------------------------------------------------------------------------- databases
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@contextmanager
+def database(backend: str, args: Any) -> Iterator[str]:
+    """A fresh database URL for one backend, removed afterwards."""
+    if backend == "memory":
+        yield "memory://bench-plugins"
+        return
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    import psycopg2
+
+    name = f"bench_plugins_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(args.postgres_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(args.postgres_url, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+# ----------------------------------------------------------------------------- rate limiting
+
+RAW_TABLE = (
+    "CREATE TABLE IF NOT EXISTS raw_windows (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, "
+    "endpoint TEXT NOT NULL, window_seconds BIGINT NOT NULL, window_start {ts} NOT NULL, "
+    "count BIGINT NOT NULL, quota BIGINT NOT NULL, "
+    "UNIQUE (user_id, endpoint, window_seconds, window_start))"
+)
+RAW_UPSERT = (
+    "INSERT INTO raw_windows (id, user_id, endpoint, window_seconds, window_start, count, quota) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, 1, {p}) "
+    "ON CONFLICT (user_id, endpoint, window_seconds, window_start) "
+    "DO UPDATE SET count = raw_windows.count + 1, quota = excluded.quota RETURNING count"
+)
+
+
+class RawUpsert:
+    """The floor: the same one-statement upsert, straight through the driver."""
+
+    def __init__(self, url: str) -> None:
+        self.local = threading.local()
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        conn = self.conn()
+        ts = "TEXT" if self.sqlite else "TIMESTAMPTZ"
+        self.execute(conn, RAW_TABLE.format(ts=ts), ())
+        if not self.sqlite:  # the same persistence as the plugin's counters
+            (kind,) = self.execute(
+                conn, "SELECT relpersistence FROM pg_class WHERE relname = 'ratelimit_windows'", ()
+            )
+            self.persistence = "UNLOGGED" if kind == "u" else "LOGGED"
+            self.execute(conn, f"ALTER TABLE raw_windows SET {self.persistence}", ())
+        self.sql = RAW_UPSERT.format(p="?" if self.sqlite else "%s")
+
+    def conn(self) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            if self.sqlite:
+                conn = sqlite3.connect(
+                    urlsplit(self.url).path, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=wal")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=10000")
+            else:
+                import psycopg2
+
+                conn = psycopg2.connect(self.url)
+                conn.autocommit = True
+            self.local.conn = conn
+        return conn
+
+    def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
+        if self.sqlite:
+            return conn.execute(sql, params).fetchone()
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone() if cur.description else None
+
+    def check(self, user: str, endpoint: str, limit: int, window: int) -> bool:
+        now = time.time()
+        start = datetime.fromtimestamp(now - now % window, UTC)
+        start_param = start.isoformat() if self.sqlite else start
+        (count,) = self.execute(
+            self.conn(),
+            self.sql,
+            (str(uuid.uuid4()), user, endpoint, window, start_param, limit),
+        )
+        return bool(count <= limit)
+
+
+def pyrate_limiter(
+    kind: str, url: str, limit: int, table: str
+) -> tuple[Callable[[str], bool], Callable[[str], bool]] | None:
+    """A pyrate-limiter Limiter on its SQLite or PostgreSQL bucket, or None if not installed.
+
+    Returns ``(try_now, try_waiting)``: ``try_acquire`` without blocking, and
+    with a 10 ms wait. Without blocking, pyrate-limiter also refuses a call
+    when another thread holds its lock, so under contention it admits fewer
+    than the limit; the waiting form is the one held to exact admission.
+    """
+    try:
+        from pyrate_limiter import Duration, Limiter, Rate, SQLiteBucket
+    except ImportError:
+        return None
+    rates = [Rate(limit, Duration.MINUTE)]
+    if kind == "sqlite":
+        path = urlsplit(url).path + f".pyrate-{table}"
+        bucket: Any = SQLiteBucket.init_from_file(
+            rates, db_path=path, table=table, create_new_table=True
+        )
+    else:
+        try:
+            from psycopg_pool import ConnectionPool
+            from pyrate_limiter import PostgresBucket
+        except ImportError:
+            return None
+        pool = ConnectionPool(url, min_size=2, max_size=10, open=True)
+        bucket = PostgresBucket(pool, table, rates)
+    limiter = Limiter(bucket)
+    return (
+        lambda key: bool(limiter.try_acquire(key, blocking=False)),
+        lambda key: bool(limiter.try_acquire(key, blocking=True, timeout=0.01)),
+    )
+
+
+def limits_limiter(limit: int) -> Callable[[str], bool] | None:
+    """The ``limits`` package's fixed window on its memory storage, or None."""
+    try:
+        from limits import RateLimitItemPerMinute, storage, strategies
+    except ImportError:
+        return None
+    limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+    item = RateLimitItemPerMinute(limit)
+    return lambda key: bool(limiter.hit(item, key))
+
+
+def bench_ratelimit(
+    backend: str, url: str, args: Any, out: dict[str, Any], *, durable: bool = False
+) -> None:
+    from clonestore_ratelimit import RateLimitPlugin
+
+    store = clonestore.open(url, plugins=[RateLimitPlugin(durable=durable)])
+    fns: dict[str, tuple[Callable[[int], Any], int]] = {}
+    exact: dict[str, Callable[[], bool]] = {}
+    notes: list[str] = []
+    tag = uuid.uuid4().hex[:6]
+    try:
+        limiter = store.ratelimit
+        for algorithm in ("fixed_window", "sliding_window", "token_bucket"):
+            label = f"clonestore {algorithm}"
+            fns[label] = (
+                lambda i, a=algorithm: limiter.check_and_increment(
+                    "bench-user", f"{a}-{tag}", HUGE, 60, algorithm=a
+                ),
+                args.calls,
+            )
+            exact[label] = lambda a=algorithm: (
+                limiter.check_and_increment(
+                    "bench-user", f"exact-{a}-{tag}", LIMIT, 3600, algorithm=a
+                ).allowed
+            )
+        if backend in ("sqlite", "postgres"):
+            raw = RawUpsert(url)
+            fns["raw upsert (driver)"] = (lambda i: raw.check("u", tag, HUGE, 60), args.calls)
+            exact["raw upsert (driver)"] = lambda: raw.check("u", f"x{tag}", LIMIT, 3600)
+            peer = pyrate_limiter(backend, url, HUGE, f"t{tag}")
+            waiting = pyrate_limiter(backend, url, LIMIT, f"e{tag}")
+            contended = pyrate_limiter(backend, url, LIMIT, f"c{tag}")
+            if peer is None or waiting is None or contended is None:
+                notes.append(f"pyrate-limiter {backend} bucket skipped: not installed")
+            else:
+                label = f"pyrate-limiter {backend} bucket"
+                fns[label] = (lambda i: peer[0]("bench-user"), args.peer_calls)
+                exact[label] = lambda: waiting[1]("bench-user")
+                notes.append(
+                    f"pyrate-limiter without blocking, {EXACT_THREADS} threads: admitted "
+                    f"{admitted_by_threads(lambda: contended[0]('bench-user'))}/"
+                    f"{EXACT_ATTEMPTS} (it refuses while another thread holds its lock)"
+                )
+        else:
+            peer_limits = limits_limiter(HUGE)
+            exact_limits = limits_limiter(LIMIT)
+            if peer_limits is None or exact_limits is None:
+                notes.append("limits skipped: not installed")
+            else:
+                fns["limits memory storage"] = (lambda i: peer_limits("bench-user"), args.calls)
+                exact["limits memory storage"] = lambda: exact_limits("bench-user")
+        timings = measure_interleaved(fns)
+        admitted = {label: admitted_by_threads(attempt) for label, attempt in exact.items()}
+    finally:
+        store.close()
+    title = "rate-limit check" + (" (durable)" if durable else "")
+    print(f"  {title:34} {'checks/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'admitted':>9}")
+    for label, timing in timings.items():
+        print(
+            f"  {label:34} {timing.per_second:10,.0f} {timing.p50_us:9.1f} "
+            f"{timing.p99_us:9.1f} {admitted[label]:>5}/{EXACT_ATTEMPTS}"
+        )
+    for note in notes:
+        print(f"  note: {note}")
+    key = f"{backend} (durable counters)" if durable else backend
+    out[key] = {label: (timings[label], admitted[label]) for label in timings}
+
+
+# ----------------------------------------------------------------------------- audit and cache
+
+
+def _time_writes(url: str, plugins: list[str], writes: int) -> tuple[Timing, Timing]:
+    """Median cost of users.update and users.create on a store with ``plugins``."""
+    store = clonestore.open(url, plugins=plugins)
+    try:
+        tag = uuid.uuid4().hex[:8]
+        user = store.users.create(email=f"audit-{tag}@example.com", name="A")
+        update = measure(lambda i: store.users.update(user.id, name=f"N{i}"), writes)
+        create = measure(
+            lambda i: store.users.create(email=f"c-{tag}-{i}@example.com", name="C"), writes
+        )
+        return update, create
+    finally:
+        store.close()
+
+
+def bench_audit(url: str, args: Any) -> None:
+    u0, c0 = _time_writes(url, [], args.writes)
+    u1, c1 = _time_writes(url, ["audit"], args.writes)
+    print(f"  {'audit overhead per write':34} {'without µs':>10} {'with µs':>9} {'ratio':>9}")
+    for label, base, audited in (("users.update", u0, u1), ("users.create", c0, c1)):
+        print(
+            f"  {label:34} {base.p50_us:10.1f} {audited.p50_us:9.1f} "
+            f"{audited.p50_us / base.p50_us:8.2f}x"
+        )
+
+
+def bench_cache(url: str, args: Any) -> None:
+    from clonestore_cache import CachePlugin
+
+    rows = []
+    store = clonestore.open(url, plugins=["cache"])
+    l2_only = clonestore.open(url, plugins=[CachePlugin(l1_size=0)])
+    plain = clonestore.open(url)
+    try:
+        store.cache.set_embedding("bench-q", [0.1] * 1536)
+        store.cache.get_embedding("bench-q")
+        rows.append(
+            (
+                "embedding hit, L1",
+                measure(lambda i: store.cache.get_embedding("bench-q"), args.calls),
+            )
+        )
+        rows.append(
+            (
+                "embedding hit, L2",
+                measure(lambda i: l2_only.cache.get_embedding("bench-q"), args.calls),
+            )
+        )
+        store.cache.set_llm_response("bench-p", "hello " * 50, "openai")
+        rows.append(
+            (
+                "llm response hit, L1",
+                measure(lambda i: store.cache.get_llm_response("bench-p"), args.calls),
+            )
+        )
+        rows.append(
+            (
+                "llm response hit, L2",
+                measure(lambda i: l2_only.cache.get_llm_response("bench-p"), args.calls),
+            )
+        )
+        user = store.users.create(email=f"cache-{uuid.uuid4().hex[:8]}@example.com", name="C")
+        rows.append(
+            ("users.get, cached (L1)", measure(lambda i: store.users.get(user.id), args.calls))
+        )
+        rows.append(
+            ("users.get, no cache plugin", measure(lambda i: plain.users.get(user.id), args.calls))
+        )
+    finally:
+        store.close()
+        l2_only.close()
+        plain.close()
+    print(f"  {'cache':34} {'p50 µs':>10} {'p99 µs':>9}")
+    for label, timing in rows:
+        print(f"  {label:34} {timing.p50_us:10.1f} {timing.p99_us:9.1f}")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def verdict(results: dict[str, Any]) -> bool:
+    ok = True
+    print("\ntargets")
+    for backend, rows in results.items():
+        for label, (_timing, admitted) in rows.items():
+            if admitted is not None and admitted != LIMIT:
+                ok = False
+                print(f"  FAIL exact admission: {backend} {label} admitted {admitted}, not {LIMIT}")
+    print(
+        f"  exact admission ({LIMIT} of {EXACT_ATTEMPTS} from {EXACT_THREADS} threads): "
+        f"{'everywhere' if ok else 'NOT everywhere'}"
+    )
+    for backend in ("sqlite", "postgres", "postgres (durable counters)"):
+        rows = results.get(backend)
+        if not rows:
+            continue
+        ours = rows["clonestore fixed_window"][0]
+        raw = rows["raw upsert (driver)"][0]
+        ratio = ours.p50_us / raw.p50_us
+        good = ratio <= 1.2
+        ok &= good
+        print(
+            f"  {backend}: clonestore check / raw upsert (p50) = {ratio:.2f}x "
+            f"(target <= 1.2x) {'PASS' if good else 'FAIL'}"
+        )
+        engine = backend.split()[0]
+        peer = rows.get(f"pyrate-limiter {engine} bucket")
+        if peer is not None:
+            speedup = peer[0].p50_us / ours.p50_us
+            target = 4.0 if backend == "postgres" else None
+            good = target is None or speedup >= target
+            ok &= good
+            goal = f"(target >= {target:.0f}x) {'PASS' if good else 'FAIL'}" if target else ""
+            print(
+                f"  {backend}: clonestore check is {speedup:.1f}x faster than "
+                f"pyrate-limiter (p50) {goal}"
+            )
+    memory = results.get("memory")
+    if memory and "limits memory storage" in memory:
+        ours = memory["clonestore fixed_window"][0]
+        peer = memory["limits memory storage"][0]
+        print(
+            f"  memory: clonestore {ours.per_second:,.0f}/s vs limits {peer.per_second:,.0f}/s "
+            f"({peer.mean_us / ours.mean_us:.2f}x)"
+        )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="memory,sqlite,postgres")
+    parser.add_argument("--calls", type=int, default=3000, help="timed calls per measurement")
+    parser.add_argument("--peer-calls", type=int, default=1000, help="timed calls for peers")
+    parser.add_argument("--writes", type=int, default=1000, help="timed writes (audit)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
+        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {}
+    for backend in args.backends.split(","):
+        print(f"\n== {backend}")
+        with database(backend, args) as url:
+            bench_ratelimit(backend, url, args, results)
+            if backend == "postgres":
+                bench_ratelimit(backend, url, args, results, durable=True)
+            bench_audit(url, args)
+            bench_cache(url, args)
+    return 0 if verdict(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
