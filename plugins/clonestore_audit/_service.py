@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -15,12 +13,11 @@ import attrs
 
 from clonestore import (
     ClonestoreError,
-    Conflict,
     Operation,
     Store,
     ValidationError,
 )
-from clonestore.spi import TRUE, Aggregate, And, Cond, Expr, Increment, Or, OrderBy, Row
+from clonestore.spi import TRUE, Aggregate, And, Cond, Expr, Increment, Or, Row
 from clonestore_audit._capture import (
     DEFAULT_MASK,
     Draft,
@@ -31,27 +28,20 @@ from clonestore_audit._capture import (
     success_drafts,
 )
 from clonestore_audit._chain import (
-    GENESIS,
     ChainReport,
     Verifier,
     canonical,
-    new_salt,
-    personal_digest,
-    row_hash,
 )
 from clonestore_audit._postgres import install_guard, libpq_dsn, purge_up_to
 from clonestore_audit._records import AuditEntry, AuditStatistics, check_action, entry
 from clonestore_audit._tables import ANCHORS, HEAD, HEAD_ID, LOG, PERSONAL, RESULTS
+from clonestore_audit._writer import BY_SEQ, BY_SEQ_DESC, ChainWriter
 
 __all__ = ["AuditConfig", "AuditLog"]
 
 log = logging.getLogger("clonestore.audit")
 
-#: How often an append retries after another writer moved the chain's head.
-MAX_APPEND_ATTEMPTS: Final = 100
 _PAGE: Final = 1000
-_BY_SEQ: Final = (OrderBy("seq"), OrderBy("id"))
-_BY_SEQ_DESC: Final = (OrderBy("seq", desc=True), OrderBy("id"))
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +52,7 @@ class AuditConfig:
     guard: bool = True
 
 
-class AuditLog:
+class AuditLog(ChainWriter):
     """The audit plugin's service, attached as ``store.audit``.
 
     Append-only: it has no update or delete; ``purge`` removes old rows behind
@@ -71,11 +61,9 @@ class AuditLog:
     """
 
     def __init__(self, store: Store, config: AuditConfig) -> None:
-        self._store = store
-        self._backend = store.backend
+        super().__init__(store)
         self.config = config
         self.masker = Masker(config.mask)
-        self._head: tuple[int, str] | None = None
         self._before = threading.local()
         scheme = urlsplit(store.url).scheme
         self._dsn = (
@@ -83,91 +71,6 @@ class AuditLog:
         )
         #: Whether PostgreSQL's trigger guards the log (see ``_postgres``).
         self.guarded = bool(self._dsn and config.guard and install_guard(self._dsn))
-
-    def _now(self) -> datetime:
-        return self._store.clock().astimezone(UTC)
-
-    # ------------------------------------------------------------------ the chain
-
-    def head(self) -> tuple[int, str]:
-        """``(seq, hash)`` of the last row: keep it elsewhere to detect a rewritten log."""
-        row = self._backend.get(HEAD, HEAD_ID)
-        if row is None:
-            return self._load_head()
-        return row["seq"], row["hash"]
-
-    def _load_head(self) -> tuple[int, str]:
-        backend = self._backend
-        row = backend.get(HEAD, HEAD_ID)
-        if row is None:  # first use (or emptied tables): continue from what is there
-            last = backend.select(LOG, TRUE, _BY_SEQ_DESC, limit=1)
-            if not last:
-                last = backend.select(ANCHORS, TRUE, _BY_SEQ_DESC, limit=1)
-            seq, digest = (last[0]["seq"], last[0]["hash"]) if last else (0, GENESIS)
-            row = backend.upsert(
-                HEAD,
-                ("name",),
-                {"id": HEAD_ID, "name": "chain", "seq": seq, "hash": digest},
-                {"seq": Increment(0)},
-            )
-        return row["seq"], row["hash"]
-
-    def _chain(self, drafts: Sequence[Draft], head: tuple[int, str]) -> list[Row]:
-        now = self._now()
-        seq, previous = head
-        rows: list[Row] = []
-        for draft in drafts:
-            seq += 1
-            salt = new_salt()
-            row: Row = {
-                "id": str(uuid.uuid4()),
-                "seq": seq,
-                "created_at": now,
-                **attrs.asdict(draft, recurse=False),
-                "salt": salt,
-                "redacted_at": None,
-                "prev_hash": previous,
-            }
-            row["personal_digest"] = personal_digest(salt, row)
-            row["hash"] = previous = row_hash(row)
-            rows.append(row)
-        return rows
-
-    def _append(self, drafts: Sequence[Draft]) -> list[Row]:
-        """Number, chain and insert rows, in the caller's transaction if any.
-
-        The head moves by compare-and-set on ``(seq, hash)``: a writer that lost
-        the race matches no row and tries again on the new head, so concurrent
-        appenders (threads or processes) form one unbroken chain.
-        """
-        backend = self._backend
-        scope: AbstractContextManager[Any] = (
-            nullcontext() if self._store.in_transaction else backend.transaction()
-        )
-        with scope:
-            for _ in range(MAX_APPEND_ATTEMPTS):
-                head = self._head or self._load_head()
-                rows = self._chain(drafts, head)
-                moved = backend.update(
-                    HEAD,
-                    And(
-                        (
-                            Cond("id", "eq", HEAD_ID),
-                            Cond("seq", "eq", head[0]),
-                            Cond("hash", "eq", head[1]),
-                        )
-                    ),
-                    {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]},
-                )
-                if moved:
-                    if len(rows) == 1:
-                        backend.insert(LOG, rows[0])
-                    else:
-                        backend.insert_many(LOG, rows)
-                    self._head = (rows[-1]["seq"], rows[-1]["hash"])
-                    return rows
-                self._head = None
-        raise Conflict("the audit chain kept moving; try again")
 
     # ------------------------------------------------------------------ plugin hooks
 
@@ -218,7 +121,7 @@ class AuditLog:
         return len(rows)
 
     def export_user(self, user_id: str) -> dict[str, Any]:
-        rows = self._backend.select(LOG, self._about(user_id), _BY_SEQ)
+        rows = self._backend.select(LOG, self._about(user_id), BY_SEQ)
         return {"audit": [attrs.asdict(entry(row)) for row in rows]}
 
     @staticmethod
@@ -359,7 +262,7 @@ class AuditLog:
             raise ValidationError("must be an integer from 0 to 10000", field="limit")
         if type(offset) is not int or offset < 0:
             raise ValidationError("must be an integer >= 0", field="offset")
-        rows = self._backend.select(LOG, where, _BY_SEQ_DESC, limit, offset)
+        rows = self._backend.select(LOG, where, BY_SEQ_DESC, limit, offset)
         return [entry(row) for row in rows]
 
     def user_statistics(self, user_id: str, days: int = 30) -> AuditStatistics:
@@ -414,8 +317,8 @@ class AuditLog:
             raise ClonestoreError("audit.purge() runs in its own transaction; call it outside one")
         backend = self._backend
         cutoff = self._now() - timedelta(days=older_than_days)
-        kept = backend.select(LOG, Cond("created_at", "gte", cutoff), _BY_SEQ, limit=1)
-        last = kept if kept else backend.select(LOG, TRUE, _BY_SEQ_DESC, limit=1)
+        kept = backend.select(LOG, Cond("created_at", "gte", cutoff), BY_SEQ, limit=1)
+        last = kept if kept else backend.select(LOG, TRUE, BY_SEQ_DESC, limit=1)
         if not last:
             return 0
         up_to = last[0]["seq"] - 1 if kept else last[0]["seq"]
@@ -464,7 +367,7 @@ class AuditLog:
         after: int | None = None
         while True:
             where = TRUE if after is None else Cond("seq", "gt", after)
-            rows = backend.select(LOG, where, _BY_SEQ, limit=_PAGE)
+            rows = backend.select(LOG, where, BY_SEQ, limit=_PAGE)
             if not verifier.feed(rows) or len(rows) < _PAGE:
                 break
             after = rows[-1]["seq"]

@@ -21,15 +21,14 @@ from typing import Any
 from clonestore import Operation, Store, TableSpec, ValidationError, hookimpl
 from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel
 from clonestore_cache._l1 import FLIGHT_WAIT
-from clonestore_cache._service import (
+from clonestore_cache._levels import (
     DEFAULT_L1_TTL,
     DEFAULT_TTLS,
     UNNOTIFIED_L1_TTL,
-    Cache,
     CacheConfig,
     CacheStats,
-    LLMResponse,
 )
+from clonestore_cache._service import Cache, LLMResponse
 from clonestore_cache._tables import EMBEDDINGS, LLM_RESPONSES, VECTOR_SEARCH
 from clonestore_cache._values import hash_text
 

@@ -20,7 +20,7 @@ from clonestore_cache._l1 import MISSING
 from clonestore_cache._values import copy_value
 
 if TYPE_CHECKING:
-    from clonestore_cache._service import Cache
+    from clonestore_cache._levels import TwoLevelCache
 
 __all__ = ["EntityReads", "namespace"]
 
@@ -37,7 +37,7 @@ def namespace(table: str) -> str:
 class EntityReads:
     """The ``clonestore_read`` side of the cache."""
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: TwoLevelCache) -> None:
         self._cache = cache
         self._mutable: dict[str, tuple[str, ...]] = {}
 
