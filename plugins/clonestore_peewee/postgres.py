@@ -317,6 +317,7 @@ class PostgresBackend(SQLBackend):
     # ------------------------------------------------------------------ lifecycle
 
     def health(self) -> dict[str, Any]:
+        """``ok``, ``backend``, ``latency_ms``, server version and pool use; never raises."""
         started = time.perf_counter()
         out: dict[str, Any] = {"ok": False, "backend": self.name, "url": self.label}
         try:
@@ -335,6 +336,7 @@ class PostgresBackend(SQLBackend):
         return out
 
     def close(self) -> None:
+        """Close every connection (and listener). Idempotent."""
         if self._closed:
             return
         self._closed = True

@@ -224,6 +224,7 @@ class SqliteBackend(SQLBackend):
     # ------------------------------------------------------------------ lifecycle
 
     def health(self) -> dict[str, Any]:
+        """``ok``, ``backend``, ``latency_ms``, SQLite version and journal mode; never raises."""
         started = time.perf_counter()
         out: dict[str, Any] = {"ok": False, "backend": self.name, "path": self.path}
         try:
@@ -236,6 +237,7 @@ class SqliteBackend(SQLBackend):
         return out
 
     def close(self) -> None:
+        """Close every connection (and listener). Idempotent."""
         if self._closed:
             return
         self._closed = True
