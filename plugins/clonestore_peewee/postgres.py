@@ -121,9 +121,16 @@ class _PooledDatabase(PooledPostgresqlDatabase):  # type: ignore[misc]
         # Peewee pings every checkout ("SELECT 1"), doubling the cost of a
         # point read. A dead connection is instead detected when used: that
         # call fails with StorageUnavailable and the connection is discarded.
-        return bool(conn.closed) or (
-            conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
-        )
+        return _broken(conn)
+
+
+def _broken(conn: Any) -> bool:
+    """Whether a connection is lost (as opposed to a failed statement on a live one)."""
+    return (
+        conn is None
+        or bool(conn.closed)
+        or (conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN)
+    )
 
 
 def _parse(url: str) -> tuple[dict[str, Any], str]:
@@ -248,8 +255,8 @@ class PostgresBackend(SQLBackend):
             return None
         except Exception as exc:
             error = self.translate(exc)
-            if owned and isinstance(error, StorageUnavailable):
-                self._discard()
+            if owned and isinstance(error, StorageUnavailable) and _broken(state.conn):
+                self._discard()  # a timeout leaves the connection usable: keep it
                 owned = False
             raise error from exc
         finally:
@@ -297,7 +304,7 @@ class PostgresBackend(SQLBackend):
             return
         database = self.database
         conn = database._state.conn
-        if broken and (conn is None or conn.closed):
+        if broken and _broken(conn):
             self._discard()
         elif not database.is_closed():
             database.close()

@@ -578,3 +578,13 @@ def test_stopped_listener_hears_nothing_and_payloads_are_bounded(store: clonesto
     assert inbox.messages == []
     with pytest.raises(clonestore.ValidationError):
         backend.notify("cs_stop", "x" * 7001)
+
+
+def test_a_timed_out_statement_keeps_its_connection(database_url: str) -> None:
+    """A statement timeout does not throw away the pooled connections."""
+    with clonestore.open(database_url, statement_timeout=0.2) as s:
+        s.users.count()
+        idle = s.health()["pool"]["idle"]
+        with pytest.raises(StorageUnavailable):
+            s.backend._execute("SELECT pg_sleep(2)", (), 4)
+        assert s.health()["pool"]["idle"] == idle
