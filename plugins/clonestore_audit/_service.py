@@ -79,8 +79,12 @@ class AuditLog(ChainWriter):
         if op.kind in ("update", "delete") and op.where is not None:
             if op.action.endswith(".erase_user"):
                 return
-            stash: list[tuple[Operation, list[Row]]] = self._stash()
-            stash.append((op, self._backend.select(op.table, op.where)))
+            if op.key is not None:  # one row: a primary-key read
+                found = self._backend.get(op.table, op.key)
+                rows = [] if found is None else [found]
+            else:
+                rows = self._backend.select(op.table, op.where)
+            self._stash().append((op, rows))
 
     def _stash(self) -> list[tuple[Operation, list[Row]]]:
         stash: list[tuple[Operation, list[Row]]] | None = getattr(self._before, "ops", None)
