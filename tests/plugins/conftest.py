@@ -71,7 +71,7 @@ def pg_execute(
                 cur.execute("SET session_replication_role = replica")
             for statement in statements:
                 sql, params = statement if isinstance(statement, tuple) else (statement, ())
-                cur.execute(sql, params)
+                cur.execute(sql, params or None)
                 out.append(cur.fetchall() if cur.description else cur.rowcount)
         return out
     finally:

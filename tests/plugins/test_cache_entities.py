@@ -7,12 +7,13 @@ import threading
 import time
 
 import pytest
-from clonestore_cache import CachePlugin
+from clonestore_cache import CachePlugin, PostgresChannel
+from clonestore_cache._channel import libpq_dsn
 
 import clonestore
 from clonestore.spi import Cond
 
-from .conftest import is_postgres, rolled_back
+from .conftest import is_postgres, pg_execute, rolled_back
 
 
 @pytest.fixture
@@ -209,4 +210,35 @@ def test_another_process_write_is_seen_promptly_on_postgres(store_factory):
     deadline = time.monotonic() + 5
     while store.users.get(user.id).name != "Ada L":
         assert time.monotonic() < deadline, "the other process's write was never seen"
+        time.sleep(0.01)
+
+
+def test_own_postgres_channel_delivers_and_reports_lost_connections(postgres_url):
+    """The plugin's own LISTEN/NOTIFY (for backends without listen_notify) delivers
+    messages, and reports None after its connection was cut, then reconnects."""
+    channel = PostgresChannel(libpq_dsn(postgres_url, {"application_name": "cache-test"}))
+    received: list[str | None] = []
+    stop = channel.listen("clonestore_cache_test", received.append)
+    try:
+        assert channel.connected.wait(5)
+        channel.notify("clonestore_cache_test", "hello")
+        _wait_for(lambda: "hello" in received)
+        pg_execute(
+            postgres_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'cache-test' AND query LIKE 'LISTEN%'",
+        )
+        _wait_for(lambda: received.count(None) >= 2)  # once at start, once after the cut
+        _wait_for(channel.connected.is_set)
+        channel.notify("clonestore_cache_test", "again")
+        _wait_for(lambda: "again" in received)
+    finally:
+        stop()
+        channel.close()
+
+
+def _wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
