@@ -43,13 +43,18 @@ class CloneModelRepository(OwnedRepository[M]):
                         Cond("id", "ne", id),
                     )
                     self._update("deactivate", others, self._stamp({"is_active": False}))
-                    if row["is_active"]:
-                        return self._load(row)
+                    # Decide on the row as it is now, not as first read: a concurrent
+                    # activation may have deactivated it since.
+                    inactive = conjoin(self._by_id(id), Cond("is_active", "eq", False))
                     rows = self._update(
-                        "activate", self._by_id(id), self._stamp({"is_active": True}), key=id
+                        "activate", inactive, self._stamp({"is_active": True}), key=id
                     )
                     if rows:
                         return self._load(rows[0])
+                    current = self._live_row(id)
+                    if current["is_active"]:
+                        return self._load(current)
+                    raise Conflict(f"{self.noun} {id} changed during activation")  # retried
             except (AlreadyExists, Conflict):
                 # Another activation for this user committed first (AlreadyExists), or
                 # the two collided and the engine rolled this one back (Conflict: a
