@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from functools import partial
+from typing import Any
 
 import pytest
 
+import clonestore
 from clonestore import AlreadyExists, NotFound, Store, User
+from clonestore.testing import StoreFactory
 from clonestore.testing.contract._builders import (
     missing_id,
     new_face_model,
@@ -127,3 +131,29 @@ def test_models_update_soft_delete_and_restore(store: Store) -> None:
         assert repo.restore(model.id).status == "ready"
         with pytest.raises(NotFound):
             repo.restore(model.id)
+
+
+def test_activation_overtaken_midway_leaves_one_active(store_factory: StoreFactory) -> None:
+    """An activation that another one overtakes midway still ends with one active model."""
+    race: dict[str, Any] = {"armed": False}
+
+    class Overtake:
+        @clonestore.hookimpl
+        def clonestore_before_write(self, store: Store, op: clonestore.Operation) -> None:
+            if op.action == "voice_model.deactivate" and race["armed"]:
+                race["armed"] = False
+                rival = threading.Thread(target=store.voice_models.activate, args=(race["b"],))
+                race["rival"] = rival
+                rival.start()
+                # Let the rival finish first where the backend allows it; memory://
+                # serialises transactions, so there it runs after this one.
+                rival.join(timeout=0.5)
+
+    store = store_factory(plugins=[Overtake()])
+    user = new_user(store)
+    a, b = new_voice_model(store, user, name="a"), new_voice_model(store, user, name="b")
+    store.voice_models.activate(a.id)
+    race.update(armed=True, b=b.id)
+    store.voice_models.activate(a.id)
+    race["rival"].join(timeout=30)
+    assert _active(store, "voice_models", user) in ([a.id], [b.id])
