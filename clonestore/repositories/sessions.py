@@ -233,7 +233,8 @@ class TurnRepository(OwnedRepository[Turn]):
         id = self._check_id(id)
         with self._gateway.atomic():
             row = self._get_row(id)
-            if row is None:
+            # Delete first: of two concurrent deletes only one removes the row, and only
+            # that one may take the turn out of the session's totals.
+            if row is None or not self._delete("hard_delete", Cond("id", "eq", id), key=id):
                 raise NotFound(f"no turn with id {id}")
             self._adjust_session(row)
-            self._delete("hard_delete", Cond("id", "eq", id), key=id)
