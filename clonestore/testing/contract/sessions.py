@@ -3,12 +3,15 @@ get_with_turns, user_statistics) and turns."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 import pytest
 
+import clonestore
 from clonestore import InvalidTransition, NotFound, Session, Store, User, ValidationError
 from clonestore.testing import FrozenClock, StoreFactory
 from clonestore.testing.contract._builders import (
@@ -312,3 +315,44 @@ def test_session_metadata_is_updatable(store: Store) -> None:
     updated = store.sessions.update(session.id, metadata={"lang": "fr", "n": 1})
     assert updated.metadata == {"lang": "fr", "n": 1}
     assert updated.state == "idle"
+
+
+def test_turn_deleted_twice_at_once_is_subtracted_once(store_factory: StoreFactory) -> None:
+    """Two concurrent deletes of one turn take it out of the session's totals once."""
+    race: dict[str, Any] = {"armed": False, "errors": []}
+
+    def rival_delete(store: Store, turn_id: str) -> None:
+        try:
+            store.turns.delete(turn_id)
+        except NotFound as exc:
+            race["errors"].append(exc)
+
+    class Race:
+        @clonestore.hookimpl
+        def clonestore_before_write(self, store: Store, op: clonestore.Operation) -> None:
+            if op.action == "turn.hard_delete" and race["armed"]:
+                race["armed"] = False
+                rival = threading.Thread(target=rival_delete, args=(store, race["turn"]))
+                race["rival"] = rival
+                rival.start()
+                # Let the rival finish first where the backend allows it; memory://
+                # serialises transactions, so there it runs after this one.
+                rival.join(timeout=0.5)
+
+    store = store_factory(plugins=[Race()])
+    session = new_session(store, new_user(store))
+    doomed = store.sessions.add_turn(session.id, asr_latency_ms=10, asr_cost=Decimal("0.1"))
+    store.sessions.add_turn(session.id, asr_latency_ms=30, asr_cost=Decimal("0.3"))
+    race.update(armed=True, turn=doomed.id)
+    try:
+        store.turns.delete(doomed.id)
+    except NotFound as exc:
+        race["errors"].append(exc)
+    race["rival"].join(timeout=30)
+    assert len(race["errors"]) == 1
+    stored = store.sessions.get(session.id)
+    assert (stored.total_turns, stored.total_latency_ms, stored.total_cost) == (
+        1,
+        30,
+        Decimal("0.3"),
+    )
