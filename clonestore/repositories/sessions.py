@@ -182,8 +182,10 @@ class SessionRepository(OwnedRepository[Session]):
         """Remove the session and its turns for good."""
         id = self._check_id(id)
         with self._gateway.atomic():
-            self.store.turns._delete("hard_delete", Cond("session_id", "eq", id))
+            # The session first: a turn being added concurrently then either lands
+            # before it (and goes with the turns below) or finds no session.
             super().hard_delete(id)
+            self.store.turns._delete("hard_delete", Cond("session_id", "eq", id))
 
 
 def _check_state(state: Any) -> str:
