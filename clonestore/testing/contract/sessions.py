@@ -356,3 +356,34 @@ def test_turn_deleted_twice_at_once_is_subtracted_once(store_factory: StoreFacto
         30,
         Decimal("0.3"),
     )
+
+
+def test_turn_added_while_session_is_deleted_leaves_no_orphan(store_factory: StoreFactory) -> None:
+    """A turn added while its session is being deleted is deleted with it, or refused."""
+    race: dict[str, Any] = {"armed": False, "errors": []}
+
+    def rival_add_turn(store: Store, session_id: str) -> None:
+        try:
+            store.sessions.add_turn(session_id)
+        except NotFound as exc:
+            race["errors"].append(exc)
+
+    class Race:
+        @clonestore.hookimpl
+        def clonestore_before_write(self, store: Store, op: clonestore.Operation) -> None:
+            if op.action == "session.hard_delete" and race["armed"]:
+                race["armed"] = False
+                rival = threading.Thread(target=rival_add_turn, args=(store, race["session"]))
+                race["rival"] = rival
+                rival.start()
+                rival.join(timeout=0.5)  # memory:// runs the rival after this transaction
+
+    store = store_factory(plugins=[Race()])
+    session = new_session(store, new_user(store))
+    store.sessions.add_turn(session.id)
+    race.update(armed=True, session=session.id)
+    store.sessions.delete(session.id)
+    race["rival"].join(timeout=30)
+    assert store.sessions.get_or_none(session.id) is None
+    assert store.turns.find_many(where={"session_id": session.id}) == []
+    assert store.turns.count() == 0
