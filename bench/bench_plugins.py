@@ -6,7 +6,7 @@ In one run, on each backend (memory, sqlite, postgres):
   ``store.ratelimit.check_and_increment`` (fixed window; sliding window and
   token bucket too), against pyrate-limiter (its SQLite and PostgreSQL
   buckets), the ``limits`` package (memory storage) and the raw one-statement
-  upsert through the driver (sqlite3, psycopg2) as the floor; then exact
+  upsert on the same table through the driver (sqlite3, psycopg2) as the floor; then exact
   admission: 8 threads make 400 attempts at limit 100 through each.
 * audit overhead: a write (``users.update``, ``users.create``) with and
   without the audit plugin.

@@ -10,40 +10,28 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-RAW_TABLE = (
-    "CREATE TABLE IF NOT EXISTS raw_windows (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, "
-    "endpoint TEXT NOT NULL, window_seconds BIGINT NOT NULL, window_start {ts} NOT NULL, "
-    "count BIGINT NOT NULL, quota BIGINT NOT NULL, "
-    "UNIQUE (user_id, endpoint, window_seconds, window_start))"
-)
 RAW_UPSERT = (
-    "INSERT INTO raw_windows (id, user_id, endpoint, window_seconds, window_start, count, quota) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, 1, {p}) "
+    "INSERT INTO ratelimit_windows (id, user_id, endpoint, window_seconds, window_start, "
+    "window_end, count, quota, refused) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 1, {p}, 0) "
     "ON CONFLICT (user_id, endpoint, window_seconds, window_start) "
-    "DO UPDATE SET count = raw_windows.count + 1, quota = excluded.quota RETURNING count"
+    "DO UPDATE SET count = ratelimit_windows.count + 1, quota = excluded.quota RETURNING count"
 )
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RawUpsert:
-    """The floor: the same one-statement upsert, straight through the driver."""
+    """The floor: the plugin's check as one hand-written upsert on the plugin's own
+    table (``ratelimit_windows``, created by opening a store with the plugin),
+    straight through the driver, returning only the count."""
 
     def __init__(self, url: str) -> None:
         self.local = threading.local()
         self.url = url
         self.sqlite = url.startswith("sqlite")
-        conn = self.conn()
-        ts = "TEXT" if self.sqlite else "TIMESTAMPTZ"
-        self.execute(conn, RAW_TABLE.format(ts=ts), ())
-        if not self.sqlite:  # the same persistence as the plugin's counters
-            (kind,) = self.execute(
-                conn, "SELECT relpersistence FROM pg_class WHERE relname = 'ratelimit_windows'", ()
-            )
-            self.persistence = "UNLOGGED" if kind == "u" else "LOGGED"
-            self.execute(conn, f"ALTER TABLE raw_windows SET {self.persistence}", ())
         self.sql = RAW_UPSERT.format(p="?" if self.sqlite else "%s")
 
     def conn(self) -> Any:
@@ -64,22 +52,29 @@ class RawUpsert:
             self.local.conn = conn
         return conn
 
-    def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
-        if self.sqlite:
-            return conn.execute(sql, params).fetchone()
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchone() if cur.description else None
-
     def check(self, user: str, endpoint: str, limit: int, window: int) -> bool:
-        now = time.time()
-        start = datetime.fromtimestamp(now - now % window, UTC)
-        start_param = start.isoformat() if self.sqlite else start
-        (count,) = self.execute(
-            self.conn(),
-            self.sql,
-            (str(uuid.uuid4()), user, endpoint, window, start_param, limit),
-        )
+        now_us = time.time_ns() // 1000
+        start_us = now_us - now_us % (window * 1_000_000)
+        end_us = start_us + window * 1_000_000
+        if self.sqlite:  # the backend keeps datetimes as microseconds since the epoch
+            params: tuple[Any, ...] = (
+                str(uuid.uuid4()),
+                user,
+                endpoint,
+                window,
+                start_us,
+                end_us,
+                limit,
+            )
+            (count,) = self.conn().execute(self.sql, params).fetchone()
+        else:
+            start = _EPOCH + timedelta(microseconds=start_us)
+            end = _EPOCH + timedelta(microseconds=end_us)
+            with self.conn().cursor() as cur:
+                cur.execute(
+                    self.sql, (str(uuid.uuid4()), user, endpoint, window, start, end, limit)
+                )
+                (count,) = cur.fetchone()
         return bool(count <= limit)
 
 

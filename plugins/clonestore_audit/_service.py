@@ -84,7 +84,10 @@ class AuditLog(ChainWriter):
                 rows = [] if found is None else [found]
             else:
                 rows = self._backend.select(op.table, op.where)
-            self._stash().append((op, rows))
+            stash = self._stash()
+            if len(stash) >= 64:  # writes that failed with a non-clonestore error
+                del stash[:32]
+            stash.append((op, rows))
 
     def _stash(self) -> list[tuple[Operation, list[Row]]]:
         stash: list[tuple[Operation, list[Row]]] | None = getattr(self._before, "ops", None)
@@ -97,7 +100,9 @@ class AuditLog(ChainWriter):
         for i in range(len(stash) - 1, -1, -1):
             if stash[i][0] is op:
                 rows = stash[i][1]
-                del stash[i:]  # anything later belongs to writes that never finished
+                # Later entries belong to writes made inside this one (by another
+                # plugin's hook) that never finished.
+                del stash[i:]
                 return rows
         return None
 
