@@ -18,11 +18,14 @@ what detects tampering by someone who can also drop triggers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clonestore import BackendError, StorageUnavailable
+
+log = logging.getLogger("clonestore.audit")
 
 __all__ = ["GUARD", "PURGE_FUNCTION", "install_guard", "libpq_dsn", "purge_up_to"]
 
@@ -115,6 +118,7 @@ def libpq_dsn(url: str, options: Mapping[str, Any] | None = None) -> str:
 
 def _connect(dsn: str) -> Any:
     import psycopg2
+    import psycopg2.errors
 
     try:
         return psycopg2.connect(dsn)
@@ -123,12 +127,24 @@ def _connect(dsn: str) -> Any:
 
 
 def install_guard(dsn: str) -> bool:
-    """Install the trigger and the purge function once; False if ``audit_log`` is missing."""
+    """Install the trigger and the purge function once; whether the log is guarded.
+
+    A role that may not create them (the application's role is often not the
+    tables' owner) gets a warning: install them once with the owner's role by
+    opening a store as that role.
+    """
     import psycopg2
+    import psycopg2.errors
 
     conn = _connect(dsn)
     try:
         with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass('audit_log')",
+                (GUARD,),
+            )
+            if cur.fetchone() is not None:
+                return True
             # Stores opening at once must not race on CREATE TRIGGER.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (GUARD,))
             cur.execute("SELECT to_regclass('audit_log') IS NOT NULL")
@@ -141,6 +157,9 @@ def install_guard(dsn: str) -> bool:
             if cur.fetchone() is None:
                 cur.execute(_DDL)
         return True
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        log.warning("audit: audit_log is not guarded by a trigger (%s)", exc)
+        return False
     except psycopg2.Error as exc:
         raise BackendError(f"audit: cannot install the PostgreSQL guard: {exc}", orig=exc) from exc
     finally:
@@ -150,6 +169,7 @@ def install_guard(dsn: str) -> bool:
 def purge_up_to(dsn: str, seq: int) -> int:
     """Remove the rows up to ``seq`` through the purge function; how many."""
     import psycopg2
+    import psycopg2.errors
 
     conn = _connect(dsn)
     try:

@@ -14,11 +14,14 @@ of its own, derived from the store URL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clonestore import BackendError, StorageUnavailable
+
+log = logging.getLogger("clonestore.ratelimit")
 
 __all__ = ["set_persistence"]
 
@@ -45,6 +48,7 @@ def libpq_dsn(url: str, options: Mapping[str, Any] | None = None) -> str:
 def set_persistence(dsn: str, tables: tuple[str, ...], *, durable: bool) -> None:
     """Make ``tables`` logged (``durable``) or unlogged, where they are not already."""
     import psycopg2
+    import psycopg2.errors
     from psycopg2 import sql
 
     wanted = "p" if durable else "u"
@@ -67,6 +71,9 @@ def set_persistence(dsn: str, tables: tuple[str, ...], *, durable: bool) -> None
                         sql.Identifier(table), sql.SQL("LOGGED" if durable else "UNLOGGED")
                     )
                 )
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        # Not the tables' owner: keep them as they are; the checks stay exact.
+        log.warning("ratelimit: counter tables keep their persistence (%s)", exc)
     except psycopg2.Error as exc:
         raise BackendError(f"ratelimit: cannot change table persistence: {exc}", orig=exc) from exc
     finally:
