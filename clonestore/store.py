@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         UserRepository,
         VoiceModelRepository,
     )
+    from clonestore.tenancy import UserView
 
 __all__ = ["DEFAULT_URL", "Store", "open"]
 
@@ -325,6 +326,14 @@ class Store:
         from clonestore.repositories.erasure import erase_user
 
         return erase_user(self, user_id)
+
+    def for_user(self, user_id: str) -> UserView:
+        """The repositories limited to one user's rows (see :mod:`clonestore.tenancy`):
+        another user's rows are :class:`NotFound`, lists and counts see only the owner's."""
+        self._check_open()
+        from clonestore.tenancy import UserView
+
+        return UserView(self, user_id)
 
     def close(self) -> None:
         """Close the store and its backend. Idempotent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -25,7 +26,10 @@ from clonestore.schema import Column, TableSpec, check
 from clonestore.spi import Increment, Row
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from clonestore.store import Store
+    from clonestore.tenancy import UserView
 
 __all__ = ["MAX_PAGE_SIZE", "Page", "Repository"]
 
@@ -57,11 +61,17 @@ class Repository(Generic[R]):
 
     #: Singular name used in actions (``"user"`` -> ``"user.create"``).
     noun: str = "row"
+    #: The column naming a row's owning user (``id`` on users).
+    owner_column: str = "user_id"
+    #: The owning user this repository is limited to (see :mod:`clonestore.tenancy`).
+    owner: str | None = None
 
     def __init__(self, store: Store, spec: TableSpec) -> None:
         if spec.record is None:
             raise TypeError(f"table {spec.name} has no record class")
         self.store = store
+        #: Where sibling repositories are found: the store, or a user's view.
+        self.repos: Store | UserView = store
         self.spec = spec
         self.record: type[R] = spec.record
         self._gateway = store.gateway
@@ -83,7 +93,16 @@ class Repository(Generic[R]):
             and not self._defaults_to_now(spec.by_name[f.name])
         )
         self._live: Expr = Cond("deleted_at", "isnull", True) if spec.soft_delete else TRUE
+        self._scope: Expr = TRUE
         self._load = self._make_loader()
+
+    def scoped(self, owner: str, repos: UserView) -> Self:
+        """A copy limited to the rows of user ``owner``, finding siblings in ``repos``."""
+        clone = copy.copy(self)
+        clone.owner = owner
+        clone.repos = repos
+        clone._scope = Cond(self.owner_column, "eq", owner)
+        return clone
 
     # ------------------------------------------------------------------ rows <-> records
 
@@ -133,6 +152,8 @@ class Repository(Generic[R]):
     def _build(self, fields: Mapping[str, Any], **system: Any) -> R:
         """A new, valid record from caller fields, with system fields filled in
         (``system`` sets fields only the core may set)."""
+        if self.owner is not None and self.owner_column == "id":
+            raise ValidationError(f"a user's view cannot create {self.spec.name}")
         for name in fields:
             col = self.spec.column(name)
             if col.settable == "no" or col.derived_from is not None or name not in self._fields:
@@ -184,11 +205,11 @@ class Repository(Generic[R]):
     def _where(self, where: Mapping[str, Any] | None, with_deleted: bool = False) -> Expr:
         if where is not None and not isinstance(where, Mapping):
             raise ValidationError(f"where must be a mapping, got {type(where).__name__}")
-        expr = parse_where(self.spec, where)
+        expr = conjoin(self._scope, parse_where(self.spec, where))
         return expr if with_deleted else conjoin(self._live, expr)
 
     def _by_id(self, id: str, *, live: bool = True) -> Expr:
-        return conjoin(Cond("id", "eq", id), self._live if live else TRUE)
+        return conjoin(Cond("id", "eq", id), self._scope, self._live if live else TRUE)
 
     # ------------------------------------------------------------- SPI calls through the gateway
 
@@ -210,6 +231,8 @@ class Repository(Generic[R]):
         row: Row | None = self._gateway.read(
             lambda: self._op("get", "get", key=id), lambda: self._backend.get(self.spec, id)
         )
+        if row is not None and self.owner is not None and row[self.owner_column] != self.owner:
+            return None  # another user's row does not exist for this view
         return row
 
     def _live_row(self, id: Any) -> Row:
@@ -421,7 +444,7 @@ class Repository(Generic[R]):
             changes = self._stamp({"deleted_at": None})
             if "deleted_by_cascade" in self.spec.by_name:
                 changes["deleted_by_cascade"] = None
-            where = conjoin(Cond("id", "eq", id), Cond("deleted_at", "isnull", False))
+            where = conjoin(Cond("id", "eq", id), self._scope, Cond("deleted_at", "isnull", False))
             rows = self._update("restore", where, changes, key=id)
         if not rows:
             raise NotFound(f"no deleted {self.noun} with id {id}")
@@ -430,7 +453,7 @@ class Repository(Generic[R]):
     def hard_delete(self, id: str) -> None:
         """Remove the record for good, deleted or not."""
         id = self._check_id(id)
-        if not self._delete("hard_delete", Cond("id", "eq", id), key=id):
+        if not self._delete("hard_delete", conjoin(Cond("id", "eq", id), self._scope), key=id):
             raise NotFound(f"no {self.noun} with id {id}")
 
 

@@ -93,4 +93,4 @@ class DocumentRepository(OwnedRepository[Document]):
         if match not in ("any", "all"):
             raise ValidationError(f"must be 'any' or 'all', got {match!r}", field="match")
         op = "overlap" if match == "any" else "contains"
-        return self.find_many(where={"user_id": user_id, f"tags__{op}": tags})
+        return self.find_many(where={"user_id": self._check_owner(user_id), f"tags__{op}": tags})

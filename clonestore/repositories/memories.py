@@ -62,7 +62,7 @@ class MemoryRepository(OwnedRepository[Memory]):
         if metric == "cosine" and query_norm == 0.0:
             raise ValidationError("a zero vector has no cosine similarity", field="embedding")
         scored: list[ScoredMemory] = []
-        for memory in self.find_many(where={"user_id": user_id}):
+        for memory in self.find_many(where={"user_id": self._check_owner(user_id)}):
             vector = memory.embedding
             if len(vector) != len(query):
                 continue

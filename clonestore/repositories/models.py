@@ -74,7 +74,7 @@ class CloneModelRepository(OwnedRepository[M]):
 
     def active_for(self, user_id: str) -> M | None:
         """The user's active model, or None."""
-        return self.find_one(user_id=user_id, is_active=True)
+        return self.find_one(user_id=self._check_owner(user_id), is_active=True)
 
 
 class VoiceModelRepository(CloneModelRepository[VoiceModel]):

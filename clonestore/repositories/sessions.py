@@ -77,7 +77,7 @@ class SessionRepository(OwnedRepository[Session]):
             ):
                 if row.get(field) is None:
                     continue
-                model = getattr(self.store, repo_name)._live_row(row[field])
+                model = getattr(self.repos, repo_name)._live_row(row[field])
                 if model["user_id"] != row["user_id"]:
                     raise NotFound(f"no {repo_name[:-1]} with id {row[field]} for this user")
 
@@ -110,7 +110,7 @@ class SessionRepository(OwnedRepository[Session]):
         (the sum of its four stages) and ``total_cost`` by its exact cost.
         """
         session_id = self._check_id(session_id)
-        turns: TurnRepository = self.store.turns
+        turns: TurnRepository = self.repos.turns
         probe = turns._build({"session_id": session_id, **fields}, user_id=session_id, turn_index=1)
         with self._gateway.atomic():
             changes = self._stamp(
@@ -146,12 +146,12 @@ class SessionRepository(OwnedRepository[Session]):
     def get_with_turns(self, id: str) -> SessionWithTurns:
         """The session and its turns in order."""
         session = self.get(id)
-        turns = self.store.turns.find_many(where={"session_id": session.id}, order_by="turn_index")
+        turns = self.repos.turns.find_many(where={"session_id": session.id}, order_by="turn_index")
         return SessionWithTurns(session, turns)
 
     def user_statistics(self, user_id: str, since: datetime | None = None) -> SessionStatistics:
         """Totals over the user's sessions (started at or after ``since``)."""
-        where: dict[str, Any] = {"user_id": user_id}
+        where: dict[str, Any] = {"user_id": self._check_owner(user_id)}
         if since is not None:
             where["started_at__gte"] = since
         expr = self._where(where)
@@ -185,7 +185,7 @@ class SessionRepository(OwnedRepository[Session]):
             # The session first: a turn being added concurrently then either lands
             # before it (and goes with the turns below) or finds no session.
             super().hard_delete(id)
-            self.store.turns._delete("hard_delete", Cond("session_id", "eq", id))
+            self.repos.turns._delete("hard_delete", Cond("session_id", "eq", id))
 
 
 def _check_state(state: Any) -> str:
@@ -207,7 +207,7 @@ class TurnRepository(OwnedRepository[Turn]):
         if "session_id" not in fields:
             raise ValidationError("is required", field="session_id")
         session_id = fields.pop("session_id")
-        turn: Turn = self.store.sessions.add_turn(session_id, **fields)
+        turn: Turn = self.repos.sessions.add_turn(session_id, **fields)
         return turn
 
     def create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[Turn]:
@@ -218,7 +218,7 @@ class TurnRepository(OwnedRepository[Turn]):
 
     def _adjust_session(self, row: Mapping[str, Any]) -> None:
         turn = self._load(row)
-        sessions: SessionRepository = self.store.sessions
+        sessions: SessionRepository = self.repos.sessions
         changes = sessions._stamp(
             {
                 "total_turns": Increment(-1),

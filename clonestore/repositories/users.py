@@ -22,13 +22,14 @@ class UserRepository(Repository[User]):
     """People who own clones. Emails match case-insensitively (``str.casefold``)."""
 
     noun = "user"
+    owner_column = "id"
 
     def find_by_email(self, email: str) -> User | None:
         """The live user with this email, ignoring case; None if there is none."""
         return self.find_one(email=email)
 
     def _children(self) -> list[OwnedRepository[object]]:
-        return [getattr(self.store, name) for name in CASCADE_TABLES]
+        return [getattr(self.repos, name) for name in CASCADE_TABLES]
 
     def delete(self, id: str) -> None:
         """Soft-delete the user and, with them, their live models, documents and memories."""

@@ -1,0 +1,90 @@
+"""A user's view of a store: repositories that see and change only that user's rows.
+
+``store.for_user(user_id)`` returns a :class:`UserView`. Its repositories are
+the store's own, limited to one owner (written once over the SPI, like every
+repository): every expression they send to the backend is conjoined with
+``user_id == owner`` (``id == owner`` on users), and every row they read by id
+is checked against the owner. So, on every backend:
+
+* another user's row is :class:`~clonestore.NotFound` for every operation by
+  id (``get``, ``update``, ``delete``, ``restore``, ``hard_delete``,
+  ``activate``, ``update_state``, ``add_turn``, ``end``, ``update_status``,
+  ``set_vector_ids``...): its existence is not revealed;
+* ``find_many``, ``find_one``, ``page``, ``count``, ``exists`` and
+  ``update_many`` see and touch only the owner's rows;
+* ``create`` sets ``user_id`` to the owner; giving another user's id is
+  :class:`~clonestore.NotFound` (as for a user that does not exist), and
+  creating users through a view is a :class:`~clonestore.ValidationError`;
+* operations taking a ``user_id`` (``similar``, ``search_by_tags``,
+  ``active_for``, ``user_statistics``, ``for_owner``) raise
+  :class:`~clonestore.NotFound` for any other user;
+* ``export_user()`` and ``erase_user()`` act on the owner only.
+
+A view is cheap (no query is made to build one): make one per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from clonestore.errors import NotFound
+from clonestore.records import TABLES
+from clonestore.schema import check
+
+if TYPE_CHECKING:
+    from clonestore.repositories import (
+        DocumentRepository,
+        FaceModelRepository,
+        MemoryRepository,
+        SessionRepository,
+        TurnRepository,
+        UserRepository,
+        VoiceModelRepository,
+    )
+    from clonestore.store import Store
+
+__all__ = ["UserView"]
+
+
+class UserView:
+    """The repositories of ``store`` limited to the rows of one user (``user_id``)."""
+
+    users: UserRepository
+    voice_models: VoiceModelRepository
+    face_models: FaceModelRepository
+    sessions: SessionRepository
+    turns: TurnRepository
+    documents: DocumentRepository
+    memories: MemoryRepository
+
+    def __init__(self, store: Store, user_id: str) -> None:
+        from clonestore.repositories import REPOSITORIES
+
+        self.store = store
+        self.user_id: str = check(TABLES["users"].column("id"), user_id)
+        for name in REPOSITORIES:
+            setattr(self, name, getattr(store, name).scoped(self.user_id, self))
+
+    def _own(self, user_id: str | None) -> str:
+        if user_id is not None and user_id != self.user_id:
+            raise NotFound(f"no user with id {user_id}")
+        return self.user_id
+
+    def export_user(self, user_id: str | None = None) -> dict[str, Any]:
+        """Everything stored about the owner (see :meth:`clonestore.Store.export_user`)."""
+        return self.store.export_user(self._own(user_id))
+
+    def erase_user(self, user_id: str | None = None) -> dict[str, int]:
+        """Erase the owner (see :meth:`clonestore.Store.erase_user`)."""
+        return self.store.erase_user(self._own(user_id))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The store's transaction (all-or-nothing; nested blocks are savepoints)."""
+        with self.store.transaction():
+            yield
+
+    def __repr__(self) -> str:
+        return f"<clonestore.UserView user_id={self.user_id} of {self.store!r}>"
