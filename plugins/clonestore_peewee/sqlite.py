@@ -16,6 +16,7 @@ guarded by a lock that a transaction holds until it ends (as memory:// does).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -27,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import peewee
 
-from clonestore import ClonestoreError, ConfigurationError
+from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
 
 from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend
 from .dialects import SQLITE
@@ -44,6 +45,34 @@ def _synchronous(value: Any) -> str:
     if not isinstance(value, str) or value.lower() not in _SYNCHRONOUS:
         raise ValueError(f"expected one of {', '.join(_SYNCHRONOUS)}")
     return _SYNCHRONOUS[value.lower()]
+
+
+# SQLite result codes (https://sqlite.org/rescode.html).
+_SQLITE_READONLY: Final = 8
+_SQLITE_CANTOPEN: Final = 14
+
+
+def _file_problem(path: str) -> str:
+    """What is wrong with a database file SQLite cannot open or write, and what to do."""
+    file = os.path.abspath(path)
+    directory = os.path.dirname(file)
+    if not os.path.isdir(directory):
+        return (
+            f"the directory {directory} does not exist; create it first "
+            "(clonestore creates the database file, not its directories)"
+        )
+    if os.path.isdir(file):
+        return f"{file} is a directory; give the path of a database file"
+    if os.path.exists(file) and not os.access(file, os.R_OK):
+        return f"{file} cannot be read by this process; check its permissions"
+    if (os.path.exists(file) and not os.access(file, os.W_OK)) or not os.access(
+        directory, os.W_OK
+    ):
+        return (
+            f"{file} or its directory is read-only; make both writable by this process "
+            "(SQLite writes the -wal and -shm files beside the database)"
+        )
+    return ""
 
 
 OPTIONS: Final = {
@@ -219,7 +248,13 @@ class SqliteBackend(SQLBackend):
 
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception."""
-        return translate_sqlite(exc, self.label)
+        error = translate_sqlite(exc, self.label)
+        code = getattr(error.orig, "sqlite_errorcode", None)
+        if code is not None and (code & 0xFF) in (_SQLITE_CANTOPEN, _SQLITE_READONLY):
+            hint = "" if self.memory else _file_problem(self.path)
+            if hint:
+                return StorageUnavailable(f"{self.label}: {hint}", orig=error.orig)
+        return error
 
     # ------------------------------------------------------------------ lifecycle
 
