@@ -9,6 +9,7 @@ by name (``plugins=["cache", "audit"]``) or passed as objects.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import sys
 import threading
@@ -48,6 +49,8 @@ __all__ = ["DEFAULT_URL", "Store", "open"]
 #: Where ``clonestore.open()`` stores data when given no URL (``CLONESTORE_URL`` overrides).
 DEFAULT_URL = "sqlite:///clonestore.db"
 
+_log = logging.getLogger("clonestore")
+
 Clock = Callable[[], datetime]
 
 
@@ -62,25 +65,30 @@ def new_id() -> str:
 
 
 @cache
-def _entry_point_plugins() -> dict[str, object]:
-    """Every plugin registered in the ``clonestore`` entry-point group, loaded once.
+def _entry_point_plugins() -> tuple[dict[str, object], dict[str, ConfigurationError]]:
+    """Every plugin in the ``clonestore`` entry-point group, loaded once: the loaded
+    ones, and a :class:`ConfigurationError` for each one that cannot be imported.
 
-    A plugin that cannot be imported is a :class:`ConfigurationError` naming it
-    and the package that installed it (every store loads every entry point).
+    A broken plugin is logged and otherwise ignored until it matters: when it is
+    asked for by name, or when no working plugin serves the URL's scheme. So one
+    broken package does not stop every store in the process.
     """
     found: dict[str, object] = {}
+    broken: dict[str, ConfigurationError] = {}
     for ep in importlib.metadata.entry_points(group="clonestore"):
-        if ep.name not in found:
-            try:
-                found[ep.name] = ep.load()
-            except Exception as exc:
-                package = ep.dist.name if ep.dist is not None else "an unknown package"
-                raise ConfigurationError(
-                    f"clonestore plugin {ep.name!r} ({ep.value}, installed by {package}) "
-                    f"cannot be loaded: {type(exc).__name__}: {exc}",
-                    orig=exc,
-                ) from exc
-    return found
+        if ep.name in found or ep.name in broken:
+            continue
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:
+            package = ep.dist.name if ep.dist is not None else "an unknown package"
+            broken[ep.name] = ConfigurationError(
+                f"clonestore plugin {ep.name!r} ({ep.value}, installed by {package}) "
+                f"cannot be loaded: {type(exc).__name__}: {exc}; reinstall or remove {package}",
+                orig=exc,
+            )
+            _log.warning("%s", broken[ep.name])
+    return found, broken
 
 
 def _offers_backends(plugin: object) -> bool:
@@ -156,12 +164,14 @@ class Store:
     def _make_plugin_manager(self, plugins: Sequence[str | object]) -> pluggy.PluginManager:
         pm = pluggy.PluginManager("clonestore")
         pm.add_hookspecs(hookspecs)
-        available = _entry_point_plugins()
+        available, self._broken_plugins = _entry_point_plugins()
         for name, plugin in available.items():
             if _offers_backends(plugin):
                 pm.register(plugin, name=name)
         for item in plugins:
             if isinstance(item, str):
+                if item in self._broken_plugins:
+                    raise self._broken_plugins[item]
                 if item not in available:
                     known = ", ".join(sorted(available)) or "none"
                     raise ConfigurationError(f"unknown plugin {item!r}; installed plugins: {known}")
@@ -179,8 +189,11 @@ class Store:
                 factories.setdefault(name, factory)
         if scheme not in factories:
             known = ", ".join(f"{s}://" for s in sorted(factories)) or "none installed"
+            broken = list(self._broken_plugins.values())
+            why = "".join(f"; {error}" for error in broken)
             raise ConfigurationError(
-                f"no backend for URL {redact_url(url)!r}; known schemes: {known}"
+                f"no backend for URL {redact_url(url)!r}; known schemes: {known}{why}",
+                orig=broken[0].orig if broken else None,
             )
         return factories[scheme](url, **options)
 

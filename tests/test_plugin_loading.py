@@ -37,8 +37,26 @@ def broken_plugin_installed(tmp_path: Path) -> Iterator[None]:
 
 @pytest.mark.usefixtures("broken_plugin_installed")
 def test_a_plugin_that_cannot_be_loaded_is_a_configuration_error() -> None:
-    """Opening a store with a broken plugin installed raises ConfigurationError naming it
-    and its package, with the import failure kept as ``orig``."""
+    """Asking for a broken plugin by name raises ConfigurationError naming it and its
+    package, with the import failure kept as ``orig``."""
     with pytest.raises(ConfigurationError, match=r"'broken'.*broken-clonestore-plugin") as caught:
-        clonestore.open("memory://")
+        clonestore.open("memory://", plugins=["broken"])
     assert isinstance(caught.value.orig, AttributeError)
+
+
+@pytest.mark.usefixtures("broken_plugin_installed")
+def test_a_broken_plugin_nobody_asks_for_does_not_stop_other_stores(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broken, unrequested plugin is logged once and every other store still opens."""
+    with caplog.at_level("WARNING", logger="clonestore"), clonestore.open("memory://") as store:
+        assert store.users.count() == 0
+    assert any("'broken'" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.usefixtures("broken_plugin_installed")
+def test_an_unknown_scheme_names_the_broken_plugins() -> None:
+    """When no backend serves a URL, the error names plugins that failed to load
+    (one of them might have been the backend)."""
+    with pytest.raises(ConfigurationError, match=r"no backend.*'broken'.*cannot be loaded"):
+        clonestore.open("nosuchscheme://x")
