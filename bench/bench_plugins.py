@@ -88,7 +88,7 @@ def measure(fn: Callable[[int], Any], calls: int, warmup: int = 100) -> Timing:
 
 
 def measure_interleaved(
-    fns: dict[str, tuple[Callable[[int], Any], int]], rounds: int = 5, warmup: int = 50
+    fns: dict[str, tuple[Callable[[int], Any], int]], rounds: int = 10, warmup: int = 50
 ) -> dict[str, Timing]:
     """Time several ways of doing the same thing in alternating rounds, so that a
     slow moment of the machine weighs on all of them alike."""
