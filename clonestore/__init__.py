@@ -30,9 +30,11 @@ from clonestore.errors import (
 from clonestore.operations import Context, Operation
 from clonestore.records import (
     Document,
+    Entity,
     FaceModel,
     Memory,
     Session,
+    SoftDeletable,
     Turn,
     User,
     VoiceModel,
@@ -62,6 +64,7 @@ __all__ = [
     "Conflict",
     "Context",
     "Document",
+    "Entity",
     "FaceModel",
     "Index",
     "InvalidTransition",
@@ -75,6 +78,7 @@ __all__ = [
     "Session",
     "SessionStatistics",
     "SessionWithTurns",
+    "SoftDeletable",
     "StorageUnavailable",
     "Store",
     "TableSpec",

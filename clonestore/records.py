@@ -25,9 +25,11 @@ __all__ = [
     "SUBSCRIPTION_TIERS",
     "TABLES",
     "Document",
+    "Entity",
     "FaceModel",
     "Memory",
     "Session",
+    "SoftDeletable",
     "Turn",
     "User",
     "VoiceModel",
@@ -54,7 +56,8 @@ def _empty_list() -> list[Any]:
 
 @record
 class Entity:
-    """Fields every record has; all are set by the core."""
+    """Fields every record has, all set by the core: inherit it (or
+    :class:`SoftDeletable`) to define your own records."""
 
     id: str = column("id", settable="no")
     created_at: datetime = column("datetime", settable="no")

@@ -30,6 +30,9 @@ DOCUMENTED = {
     "Turn",
     "Document",
     "Memory",
+    # bases for your own records
+    "Entity",
+    "SoftDeletable",
     # what repositories return
     "Repository",
     "Page",

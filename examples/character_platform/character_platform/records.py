@@ -4,9 +4,10 @@ Records are declared with :func:`clonestore.record` and :func:`clonestore.column
 exactly as clonestore's own are, so they validate at construction and become
 table specs with :func:`clonestore.table_spec`. The generic
 :class:`clonestore.Repository` sets four system fields on every record it
-creates (``id``, ``created_at``, ``updated_at``, ``version``), so every record
-declares them (:class:`Tracked`); a record with ``deleted_at``
-(:class:`SoftDeletable`) is soft-deleted and restorable.
+creates (``id``, ``created_at``, ``updated_at``, ``version``): records inherit
+them from :class:`clonestore.Entity`; one that inherits
+:class:`clonestore.SoftDeletable` also has ``deleted_at`` and is soft-deleted
+and restorable.
 
 The daily usage counter is a plain table (no record, no repository): it is
 written only with the SPI's atomic ``upsert`` (see :mod:`character_platform.quota`).
@@ -17,7 +18,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from clonestore import Column, Index, TableSpec, Unique, column, record, table_spec
+from clonestore import (
+    Column,
+    Entity,
+    Index,
+    SoftDeletable,
+    TableSpec,
+    Unique,
+    column,
+    record,
+    table_spec,
+)
 
 __all__ = [
     "GENERATION_STATUSES",
@@ -27,8 +38,6 @@ __all__ = [
     "Character",
     "CharacterTemplate",
     "Generation",
-    "SoftDeletable",
-    "Tracked",
 ]
 
 #: The art styles a character (or template) is drawn in.
@@ -42,23 +51,6 @@ _PROMPT: Final = {"max_length": 4000, "min_length": 1}
 
 def _no_tags() -> list[str]:
     return []
-
-
-@record
-class Tracked:
-    """The system fields every repository record has; only clonestore sets them."""
-
-    id: str = column("id", settable="no")
-    created_at: datetime = column("datetime", settable="no")
-    updated_at: datetime = column("datetime", settable="no")
-    version: int = column("int", settable="no", minimum=1)
-
-
-@record
-class SoftDeletable(Tracked):
-    """A record that ``delete()`` hides and ``restore()`` brings back."""
-
-    deleted_at: datetime | None = column("datetime", nullable=True, settable="no")
 
 
 @record
@@ -79,7 +71,7 @@ class Character(SoftDeletable):
 
 
 @record
-class CharacterTemplate(Tracked):
+class CharacterTemplate(Entity):
     """A starting point for new characters; names are unique, ignoring case."""
 
     name: str = column("text", casefold=True, **_NAME)
@@ -89,7 +81,7 @@ class CharacterTemplate(Tracked):
 
 
 @record
-class Generation(Tracked):
+class Generation(Entity):
     """One image generation of a character, queued for a worker.
 
     Only the queue operations move ``status`` (``settable="no"``), so
