@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
 from clonestore_cache import CachePlugin, hash_text
 
+import clonestore
 from clonestore import ValidationError
 
 
@@ -75,10 +78,17 @@ def test_ttls_are_configurable_per_call_and_per_plugin(store_factory, clock):
 
 def test_level_two_is_shared_by_stores(store_factory, clock):
     """A value set through one store is read by another from the table (L2), then from L1."""
-    writer = store_factory(plugins=["cache"], clock=clock)
-    reader = store_factory(plugins=["cache"], clock=clock)
-    if writer.url == "memory://":
-        pytest.skip("two memory:// stores are two databases")
+    store_factory(plugins=["cache"], clock=clock)  # starts the database clean
+    url = store_factory.url
+    if url == "memory://":
+        url = f"memory://cache-l2-{uuid.uuid4().hex}"  # one database two stores share
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(clonestore.open(url, plugins=["cache"], clock=clock))
+        reader = stack.enter_context(clonestore.open(url, plugins=["cache"], clock=clock))
+        _share_level_two(writer, reader)
+
+
+def _share_level_two(writer, reader) -> None:
     writer.cache.set_embedding("q", [1.0, 2.0])
     assert reader.cache.get_embedding("q") == [1.0, 2.0]
     assert reader.cache.stats()["embedding"].l2_hits == 1

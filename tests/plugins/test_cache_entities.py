@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 
@@ -13,7 +12,7 @@ from clonestore_cache._channel import libpq_dsn
 import clonestore
 from clonestore.spi import Cond
 
-from .conftest import is_postgres, pg_execute, rolled_back
+from .conftest import pg_execute, rolled_back
 
 
 @pytest.fixture
@@ -179,38 +178,6 @@ def test_erase_user_drops_the_users_cached_rows(store):
     store.erase_user(user.id)
     assert store.users.get_or_none(user.id) is None
     assert store.cache.stats()["entity"].entries == 1
-
-
-def _update_elsewhere(url: str, user_id: str, name: str, queue) -> None:
-    store = clonestore.open(url, plugins=["cache"])
-    try:
-        store.users.update(user_id, name=name)
-        queue.put("done")
-    finally:
-        store.close()
-
-
-def test_another_process_write_is_seen_promptly_on_postgres(store_factory):
-    """On PostgreSQL, a write committed by another process invalidates this cache by NOTIFY."""
-    store = store_factory(plugins=["cache"])
-    if not is_postgres(store.url):
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
-    deadline = time.monotonic() + 10
-    while not store.cache.notified and time.monotonic() < deadline:
-        time.sleep(0.01)
-    user = store.users.create(email="ada@example.com", name="Ada")
-    assert store.users.get(user.id).name == "Ada"
-    assert store.users.get(user.id).name == "Ada"  # cached
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    worker = context.Process(target=_update_elsewhere, args=(store.url, user.id, "Ada L", queue))
-    worker.start()
-    assert queue.get(timeout=60) == "done"
-    worker.join(30)
-    deadline = time.monotonic() + 5
-    while store.users.get(user.id).name != "Ada L":
-        assert time.monotonic() < deadline, "the other process's write was never seen"
-        time.sleep(0.01)
 
 
 def test_own_postgres_channel_delivers_and_reports_lost_connections(postgres_url):
