@@ -177,8 +177,13 @@ def _parse_casefold(col: Column, op: str, value: Any) -> Expr:
 
 def parse_where(spec: TableSpec, where: Mapping[str, Any] | None) -> Expr:
     """Turn keyword lookups into a validated expression (all must hold)."""
+    if where is not None and not isinstance(where, Mapping):
+        raise ValidationError(f"where must be a mapping, got {type(where).__name__}")
     if not where:
         return TRUE
+    for key in where:
+        if not isinstance(key, str):
+            raise ValidationError(f"lookups are field names (strings), got {key!r}")
     items = tuple(_parse_one(spec, key, value) for key, value in where.items())
     return items[0] if len(items) == 1 else And(items)
 
@@ -200,8 +205,10 @@ def parse_order(spec: TableSpec, order_by: str | Sequence[str] | None) -> tuple[
         keys: Sequence[str] = ("created_at",) if "created_at" in spec.by_name else ()
     elif isinstance(order_by, str):
         keys = (order_by,)
-    else:
+    elif isinstance(order_by, (list, tuple)):
         keys = order_by
+    else:
+        raise ValidationError(f"order_by takes a field name or a list of them, got {order_by!r}")
     out: list[OrderBy] = []
     for key in keys:
         if type(key) is not str or not key.lstrip("-"):

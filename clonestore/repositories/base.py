@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from clonestore.store import Store
     from clonestore.tenancy import UserView
 
-__all__ = ["MAX_PAGE_SIZE", "Page", "Repository"]
+__all__ = ["MAX_PAGE_SIZE", "Page", "Repository", "check_rows"]
 
 R = TypeVar("R")
 MAX_PAGE_SIZE = 1000
@@ -362,12 +362,8 @@ class Repository(Generic[R]):
 
     def create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[R]:
         """Validate every row, then store them all or none."""
-        if isinstance(rows, (Mapping, str, bytes)):
-            raise ValidationError("create_many takes an iterable of mappings")
         records: list[R] = []
-        for i, fields in enumerate(rows):
-            if not isinstance(fields, Mapping):
-                raise ValidationError(f"row {i} is {type(fields).__name__}, not a mapping")
+        for i, fields in enumerate(check_rows(rows)):
             try:
                 records.append(self._build(fields))
             except ValidationError as exc:
@@ -455,6 +451,19 @@ class Repository(Generic[R]):
         id = self._check_id(id)
         if not self._delete("hard_delete", conjoin(Cond("id", "eq", id), self._scope), key=id):
             raise NotFound(f"no {self.noun} with id {id}")
+
+
+def check_rows(rows: Any) -> list[Mapping[str, Any]]:
+    """``create_many``'s argument as a list of mappings of field names, or ValidationError."""
+    if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Iterable):
+        raise ValidationError("create_many takes an iterable of mappings")
+    out = list(rows)
+    for i, fields in enumerate(out):
+        if not isinstance(fields, Mapping):
+            raise ValidationError(f"row {i} is {type(fields).__name__}, not a mapping")
+        if not all(isinstance(name, str) for name in fields):
+            raise ValidationError(f"row {i}: field names must be strings")
+    return out
 
 
 def reraise_unique(exc: AlreadyExists, message: str) -> AlreadyExists:

@@ -12,6 +12,7 @@ import attrs
 from clonestore.errors import InvalidTransition, NotFound, ValidationError
 from clonestore.query import Cond, conjoin
 from clonestore.records import Session, Turn
+from clonestore.repositories.base import check_rows
 from clonestore.repositories.owned import OwnedRepository
 from clonestore.spi import Aggregate, Increment
 
@@ -189,7 +190,7 @@ class SessionRepository(OwnedRepository[Session]):
 
 
 def _check_state(state: Any) -> str:
-    if state not in SESSION_TRANSITIONS:
+    if not isinstance(state, str) or state not in SESSION_TRANSITIONS:
         raise ValidationError(
             f"must be one of {', '.join(SESSION_TRANSITIONS)}; got {state!r}", field="state"
         )
@@ -212,9 +213,9 @@ class TurnRepository(OwnedRepository[Turn]):
 
     def create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[Turn]:
         """Add each turn to its session, all or none."""
-        rows = list(rows)
+        checked = check_rows(rows)
         with self._gateway.atomic():
-            return [self.create(**dict(row)) for row in rows]
+            return [self.create(**dict(row)) for row in checked]
 
     def _adjust_session(self, row: Mapping[str, Any]) -> None:
         turn = self._load(row)
