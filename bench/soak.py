@@ -6,7 +6,8 @@
 Threads create users, sessions, turns, memories and update users (with
 ``expected_version``) while a fault injector runs: on PostgreSQL it
 terminates the store's connections (``pg_terminate_backend``) at random
-intervals; on SQLite another process holds the write lock for random spells.
+intervals; on SQLite a competing connection (its own sqlite3 connection, as another
+process would have) holds the write lock for random spells.
 Every write that returned success is recorded; at the end each is read back,
 and every session's totals are compared with the sum of its turns.
 
