@@ -89,21 +89,24 @@ def seed_users(store: clonestore.Store, n: int, tag: str) -> list[clonestore.Use
     )
 
 
-def time_clonestore(store: clonestore.Store, seeded: list[clonestore.User], args: Any) -> Run:
-    run = Run("clonestore")
+def time_clonestore(
+    store: clonestore.Store, seeded: list[clonestore.User], args: Any, run: Run
+) -> Iterator[None]:
     users = store.users
     n = len(seeded)
     run.us["get"] = median_us(lambda i: users.get(seeded[i % n].id), args.calls)
     run.us["get_by_email"] = median_us(
         lambda i: users.find_by_email(seeded[i % n].email), args.calls
     )
+    run.us["page_50"] = median_us(lambda i: users.page(size=50), max(args.calls // 10, 50))
+    yield
     tag = uuid.uuid4().hex[:8]
     run.us["create"] = median_us(
         lambda i: users.create(email=f"cs-{tag}-{i}@example.com", name="New", settings={"i": i}),
         args.calls,
     )
     run.us["update"] = median_us(lambda i: users.update(seeded[i % n].id, name=f"N{i}"), args.calls)
-    run.us["page_50"] = median_us(lambda i: users.page(size=50), max(args.calls // 10, 50))
+    yield
 
     def bulk(r: int) -> None:
         users.create_many(
@@ -112,14 +115,12 @@ def time_clonestore(store: clonestore.Store, seeded: list[clonestore.User], args
         )
 
     run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
-    return run
 
 
-def time_peewee(db: Any, seeded: list[clonestore.User], args: Any) -> Run:
+def time_peewee(db: Any, seeded: list[clonestore.User], args: Any, run: Run) -> Iterator[None]:
     """Plain Peewee on the same tables, models reflected from the database."""
     from playhouse.reflection import generate_models
 
-    run = Run("peewee")
     models = generate_models(db, table_names=["users"])
     User = models["users"]
     template = User.select().limit(1).dicts().get()
@@ -128,6 +129,14 @@ def time_peewee(db: Any, seeded: list[clonestore.User], args: Any) -> Run:
     run.us["get_by_email"] = median_us(
         lambda i: User.get(User.email_key == seeded[i % n].email.casefold()), args.calls
     )
+    run.us["page_50"] = median_us(
+        lambda i: list(
+            User.select().where(User.deleted_at.is_null()).order_by(User.created_at, User.id)
+            .limit(51)
+        ),
+        max(args.calls // 10, 50),
+    )
+    yield
     tag = uuid.uuid4().hex[:8]
 
     def row(i: int, prefix: str) -> dict[str, Any]:
@@ -141,30 +150,29 @@ def time_peewee(db: Any, seeded: list[clonestore.User], args: Any) -> Run:
         .execute(),
         args.calls,
     )
-    run.us["page_50"] = median_us(
-        lambda i: list(
-            User.select().where(User.deleted_at.is_null()).order_by(User.created_at, User.id)
-            .limit(51)
-        ),
-        max(args.calls // 10, 50),
-    )
+    yield
 
     def bulk(r: int) -> None:
         with db.atomic():
             User.insert_many([row(i, f"pwb{r}") for i in range(args.bulk)]).execute()
 
     run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
-    return run
 
 
-def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: Any) -> Run:
+def time_raw(
+    conn: Any, paramstyle: str, seeded: list[clonestore.User], args: Any, run: Run
+) -> Iterator[None]:
     """The raw DB-API driver on the same tables: the floor."""
-    run = Run("raw driver")
     p = "?" if paramstyle == "qmark" else "%s"
     cur = conn.cursor()
     cur.execute("SELECT * FROM users LIMIT 1")
     columns = [d[0] for d in cur.description]
     template = list(cur.fetchone())
+    if paramstyle != "qmark":
+        from psycopg2.extras import Json
+
+        # psycopg2 reads json columns as dicts; send them back as JSON.
+        template = [Json(v) if isinstance(v, dict) else v for v in template]
     id_at, email_at, key_at = (columns.index(c) for c in ("id", "email", "email_key"))
     n = len(seeded)
 
@@ -182,6 +190,15 @@ def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: An
         ),
         args.calls,
     )
+
+    def page(i: int) -> list[Any]:
+        cur.execute(
+            "SELECT * FROM users WHERE deleted_at IS NULL ORDER BY created_at, id LIMIT 51"
+        )
+        return list(cur.fetchall())
+
+    run.us["page_50"] = median_us(page, max(args.calls // 10, 50))
+    yield
     tag = uuid.uuid4().hex[:8]
 
     def row(i: int, prefix: str) -> tuple[Any, ...]:
@@ -205,14 +222,7 @@ def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: An
 
     run.us["create"] = median_us(create, args.calls)
     run.us["update"] = median_us(update, args.calls)
-
-    def page(i: int) -> list[Any]:
-        cur.execute(
-            "SELECT * FROM users WHERE deleted_at IS NULL ORDER BY created_at, id LIMIT 51"
-        )
-        return list(cur.fetchall())
-
-    run.us["page_50"] = median_us(page, max(args.calls // 10, 50))
+    yield
 
     def bulk(r: int) -> None:
         rows = [row(i, f"rawb{r}") for i in range(args.bulk)]
@@ -226,7 +236,18 @@ def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: An
         conn.commit()
 
     run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
-    return run
+
+
+def in_phases(*timings: Iterator[None]) -> None:
+    """Advance every way of timing through the same phase before the next begins
+    (reads, then single writes, then bulk), so each phase sees tables of the same size."""
+    pending = list(timings)
+    while pending:
+        for timing in list(pending):
+            try:
+                next(timing)
+            except StopIteration:
+                pending.remove(timing)
 
 
 # ----------------------------------------------------------------------------- backends
@@ -235,7 +256,9 @@ def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: An
 def bench_memory(args: Any) -> list[Run]:
     with clonestore.open("memory://") as store:
         seeded = seed_users(store, args.rows, "mem")
-        return [time_clonestore(store, seeded, args)]
+        run = Run("clonestore")
+        in_phases(time_clonestore(store, seeded, args, run))
+        return [run]
 
 
 def bench_sqlite(args: Any) -> list[Run]:
@@ -243,16 +266,22 @@ def bench_sqlite(args: Any) -> list[Run]:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.db")
+        runs = [Run("clonestore"), Run("peewee"), Run("raw driver")]
+        # The same durability everywhere: WAL with synchronous=NORMAL, as clonestore uses.
+        pragmas = {"journal_mode": "wal", "synchronous": "normal"}
         with clonestore.open(f"sqlite:///{path}") as store:
             seeded = seed_users(store, args.rows, "sqlite")
-            runs = [time_clonestore(store, seeded, args)]
-        db = peewee.SqliteDatabase(path, pragmas={"journal_mode": "wal"})
-        runs.append(time_peewee(db, seeded, args))
-        db.close()
-        conn = sqlite3.connect(path)
-        conn.execute("PRAGMA journal_mode=wal")
-        runs.append(time_raw(conn, "qmark", seeded, args))
-        conn.close()
+            db = peewee.SqliteDatabase(path, pragmas=pragmas)
+            conn = sqlite3.connect(path)
+            for name, value in pragmas.items():
+                conn.execute(f"PRAGMA {name}={value}")
+            in_phases(
+                time_clonestore(store, seeded, args, runs[0]),
+                time_peewee(db, seeded, args, runs[1]),
+                time_raw(conn, "qmark", seeded, args, runs[2]),
+            )
+            db.close()
+            conn.close()
     return runs
 
 
@@ -277,15 +306,18 @@ def bench_postgres(args: Any) -> list[Run]:
     from playhouse.db_url import connect
 
     with throwaway_postgres(args.postgres_url) as url:
+        runs = [Run("clonestore"), Run("peewee"), Run("raw driver")]
         with clonestore.open(url) as store:
             seeded = seed_users(store, args.rows, "pg")
-            runs = [time_clonestore(store, seeded, args)]
-        db = connect(url)
-        runs.append(time_peewee(db, seeded, args))
-        db.close()
-        conn = psycopg2.connect(url)
-        runs.append(time_raw(conn, "format", seeded, args))
-        conn.close()
+            db = connect(url)
+            conn = psycopg2.connect(url)
+            in_phases(
+                time_clonestore(store, seeded, args, runs[0]),
+                time_peewee(db, seeded, args, runs[1]),
+                time_raw(conn, "format", seeded, args, runs[2]),
+            )
+            db.close()
+            conn.close()
     return runs
 
 

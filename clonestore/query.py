@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -113,6 +114,7 @@ class OrderBy:
 # --------------------------------------------------------------------------- parsing
 
 
+@functools.cache
 def _value_column(col: Column) -> Column:
     """The rules a filter value obeys: the column's type and enum, not its range
     (``size_bytes__gt=-1`` is a fine question) nor its minimum length."""
@@ -188,9 +190,14 @@ def parse_where(spec: TableSpec, where: Mapping[str, Any] | None) -> Expr:
     return items[0] if len(items) == 1 else And(items)
 
 
+def _is_true(expr: Expr) -> bool:
+    # Cheaper than ``expr == TRUE``, which compares whole trees field by field.
+    return type(expr) is And and not expr.items
+
+
 def conjoin(*exprs: Expr) -> Expr:
     """``And`` of the given expressions, dropping trivially true ones."""
-    items = tuple(e for e in exprs if e != TRUE)
+    items = tuple(e for e in exprs if not _is_true(e))
     if not items:
         return TRUE
     return items[0] if len(items) == 1 else And(items)
