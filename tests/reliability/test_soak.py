@@ -19,9 +19,9 @@ def clonestore_url(shared_url: str) -> str:
 
 
 def test_soak_loses_nothing(clonestore_url: str) -> None:
-    """Eight seconds of soak with faults: exit 0, faults injected, zero writes lost."""
+    """Six seconds of soak with faults: exit 0, faults injected, zero writes lost."""
     done = subprocess.run(
-        [sys.executable, str(SOAK), "--url", clonestore_url, "--seconds", "8", "--threads", "4"],
+        [sys.executable, str(SOAK), "--url", clonestore_url, "--seconds", "6", "--threads", "4"],
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
