@@ -166,6 +166,9 @@ SQLITE_CODECS: Final = Codecs(
     },
     from_db={
         "bool": bool,
+        # A REAL holding an integral value comes back from UPDATE/INSERT ... RETURNING
+        # as an int (SQLite skips the column's affinity there): 0.0 would read as 0.
+        "float": float,
         "datetime": _micros_to_datetime,
         "decimal": _micros_to_decimal,
         "json": load_json,

@@ -639,6 +639,17 @@ def test_spi_update_sets_values_and_increments(store: Store) -> None:
     assert backend.update(SLOTS, Cond("owner", "eq", "nobody"), {"hits": 1}) == []
 
 
+def test_spi_update_returns_values_of_their_kind(store: Store) -> None:
+    """update() returns the changed rows' untouched values in their kind: 0.0 stays a float."""
+    backend = _fresh(store, ITEMS)
+    row = _item(score=0.0, n=1, data={"x": 1.0})
+    backend.insert(ITEMS, row)
+    (changed,) = backend.update(ITEMS, Cond("id", "eq", row["id"]), {"n": Increment(1)})
+    assert type(changed["score"]) is float
+    assert type(changed["data"]["x"]) is float
+    assert changed == {**row, "n": 2} == backend.get(ITEMS, row["id"])
+
+
 def test_spi_update_violating_unique_changes_nothing(store: Store) -> None:
     """An update breaking a unique constraint raises AlreadyExists and changes no row at all."""
     backend = _fresh(store, SLOTS)
