@@ -48,17 +48,30 @@ settings.load_profile(
 # ----------------------------------------------------------------------------- the matrix
 
 BACKENDS = ("memory", "sqlite", "postgres")
+#: The backends whose storage outlives a process and is shared between processes
+#: (memory:// lives inside one). Modules that need shared storage override
+#: ``clonestore_url`` with ``shared_url``, so the kit's fixtures follow.
+SHARED_BACKENDS = tuple(b for b in BACKENDS if b != "memory")
 
 
-@pytest.fixture(params=BACKENDS, ids=BACKENDS)
-def clonestore_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of the backend under test (overrides the plugin's single URL)."""
-    backend = request.param
+def _url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend == "memory":
         return "memory://"
     if backend == "sqlite":
         return "sqlite:///" + str((tmp_path / "clonestore.db").resolve())
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=BACKENDS, ids=BACKENDS)
+def clonestore_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of the backend under test (overrides the plugin's single URL)."""
+    return _url(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=SHARED_BACKENDS, ids=SHARED_BACKENDS)
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a backend whose storage threads and processes share."""
+    return _url(request.param, request, tmp_path)
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

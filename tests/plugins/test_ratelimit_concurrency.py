@@ -8,14 +8,10 @@ reached), and no attempt fails.
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
-
-import pytest
 
 import clonestore
 
@@ -90,13 +86,6 @@ def _check(results: list[tuple[str, bool, int]]) -> dict[str, int]:
     return admitted
 
 
-@pytest.fixture
-def shared_url(clonestore_url: str) -> str:
-    if clonestore_url.startswith("memory"):
-        pytest.skip("memory:// is private to its process; the thread test covers it")
-    return clonestore_url
-
-
 def test_threads_admit_exactly_the_limit(store_factory):
     """16 threads sharing one store: exactly 100 of 1,000 admitted per algorithm."""
     store = store_factory(plugins=["ratelimit"], clock=lambda: FROZEN)
@@ -117,30 +106,3 @@ def test_threads_admit_exactly_the_limit(store_factory):
         results.extend(out)
     assert _check(results) == dict.fromkeys(ALGORITHMS, LIMIT)
     assert time.monotonic() - started < 30
-
-
-def test_processes_admit_exactly_the_limit(store_factory, shared_url):
-    """4 processes x 4 threads on one SQLite file or PostgreSQL database: exactly 100 admitted."""
-    store_factory(plugins=["ratelimit"])  # creates the tables and empties them
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    queue = context.Queue()
-    workers = [
-        context.Process(target=_process, args=(shared_url, n, barrier, queue))
-        for n in _shares(ATTEMPTS, PROCESSES)
-    ]
-    started = time.monotonic()
-    for worker in workers:
-        worker.start()
-    outcomes = [queue.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
-    errors = [detail for status, detail in outcomes if status == "error"]
-    assert not errors
-    results = [item for _, detail in outcomes for item in detail]
-    admitted = _check(results)
-    assert admitted == dict.fromkeys(ALGORITHMS, LIMIT)
-    assert Counter(a for a, allowed, _ in results if not allowed) == dict.fromkeys(
-        ALGORITHMS, ATTEMPTS - LIMIT
-    )
-    assert time.monotonic() - started < 60

@@ -1,10 +1,8 @@
 """Reliability tests: the shared-storage matrix, PostgreSQL fault helpers, the restart opt-in.
 
-``shared_url`` is the second, smaller matrix: the backends whose storage
-several processes share (every backend of ``tests/conftest.py`` but
-``memory``, which lives inside one process). Modules that need shared
-storage override ``clonestore_url`` with it, so the kit's ``store_factory``
-and ``store`` fixtures follow.
+``shared_url`` (the backends several processes share, defined with the
+main matrix in ``tests/conftest.py``) is what modules needing shared storage
+override ``clonestore_url`` with, so the kit's fixtures follow.
 
 Tests marked ``restarts_server`` stop and start the shared PostgreSQL server;
 they run only when ``CLONESTORE_TEST_ALLOW_RESTART=1`` (``.ci/run`` sets it).
@@ -14,16 +12,11 @@ Without it they are deselected, and the terminal summary says so.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKENDS
-
 ALLOW_RESTART_ENV = "CLONESTORE_TEST_ALLOW_RESTART"
 
-#: Backends whose storage outlives a process and is shared between processes.
-SHARED_BACKENDS = tuple(b for b in BACKENDS if b != "memory")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,11 +46,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"clonestore: {count} server-restart test(s) deselected; "
             f"set {ALLOW_RESTART_ENV}=1 to run them (restarts the PostgreSQL server)"
         )
-
-
-@pytest.fixture(params=SHARED_BACKENDS, ids=SHARED_BACKENDS)
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a backend whose storage threads and processes share."""
-    if request.param == "sqlite":
-        return "sqlite:///" + str((tmp_path / "clonestore.db").resolve())
-    return str(request.getfixturevalue("postgres_url"))
