@@ -34,7 +34,7 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 import attrs
 
 from clonestore.query import FALSE, TRUE, And, Cond, Expr, Or, OrderBy, matches, sort_rows
-from clonestore.schema import KINDS, ORDERABLE, Column, Index, TableSpec, Unique
+from clonestore.schema import KINDS, ORDERABLE, Column, Index, TableSpec, Unique, check
 
 __all__ = [
     "AGGREGATES",
@@ -59,6 +59,7 @@ __all__ = [
     "TableSpec",
     "Unique",
     "apply_changes",
+    "check",
     "matches",
     "sort_rows",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -9,6 +10,7 @@ from typing import Any, Final
 import attrs
 
 from clonestore import ConfigurationError, ValidationError
+from clonestore.spi import Column, check
 
 __all__ = [
     "ALGORITHMS",
@@ -131,24 +133,20 @@ def parse_enforce(enforce: Mapping[str, str] | None) -> tuple[tuple[str, str], .
 _KNOWN_NAMES: set[str] = set()
 
 
+@functools.cache
+def _name_column(field: str) -> Column:
+    return Column(name=field, kind="text", max_length=MAX_NAME_LENGTH, min_length=1)
+
+
 def check_name(field: str, value: Any) -> str:
     """A user id or endpoint name: non-empty text that every backend stores."""
     if type(value) is str and value in _KNOWN_NAMES:
         return value
-    if type(value) is not str or not value:
-        raise ValidationError(f"must be a non-empty string, got {value!r}", field=field)
-    if len(value) > MAX_NAME_LENGTH:
-        raise ValidationError(f"at most {MAX_NAME_LENGTH} characters", field=field)
-    if "\x00" in value:
-        raise ValidationError("may not contain NUL characters", field=field)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("may not contain lone surrogates", field=field) from None
+    name = str(check(_name_column(field), value))  # the core's text rules
     if len(_KNOWN_NAMES) >= 10_000:
         _KNOWN_NAMES.clear()
-    _KNOWN_NAMES.add(value)  # names recur: validate each once
-    return value
+    _KNOWN_NAMES.add(name)  # names recur: validate each once
+    return name
 
 
 @attrs.frozen(kw_only=True)
