@@ -25,7 +25,6 @@ and dropped afterwards.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sqlite3
 import statistics
@@ -34,11 +33,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import clonestore
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import measure, throwaway_postgres
 
 OPS = ("get", "get_by_email", "create", "update", "page_50")
 BULK = "create_many"
@@ -46,19 +46,7 @@ BULK = "create_many"
 
 def median_us(fn: Callable[[int], Any], calls: int, warmup: int = 50) -> float:
     """Median wall time of one call, in microseconds."""
-    for i in range(warmup):
-        fn(i)
-    samples = []
-    gc.collect()
-    gc.disable()
-    try:
-        for i in range(calls):
-            start = time.perf_counter_ns()
-            fn(warmup + i)
-            samples.append(time.perf_counter_ns() - start)
-    finally:
-        gc.enable()
-    return statistics.median(samples) / 1000
+    return measure(fn, calls, warmup).p50_us
 
 
 def bulk_ms(fn: Callable[[int], Any], repeats: int) -> float:
@@ -283,22 +271,6 @@ def bench_sqlite(args: Any) -> list[Run]:
             db.close()
             conn.close()
     return runs
-
-
-@contextmanager
-def throwaway_postgres(server_url: str) -> Iterator[str]:
-    import psycopg2
-
-    name = f"clonestore_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(server_url)
-    try:
-        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def bench_postgres(args: Any) -> list[Run]:

@@ -30,23 +30,18 @@ and dropped afterwards.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import statistics
 import sys
-import tempfile
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rate_limit_peers import RawUpsert, limits_limiter, pyrate_limiter
+from timing import Timing, database, measure, measure_interleaved
 
 LIMIT = 100
 EXACT_THREADS = 8
@@ -55,60 +50,6 @@ HUGE = 10**9  # throughput runs: every call admitted, so every call takes the sa
 
 
 # ----------------------------------------------------------------------------- timing
-
-
-class Timing:
-    """Per-call latencies of one measurement."""
-
-    def __init__(self, samples_ns: list[int]) -> None:
-        ordered = sorted(samples_ns)
-        self.mean_us = statistics.fmean(ordered) / 1000
-        self.p50_us = ordered[len(ordered) // 2] / 1000
-        self.p99_us = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
-
-    @property
-    def per_second(self) -> float:
-        return 1e6 / self.mean_us
-
-
-def measure(fn: Callable[[int], Any], calls: int, warmup: int = 100) -> Timing:
-    for i in range(warmup):
-        fn(i)
-    samples = []
-    gc.collect()
-    gc.disable()
-    try:
-        for i in range(calls):
-            start = time.perf_counter_ns()
-            fn(warmup + i)
-            samples.append(time.perf_counter_ns() - start)
-    finally:
-        gc.enable()
-    return Timing(samples)
-
-
-def measure_interleaved(
-    fns: dict[str, tuple[Callable[[int], Any], int]], rounds: int = 10, warmup: int = 50
-) -> dict[str, Timing]:
-    """Time several ways of doing the same thing in alternating rounds, so that a
-    slow moment of the machine weighs on all of them alike."""
-    for fn, _ in fns.values():
-        for i in range(warmup):
-            fn(i)
-    samples: dict[str, list[int]] = {label: [] for label in fns}
-    for r in range(rounds):
-        for label, (fn, calls) in fns.items():
-            per_round = max(1, calls // rounds)
-            gc.collect()
-            gc.disable()
-            try:
-                for i in range(per_round):
-                    start = time.perf_counter_ns()
-                    fn(warmup + r * per_round + i)
-                    samples[label].append(time.perf_counter_ns() - start)
-            finally:
-                gc.enable()
-    return {label: Timing(values) for label, values in samples.items()}
 
 
 def admitted_by_threads(attempt: Callable[[], bool]) -> int:
@@ -135,36 +76,6 @@ def admitted_by_threads(attempt: Callable[[], bool]) -> int:
 
 
 # ----------------------------------------------------------------------------- databases
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-@contextmanager
-def database(backend: str, args: Any) -> Iterator[str]:
-    """A fresh database URL for one backend, removed afterwards."""
-    if backend == "memory":
-        yield "memory://bench-plugins"
-        return
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/bench.db"
-        return
-    import psycopg2
-
-    name = f"bench_plugins_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(args.postgres_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(args.postgres_url, name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 # ----------------------------------------------------------------------------- rate limiting
@@ -385,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for backend in args.backends.split(","):
         print(f"\n== {backend}")
-        with database(backend, args) as url:
+        with database(backend, args.postgres_url) as url:
             bench_ratelimit(backend, url, args, results)
             if backend == "postgres":
                 bench_ratelimit(backend, url, args, results, durable=True)

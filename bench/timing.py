@@ -1,0 +1,109 @@
+"""Timing and throwaway databases shared by the benchmarks in this folder."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["Timing", "database", "measure", "measure_interleaved", "throwaway_postgres"]
+
+
+class Timing:
+    """Per-call latencies of one measurement."""
+
+    def __init__(self, samples_ns: list[int]) -> None:
+        ordered = sorted(samples_ns)
+        self.mean_us = statistics.fmean(ordered) / 1000
+        self.p50_us = ordered[len(ordered) // 2] / 1000
+        self.p99_us = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
+
+    @property
+    def per_second(self) -> float:
+        return 1e6 / self.mean_us
+
+
+def measure(fn: Callable[[int], Any], calls: int, warmup: int = 100) -> Timing:
+    for i in range(warmup):
+        fn(i)
+    samples = []
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(calls):
+            start = time.perf_counter_ns()
+            fn(warmup + i)
+            samples.append(time.perf_counter_ns() - start)
+    finally:
+        gc.enable()
+    return Timing(samples)
+
+
+def measure_interleaved(
+    fns: dict[str, tuple[Callable[[int], Any], int]], rounds: int = 10, warmup: int = 50
+) -> dict[str, Timing]:
+    """Time several ways of doing the same thing in alternating rounds, so that a
+    slow moment of the machine weighs on all of them alike."""
+    for fn, _ in fns.values():
+        for i in range(warmup):
+            fn(i)
+    samples: dict[str, list[int]] = {label: [] for label in fns}
+    for r in range(rounds):
+        for label, (fn, calls) in fns.items():
+            per_round = max(1, calls // rounds)
+            gc.collect()
+            gc.disable()
+            try:
+                for i in range(per_round):
+                    start = time.perf_counter_ns()
+                    fn(warmup + r * per_round + i)
+                    samples[label].append(time.perf_counter_ns() - start)
+            finally:
+                gc.enable()
+    return {label: Timing(values) for label, values in samples.items()}
+
+
+# ----------------------------------------------------------------------------- databases
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@contextmanager
+def throwaway_postgres(server_url: str, prefix: str = "clonestore_bench") -> Iterator[str]:
+    """A fresh PostgreSQL database on the server at ``server_url``, dropped afterwards."""
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextmanager
+def database(backend: str, postgres_url: str) -> Iterator[str]:
+    """A fresh database URL for one backend (memory, sqlite, postgres), removed afterwards."""
+    if backend == "memory":
+        yield f"memory://bench-{uuid.uuid4().hex[:8]}"
+        return
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    with throwaway_postgres(postgres_url, "bench_plugins") as url:
+        yield url
