@@ -31,7 +31,7 @@ from .statements import (
     upsert_statement,
 )
 
-__all__ = ["ALL", "MANY", "NONE", "ONE", "ROWCOUNT", "SQLBackend"]
+__all__ = ["ALL", "MANY", "NONE", "ONE", "ROWCOUNT", "SQLBackend", "fetch"]
 
 # What _execute returns: the first row, all rows, the row count, nothing;
 # MANY runs the statement once per parameter tuple.
@@ -42,6 +42,17 @@ NONE: Final = 4
 MANY: Final = 5
 
 _BY_ID: Final = itemgetter("id")
+
+
+def fetch(cursor: Any, mode: int) -> Any:
+    """What an executed statement gives for ``mode`` (ONE, ALL, ROWCOUNT or NONE)."""
+    if mode == ONE:
+        return cursor.fetchone()
+    if mode == ALL:
+        return cursor.fetchall()
+    if mode == ROWCOUNT:
+        return cursor.rowcount
+    return None
 
 
 def _change_values(changes: Mapping[str, Any], values: list[Any]) -> tuple[bool, ...]:

@@ -45,7 +45,7 @@ from playhouse.pool import PooledPostgresqlDatabase
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable, ValidationError
 from clonestore.secrets import redact_url
 
-from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend
+from .backend import MANY, NONE, ONE, SQLBackend, fetch
 from .codecs import load_json
 from .dialects import POSTGRES
 from .errors import closed_error, translate_postgres
@@ -246,13 +246,7 @@ class PostgresBackend(SQLBackend):
                 self._insert_pages(cursor, sql, params)
                 return None
             cursor.execute(sql, params)
-            if mode == ONE:
-                return cursor.fetchone()
-            if mode == ALL:
-                return cursor.fetchall()
-            if mode == ROWCOUNT:
-                return cursor.rowcount
-            return None
+            return fetch(cursor, mode)
         except Exception as exc:
             error = self.translate(exc)
             if owned and isinstance(error, StorageUnavailable) and _broken(state.conn):

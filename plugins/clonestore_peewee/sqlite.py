@@ -30,7 +30,7 @@ import peewee
 
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
 
-from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend
+from .backend import MANY, NONE, ONE, SQLBackend, fetch
 from .dialects import SQLITE
 from .errors import closed_error, translate_sqlite
 from .fields import SQLITE_TYPES
@@ -182,14 +182,7 @@ class SqliteBackend(SQLBackend):
             if mode == MANY:
                 conn.executemany(sql, params)
                 return None
-            cursor = conn.execute(sql, params)
-            if mode == ONE:
-                return cursor.fetchone()
-            if mode == ALL:
-                return cursor.fetchall()
-            if mode == ROWCOUNT:
-                return cursor.rowcount
-            return None
+            return fetch(conn.execute(sql, params), mode)
         except Exception as exc:
             raise translate_sqlite(exc, self.label) from exc
         finally:
