@@ -23,7 +23,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import pytest
-from hypothesis import HealthCheck, settings
+
+from clonestore.testing.profiles import load_default_profile
 
 pytest_plugins = ["pytester"]
 
@@ -31,19 +32,12 @@ POSTGRES_ENV = "CLONESTORE_TEST_POSTGRES_URL"
 
 # ----------------------------------------------------------------------------- hypothesis
 
-settings.register_profile("dev", max_examples=50, deadline=None)
-settings.register_profile(
-    "ci",
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.load_profile(
-    os.environ.get("HYPOTHESIS_PROFILE")
-    or ("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
-)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the kit's ``dev`` or ``ci`` profile (clonestore.testing.profiles, registered by
+    its pytest plugin): ``HYPOTHESIS_PROFILE``, else ``ci`` under ``CI``, else ``dev``."""
+    load_default_profile()
+
 
 # ----------------------------------------------------------------------------- the matrix
 

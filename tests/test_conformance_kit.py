@@ -13,11 +13,15 @@ from types import ModuleType
 import pytest
 
 import clonestore.testing.contract
+import clonestore.testing.properties
 import clonestore.testing.test_kit
+from clonestore.spi import CAPABILITIES
 from clonestore.testing import FrozenClock, sequential_ids
 
 #: Fixtures a contract test may take: what the kit's pytest plugin provides.
 KIT_FIXTURES = {"store", "store_factory"}
+#: What a differential property may take.
+PROPERTY_FIXTURES = {"differential_stores"}
 
 
 def _matrix_module() -> ModuleType:
@@ -35,6 +39,20 @@ def _contract_modules() -> dict[str, ModuleType]:
     package = clonestore.testing.contract
     names = [m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")]
     return {name: importlib.import_module(f"{package.__name__}.{name}") for name in names}
+
+
+def _property_modules() -> dict[str, ModuleType]:
+    package = clonestore.testing.properties
+    names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    return {name: importlib.import_module(f"{package.__name__}.{name}") for name in names}
+
+
+def _all_property_tests() -> list[tuple[str, object]]:
+    return [
+        (f"{module_name}.{test_name}", test)
+        for module_name, module in _property_modules().items()
+        for test_name, test in _tests_of(module).items()
+    ]
 
 
 def _tests_of(module: ModuleType) -> dict[str, object]:
@@ -56,8 +74,27 @@ def _all_contract_tests() -> list[tuple[str, object]]:
 
 
 def test_module_list_matches_the_package():
-    """contract.MODULES names exactly the modules of the contract package."""
+    """contract.MODULES and properties.MODULES name exactly the modules of their package."""
     assert sorted(clonestore.testing.contract.MODULES) == sorted(_contract_modules())
+    assert sorted(clonestore.testing.properties.MODULES) == sorted(_property_modules())
+
+
+def test_kit_collects_the_differential_properties():
+    """test_kit.py runs every differential property of clonestore.testing.properties, and
+    tests/properties/ runs the same functions (no copies) on three backends."""
+    kit = clonestore.testing.test_kit
+    missing = [q for q, test in _all_property_tests() if getattr(kit, q.split(".")[1]) is not test]
+    assert missing == []
+    assert len(_all_property_tests()) == 2
+    own = {}
+    for path in Path(__file__).parent.joinpath("properties").glob("test_*.py"):
+        spec = importlib.util.spec_from_file_location(f"_own_{path.stem}", path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        own.update({k: v for k, v in vars(module).items() if k.startswith("test_")})
+    assert sorted(own.values(), key=id) == sorted((t for _, t in _all_property_tests()), key=id)
 
 
 def test_no_contract_module_is_collected_on_its_own():
@@ -90,10 +127,11 @@ def test_every_contract_test_is_collected(runner):
 
 
 def test_contract_tests_have_one_line_docstrings():
-    """Each contract test states its property in a one-line docstring."""
+    """Each contract test and differential property states its property in a one-line
+    docstring."""
     bad = [
         name
-        for name, test in _all_contract_tests()
+        for name, test in _all_contract_tests() + _all_property_tests()
         if not test.__doc__ or "\n" in test.__doc__.strip() or not test.__doc__.strip()
     ]
     assert bad == []
@@ -114,6 +152,10 @@ def test_contract_tests_use_only_kit_fixtures():
         wanted = set(inspect.signature(test).parameters) - params
         if not wanted <= KIT_FIXTURES:
             bad.append((name, sorted(wanted - KIT_FIXTURES)))
+    for name, test in _all_property_tests():
+        wanted = set(inspect.signature(test).parameters)
+        if not wanted <= PROPERTY_FIXTURES:
+            bad.append((name, sorted(wanted - PROPERTY_FIXTURES)))
     assert bad == []
 
 
@@ -152,16 +194,39 @@ def test_sequential_ids():
 # ----------------------------------------------------------------------------- the pytest plugin
 
 
-def test_kit_runs_unmodified_against_a_url(pytester):
-    """python -m pytest --pyargs clonestore.testing --clonestore-url=memory:// passes."""
+def test_kit_runs_unmodified_against_a_url(pytester, monkeypatch):
+    """python -m pytest --pyargs clonestore.testing --clonestore-url=memory:// passes every
+    contract test and property, skipping only the capabilities memory does not declare."""
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "dev")  # the ci run is tests/properties/
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-q", "--pyargs", "clonestore.testing",
+        "-p", "no:cacheprovider", "-q", "-rs", "--pyargs", "clonestore.testing",
         "--clonestore-url=memory://",
     )  # fmt: skip
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0, result.stdout.str()[-3000:]
     assert outcomes.get("errors", 0) == 0, result.stdout.str()[-3000:]
-    assert outcomes["passed"] == len(_all_contract_tests()) + _parametrized_extra()
+    total = len(_all_contract_tests()) + _parametrized_extra() + len(_all_property_tests())
+    skips = [line for line in result.outlines if line.startswith("SKIPPED")]
+    named = {c for c in CAPABILITIES for line in skips if f"capability {c!r} not declared" in line}
+    assert named == CAPABILITIES, skips
+    assert outcomes.get("skipped", 0) == 4  # listen_notify (2), vector_search, bulk_copy
+    assert outcomes["passed"] == total - 4
+
+
+def test_kit_registers_hypothesis_profiles_for_third_parties(pytester):
+    """A suite of its own gets the kit's dev and ci profiles, and --hypothesis-profile=ci
+    works; the example database lives under pytest's cache directory."""
+    pytester.makepyfile(
+        """
+        from hypothesis import settings
+
+        def test_profile():
+            assert settings.get_current_profile_name() == "ci"
+            assert settings.default.max_examples == 300
+            assert ".pytest_cache" in str(settings.get_profile("dev").database)
+        """
+    )
+    pytester.runpytest_subprocess("--hypothesis-profile=ci").assert_outcomes(passed=1)
 
 
 def _parametrized_extra() -> int:

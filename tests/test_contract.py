@@ -1,5 +1,6 @@
 """The conformance suite on the backend matrix (memory, sqlite, postgres; see conftest.py)."""
 
+from clonestore.testing.contract.capabilities import *  # noqa: F403
 from clonestore.testing.contract.context import *  # noqa: F403
 from clonestore.testing.contract.documents import *  # noqa: F403
 from clonestore.testing.contract.entities import *  # noqa: F403

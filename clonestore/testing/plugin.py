@@ -2,13 +2,18 @@
 
 Adds ``--clonestore-url`` (ini: ``clonestore_url``) and the fixtures described
 in :mod:`clonestore.testing`: ``clonestore_url``, ``store_factory``,
-``store``, ``clonestore_plugins`` and ``clonestore_store``.
+``store``, ``clonestore_plugins``, ``clonestore_store`` and
+``differential_stores``. When hypothesis is installed it also registers the
+``dev`` and ``ci`` profiles of :mod:`clonestore.testing.profiles`.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,13 +21,19 @@ import clonestore
 from clonestore.spi import TRUE
 from clonestore.testing import StoreFactory
 
+if TYPE_CHECKING:
+    from clonestore.testing.differential import Stores
+
 __all__ = [
     "DEFAULT_TEST_URL",
     "StoreFactory",
     "clonestore_plugins",
     "clonestore_store",
     "clonestore_url",
+    "configured_url",
+    "differential_stores",
     "pytest_addoption",
+    "pytest_configure",
     "store",
     "store_factory",
 ]
@@ -49,13 +60,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the kit's hypothesis profiles (before hypothesis's own plugin loads
+    ``--hypothesis-profile``), with the example database in pytest's cache."""
+    if importlib.util.find_spec("hypothesis") is None:
+        return
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    from clonestore.testing.profiles import register_profiles
+
+    database = None
+    if config.pluginmanager.has_plugin("cacheprovider"):
+        # config.cache does not exist yet: cacheprovider configures after this hook.
+        cache_dir = Path(os.path.expandvars(config.getini("cache_dir"))).expanduser()
+        database = DirectoryBasedExampleDatabase(
+            config.rootpath / cache_dir / "d" / "clonestore-hypothesis"
+        )
+    register_profiles(database)
+
+
+def configured_url(config: pytest.Config) -> str:
+    """The URL under test: ``--clonestore-url``, the ini value, or ``memory://``."""
+    url = config.getoption("clonestore_url", default=None)
+    if not url:
+        url = config.getini("clonestore_url")
+    return str(url) if url else DEFAULT_TEST_URL
+
+
 @pytest.fixture
 def clonestore_url(request: pytest.FixtureRequest) -> str:
     """The URL under test: ``--clonestore-url``, the ini value, or ``memory://``."""
-    url = request.config.getoption("clonestore_url", default=None)
-    if not url:
-        url = request.config.getini("clonestore_url")
-    return str(url) if url else DEFAULT_TEST_URL
+    return configured_url(request.config)
 
 
 class _Factory:
@@ -120,3 +156,16 @@ def clonestore_store(
 ) -> clonestore.Store:
     """A fresh store for application tests: ``memory://`` unless configured otherwise."""
     return store_factory(plugins=list(clonestore_plugins))
+
+
+@pytest.fixture(scope="module")
+def differential_stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
+    """The differential properties' stores: ``memory://`` (the oracle) and the URL
+    under test (``--clonestore-url``), sharing one clock; closed after the module."""
+    from clonestore.testing.differential import Stores
+
+    stores = Stores({"memory": "memory://", "target": configured_url(request.config)})
+    try:
+        yield stores
+    finally:
+        stores.close()

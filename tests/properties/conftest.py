@@ -1,4 +1,4 @@
-"""Stores on every backend at once, for the differential property tests."""
+"""The kit's differential properties on every backend of the matrix at once."""
 
 from __future__ import annotations
 
@@ -7,20 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from clonestore.testing import FrozenClock
-from tests.properties.equivalence import Stores
+from clonestore.testing.differential import Stores
 
 
 @pytest.fixture(scope="module")
-def equivalence_stores(
+def differential_stores(
     tmp_path_factory: pytest.TempPathFactory, postgres_url: str
 ) -> Iterator[Stores]:
-    """memory:// (the oracle), a SQLite file and PostgreSQL, sharing one clock."""
+    """memory:// (the oracle), a SQLite file and PostgreSQL in lockstep, sharing one clock
+    (overrides the kit's memory-and-one-URL pair)."""
     path: Path = tmp_path_factory.mktemp("equivalence") / "store.db"
-    stores = Stores(
-        {"memory": "memory://", "sqlite": f"sqlite:///{path}", "postgres": postgres_url},
-        FrozenClock(),
-    )
+    urls = {"memory": "memory://", "sqlite": f"sqlite:///{path}", "postgres": postgres_url}
+    stores = Stores(urls)
     try:
         yield stores
     finally:

@@ -26,4 +26,5 @@ MODULES = (
     "erasure",
     "errors",
     "spi",
+    "capabilities",
 )

@@ -1,0 +1,188 @@
+"""Contract: the optional capabilities of :data:`clonestore.spi.CAPABILITIES`.
+
+A backend declares the ones it offers in ``Backend.capabilities``. Each has a
+test here that verifies it when declared and otherwise skips, naming the
+capability: the only skips in the kit. A capability may make an operation
+faster, never change its meaning, so ``vector_search`` and ``bulk_copy`` are
+held to the results ``memory://`` gives.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import clonestore
+from clonestore import AlreadyExists, Store
+from clonestore.spi import CAPABILITIES, Backend, ListenNotify
+from clonestore.testing import FrozenClock, StoreFactory, sequential_ids
+from clonestore.testing.differential import canon
+
+#: The test verifying each optional capability.
+CAPABILITY_TESTS = {
+    "listen_notify": (
+        "test_capability_listen_notify_round_trip",
+        "test_capability_listen_notify_delivers_on_commit_only",
+    ),
+    "vector_search": ("test_capability_vector_search_keeps_exact_results",),
+    "bulk_copy": ("test_capability_bulk_copy_keeps_rows_and_atomicity",),
+}
+
+
+def _declared(store: Store, capability: str) -> Backend:
+    """The store's backend if it declares ``capability``; otherwise skip, by name."""
+    backend = store.backend
+    if capability not in backend.capabilities:
+        pytest.skip(
+            f"optional capability {capability!r} not declared by the "
+            f"{backend.name!r} backend ({store.url.split('://')[0]}://)"
+        )
+    return backend
+
+
+def test_capability_tests_cover_every_capability() -> None:
+    """Every optional capability clonestore knows has a kit test."""
+    assert set(CAPABILITY_TESTS) == set(CAPABILITIES)
+    assert all(name in globals() for names in CAPABILITY_TESTS.values() for name in names)
+
+
+# ----------------------------------------------------------------------------- listen_notify
+
+
+class _Inbox:
+    """Collects what a listener delivers."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | None] = []
+        self.arrived = threading.Condition()
+
+    def __call__(self, payload: str | None) -> None:
+        with self.arrived:
+            self.messages.append(payload)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[str | None]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+            return list(self.messages)
+
+
+def _listen_notify(store: Store) -> ListenNotify:
+    backend = _declared(store, "listen_notify")
+    assert isinstance(backend, ListenNotify), "declares listen_notify without notify/listen"
+    return backend
+
+
+def _channel() -> str:
+    return f"cs_kit_{secrets.token_hex(4)}"
+
+
+def test_capability_listen_notify_round_trip(store: Store) -> None:
+    """listen_notify: a message sent on a channel reaches its listener, and only its own."""
+    backend = _listen_notify(store)
+    channel = _channel()
+    inbox = _Inbox()
+    stop = backend.listen(channel, inbox)
+    try:
+        backend.notify(_channel(), "not for us")
+        backend.notify(channel, "hello é")
+        assert inbox.wait_for(1) == ["hello é"]
+        time.sleep(0.2)
+        assert inbox.messages == ["hello é"]
+    finally:
+        stop()
+
+
+def test_capability_listen_notify_delivers_on_commit_only(store: Store) -> None:
+    """listen_notify: inside a transaction a message arrives at commit, never after rollback."""
+    backend = _listen_notify(store)
+    channel = _channel()
+    inbox = _Inbox()
+    stop = backend.listen(channel, inbox)
+
+    def rolled_back() -> None:
+        with store.transaction():
+            backend.notify(channel, "rolled back")
+            raise RuntimeError("roll back")
+
+    try:
+        with pytest.raises(RuntimeError):
+            rolled_back()
+        with store.transaction():
+            backend.notify(channel, "committed")
+            time.sleep(0.3)
+            assert inbox.messages == [], "delivered before the commit"
+        assert inbox.wait_for(1) == ["committed"]
+        time.sleep(0.3)
+        assert inbox.messages == ["committed"]
+    finally:
+        stop()
+
+
+# ----------------------------------------------------------------------------- the others
+
+
+def _pair(store_factory: StoreFactory) -> tuple[Store, Store]:
+    """A store on the URL under test and a memory:// oracle with the same clock and ids."""
+    clock = FrozenClock(step=0.000001)
+    target = store_factory(clock=clock, id_factory=sequential_ids())
+    oracle = clonestore.open(
+        "memory://", clock=FrozenClock(step=0.000001), id_factory=sequential_ids()
+    )
+    return target, oracle
+
+
+def test_capability_vector_search_keeps_exact_results(store_factory: StoreFactory) -> None:
+    """vector_search: similar() gives memory://'s exact scores, order and ties, both metrics."""
+    target, oracle = _pair(store_factory)
+    _declared(target, "vector_search")
+    with oracle:
+        for s in (target, oracle):
+            user = s.users.create(email="v@example.com", name="V")
+            for i in range(60):
+                angle = i * 0.37
+                vector = [round(math.cos(angle), 3), round(math.sin(angle), 3), float(i % 3)]
+                s.memories.add(user.id, f"m{i}", vector)
+            s.memories.add(user.id, "twin", [1.0, 0.0, 0.0])
+            s.memories.add(user.id, "zero", [0.0, 0.0, 0.0])
+            s.memories.add(user.id, "short", [1.0, 0.0])
+        for query in ([1.0, 0.0, 0.0], [0.5, -0.5, 2.0], [-1.0, 1e-3, 0.0]):
+            for metric in ("cosine", "l2"):
+                got: Any = [target.memories.similar(user.id, query, limit=10, metric=metric)]
+                want: Any = [oracle.memories.similar(user.id, query, limit=10, metric=metric)]
+                assert canon(got) == canon(want), (query, metric)
+
+
+def test_capability_bulk_copy_keeps_rows_and_atomicity(store_factory: StoreFactory) -> None:
+    """bulk_copy: a large create_many stores what memory:// stores, and a clash stores none."""
+    target, oracle = _pair(store_factory)
+    _declared(target, "bulk_copy")
+    with oracle:
+        for s in (target, oracle):
+            user = s.users.create(email="b@example.com", name="B")
+            rows = [
+                {
+                    "user_id": user.id,
+                    "filename": f"f{i}%_\\ß",
+                    "tags": ["a", "a", "ß"][: i % 4],
+                    "size_bytes": (2**63 - 1) if i % 7 == 0 else i,
+                    "text_content": None,
+                }
+                for i in range(1000)
+            ]
+            s.documents.create_many(rows)
+            s.users.create(email="dup@example.com", name="D")
+        assert canon(target.documents.find_many(order_by="id")) == canon(
+            oracle.documents.find_many(order_by="id")
+        )
+        clash = [{"email": f"u{i}@example.com", "name": "U"} for i in range(500)]
+        clash.append({"email": "DUP@example.com", "name": "again"})
+        for s in (target, oracle):
+            with pytest.raises(AlreadyExists):
+                s.users.create_many(clash)
+            assert s.users.count() == 2
