@@ -40,6 +40,8 @@ load_default_profile()
 
 #: Steps per state-machine example.
 STEPS: Final = 30
+#: More keyset pages than a walk over STEPS users can take: a walk past it never ends.
+MAX_PAGES: Final = 4 * STEPS
 
 
 class _Rollback(Exception):
@@ -289,7 +291,7 @@ class BackendsAgree(RuleBasedStateMachine):
 
         def walk(st_: clonestore.Store) -> Any:
             pages, cursor = [], None
-            while True:
+            for _ in range(MAX_PAGES):
                 page = st_.users.page(
                     where=where, order_by=order, size=size, cursor=cursor, with_deleted=with_deleted
                 )
@@ -297,6 +299,7 @@ class BackendsAgree(RuleBasedStateMachine):
                 cursor = page.next_cursor
                 if cursor is None:
                     return pages, st_.users.count(where, with_deleted=with_deleted)
+            raise AssertionError(f"{st_.url}: keyset pages never end ({order!r}, {where!r})")
 
         self.run(walk)
 
