@@ -9,7 +9,12 @@ Three users, one kit:
 
   The suite (:mod:`clonestore.testing.contract`) covers every public
   operation, every error class and every validation rule, on a fresh store
-  per test, plus SPI-level checks that talk to ``store.backend`` directly.
+  per test, plus SPI-level checks that talk to ``store.backend`` directly and
+  checks of each optional capability the backend declares. The differential
+  properties (:mod:`clonestore.testing.properties`, hypothesis; strategies in
+  :mod:`clonestore.testing.strategies`, profiles in
+  :mod:`clonestore.testing.profiles`) then require the same results as
+  ``memory://`` for random operations and queries.
 * **Application test suites** get a ``clonestore_store`` fixture: a fresh
   ``memory://`` store per test (``--clonestore-url`` or an overriding
   ``clonestore_url`` fixture picks another backend; override
