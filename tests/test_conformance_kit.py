@@ -213,20 +213,40 @@ def test_kit_runs_unmodified_against_a_url(pytester, monkeypatch):
     assert outcomes["passed"] == total - 4
 
 
-def test_kit_registers_hypothesis_profiles_for_third_parties(pytester):
-    """A suite of its own gets the kit's dev and ci profiles, and --hypothesis-profile=ci
-    works; the example database lives under pytest's cache directory."""
+def test_kit_registers_hypothesis_profiles_for_third_parties(pytester, monkeypatch):
+    """A suite running the kit's properties gets the kit's ci profile from
+    --hypothesis-profile=ci or from CI, HYPOTHESIS_PROFILE beats both, and dev's example
+    database lives under pytest's cache directory."""
     pytester.makepyfile(
         """
+        import os
+
         from hypothesis import settings
 
+        from clonestore.testing.profiles import load_default_profile
+
         def test_profile():
-            assert settings.get_current_profile_name() == "ci"
-            assert settings.default.max_examples == 300
+            expected = os.environ["EXPECTED_PROFILE"]
+            assert load_default_profile() == expected
+            assert settings.default.max_examples == {"ci": 300, "dev": 50}[expected]
             assert ".pytest_cache" in str(settings.get_profile("dev").database)
         """
     )
-    pytester.runpytest_subprocess("--hypothesis-profile=ci").assert_outcomes(passed=1)
+    for ci, chosen, option, expected in [
+        (None, None, "--hypothesis-profile=ci", "ci"),
+        ("true", None, None, "ci"),
+        (None, None, None, "dev"),
+        ("true", "dev", None, "dev"),
+    ]:
+        for name, value in {"CI": ci, "HYPOTHESIS_PROFILE": chosen}.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        monkeypatch.setenv("EXPECTED_PROFILE", expected)
+        args = [option] if option else []
+        pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+
 
 
 def _parametrized_extra() -> int:

@@ -6,7 +6,9 @@ is chosen when ``CI`` is set, and ``HYPOTHESIS_PROFILE`` names either one (or a
 suite's own). ``--hypothesis-profile=NAME`` picks one on the command line.
 
 The kit's pytest plugin registers both when pytest starts, unless a profile
-of the same name is already registered (a suite's own wins), with the example
+of the same name is already registered (a suite's own wins; hypothesis's
+built-in ``ci`` is replaced only when the kit's properties load, so other
+suites keep it), with the example
 database of ``dev`` under pytest's cache directory
 (``.pytest_cache/d/clonestore-hypothesis``), or none when the cache is
 disabled (``ci``, derandomized, keeps none): never next to the installed package.
@@ -47,15 +49,18 @@ def _hypothesis_builtin(name: str) -> settings | None:
     return builtin if isinstance(builtin, settings) else None
 
 
-def register_profiles(database: ExampleDatabase | None = None) -> None:
-    """Register ``dev`` and ``ci`` with this example database, each unless a suite
-    registered a profile of that name already (hypothesis's own ``ci`` is replaced)."""
+def register_profiles(
+    database: ExampleDatabase | None = None, *, replace_builtin: bool = False
+) -> None:
+    """Register ``dev`` and ``ci`` with this example database, each unless a profile of
+    that name exists (a suite's own wins; hypothesis's own ``ci`` too, unless
+    ``replace_builtin``)."""
     for name, values in PROFILES.items():
         try:
             existing = settings.get_profile(name)
         except InvalidArgument:
             existing = None
-        if existing is None or existing is _hypothesis_builtin(name):
+        if existing is None or (replace_builtin and existing is _hypothesis_builtin(name)):
             # A derandomized run replays the same examples: it keeps no database.
             kept = None if values.get("derandomize") else database
             settings.register_profile(name, database=kept, **values)
@@ -70,13 +75,18 @@ def default_profile() -> str:
 
 
 def load_default_profile() -> str:
-    """Load :func:`default_profile` unless another profile was loaded already (by
-    ``--hypothesis-profile`` or a conftest); return the profile in force.
+    """For the kit's properties: load :func:`default_profile` unless a profile was
+    chosen already (``--hypothesis-profile``, a conftest); return the one in force.
 
-    Loading it again when it is in force already picks up the kit's definition
-    (hypothesis loads its own ``ci`` by itself when it sees a CI environment).
+    Hypothesis's own ``ci`` (which it loads by itself in a CI environment, or
+    ``--hypothesis-profile=ci`` picked before the kit replaced it) becomes the
+    kit's ``ci``, or what ``HYPOTHESIS_PROFILE`` names.
     """
-    register_profiles()
-    if settings.get_current_profile_name() in ("default", default_profile()):
+    current = settings.get_current_profile_name()
+    builtin = settings.default is _hypothesis_builtin(current)
+    register_profiles(replace_builtin=True)
+    if current == "default":
         settings.load_profile(default_profile())
+    elif builtin:
+        settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or current)
     return settings.get_current_profile_name()
