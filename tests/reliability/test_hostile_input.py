@@ -29,6 +29,8 @@ from tests.strategies import bad_json, bad_text, deep_json, naive_datetimes, non
 SQL_TEXT = ["'; DROP TABLE users; --", "%", "_", "\\", "'", '"', "a%b_c\\d", "' OR '1'='1",
             "Robert'); DROP TABLE sessions;--", "\\'; --", "%%__\\\\"]
 
+#: A well-formed id that names no row.
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 hostile = st.one_of(
     st.sampled_from(SQL_TEXT),
     bad_text,
@@ -40,7 +42,7 @@ hostile = st.one_of(
         Decimal("NaN"), Decimal("-1"), Decimal("1e40"), "x" * 300, "y" * 10_001, "z" * 100_001,
         ["t"] * 10_001, [[["deep"]]], deep_json(200), {"k": deep_json(50)}, [None], [1, "a"],
         {"id__in": "x"}, datetime.now(), float("inf"), "not-an-id",
-        "00000000-0000-4000-8000-000000000000",
+        UNKNOWN_ID,
     ]),
 )
 
@@ -129,10 +131,17 @@ def test_every_method_is_covered() -> None:
 @settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_store_level_calls_refuse_hostile_ids(store: clonestore.Store, call: str,
                                               value: Any) -> None:
-    """Store-level calls taking a user id refuse hostile ids with a clonestore error."""
+    """Store-level calls taking a user id refuse hostile ids with a clonestore error
+    (a well-formed unknown id gives for_user a view that sees and changes nothing)."""
     before = snapshot(store)
-    with pytest.raises(ClonestoreError):
-        getattr(store, call)(value)
+    if call == "for_user" and value == UNKNOWN_ID:
+        view = store.for_user(value)  # views are cheap: no read until used
+        assert view.users.count() == 0
+        with pytest.raises(clonestore.NotFound):
+            view.users.get(value)
+    else:
+        with pytest.raises(ClonestoreError):
+            getattr(store, call)(value)
     assert snapshot(store) == before
 
 
