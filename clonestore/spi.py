@@ -49,6 +49,7 @@ __all__ = [
     "BackendFactory",
     "Column",
     "Cond",
+    "ConnectionParams",
     "Expr",
     "Increment",
     "Index",
@@ -60,6 +61,7 @@ __all__ = [
     "Unique",
     "apply_changes",
     "check",
+    "connection_params",
     "matches",
     "sort_rows",
 ]
@@ -71,7 +73,9 @@ Row: TypeAlias = dict[str, Any]
 AGGREGATES: Final = frozenset({"count", "sum", "min", "max"})
 
 #: Optional capabilities a backend may declare.
-CAPABILITIES: Final = frozenset({"vector_search", "bulk_copy", "listen_notify"})
+CAPABILITIES: Final = frozenset(
+    {"vector_search", "bulk_copy", "listen_notify", "connection_params"}
+)
 
 
 @attrs.frozen
@@ -203,6 +207,27 @@ class ListenNotify(Protocol):
         ``callback(None)`` means messages may have been lost (the connection
         dropped and was re-established): listeners must assume anything changed.
         """
+
+
+@runtime_checkable
+class ConnectionParams(Protocol):
+    """Optional capability ``connection_params``: how to open a separate connection
+    to the same database with the engine's own driver.
+
+    For plugins that need a connection of their own (installing a trigger,
+    changing a table's persistence, LISTEN). The result holds credentials:
+    never log it.
+    """
+
+    def connection_params(self) -> dict[str, Any]:
+        """Keyword arguments for the driver's ``connect()`` (libpq's, on PostgreSQL)."""
+
+
+def connection_params(backend: Backend) -> dict[str, Any] | None:
+    """The backend's :class:`ConnectionParams`, if it declares that capability; else None."""
+    if "connection_params" in backend.capabilities and isinstance(backend, ConnectionParams):
+        return backend.connection_params()
+    return None
 
 
 #: What a ``clonestore_backends`` hook returns per URL scheme: called with the

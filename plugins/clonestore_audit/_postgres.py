@@ -19,15 +19,13 @@ what detects tampering by someone who can also drop triggers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clonestore import BackendError, StorageUnavailable
 
 log = logging.getLogger("clonestore.audit")
 
-__all__ = ["GUARD", "PURGE_FUNCTION", "install_guard", "libpq_dsn", "purge_up_to"]
+__all__ = ["GUARD", "PURGE_FUNCTION", "install_guard", "purge_up_to"]
 
 GUARD: Final = "clonestore_audit_guard_v1"
 PURGE_FUNCTION: Final = "clonestore_audit_purge"
@@ -96,24 +94,8 @@ CREATE TRIGGER {GUARD}_truncate BEFORE TRUNCATE ON audit_log
   FOR EACH STATEMENT EXECUTE FUNCTION {GUARD}();
 """
 
-LIBPQ_PARAMS: Final = frozenset(
-    {
-        "host", "hostaddr", "port", "dbname", "user", "password", "passfile",
-        "connect_timeout", "client_encoding", "options", "application_name",
-        "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword",
-        "target_session_attrs", "service",
-    }
-)  # fmt: skip
 
 
-def libpq_dsn(url: str, options: Mapping[str, Any] | None = None) -> str:
-    """A libpq URI for the store URL: only libpq's own parameters are kept."""
-    parts = urlsplit(url)
-    params = [(k, v) for k, v in parse_qsl(parts.query) if k in LIBPQ_PARAMS]
-    for key, value in (options or {}).items():
-        if key in LIBPQ_PARAMS and value is not None:
-            params.append((key, str(value)))
-    return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(params), ""))
 
 
 def _connect(dsn: str) -> Any:

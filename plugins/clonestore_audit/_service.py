@@ -7,7 +7,6 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -17,7 +16,7 @@ from clonestore import (
     Store,
     ValidationError,
 )
-from clonestore.spi import TRUE, Aggregate, And, Cond, Expr, Increment, Or, Row
+from clonestore.spi import TRUE, Aggregate, And, Cond, Expr, Increment, Or, Row, connection_params
 from clonestore_audit._capture import (
     DEFAULT_MASK,
     Draft,
@@ -32,7 +31,7 @@ from clonestore_audit._chain import (
     Verifier,
     canonical,
 )
-from clonestore_audit._postgres import install_guard, libpq_dsn, purge_up_to
+from clonestore_audit._postgres import install_guard, purge_up_to
 from clonestore_audit._records import AuditEntry, AuditStatistics, check_action, entry
 from clonestore_audit._tables import ANCHORS, HEAD, HEAD_ID, LOG, PERSONAL, RESULTS
 from clonestore_audit._writer import BY_SEQ, BY_SEQ_DESC, ChainWriter
@@ -65,10 +64,12 @@ class AuditLog(ChainWriter):
         self.config = config
         self.masker = Masker(config.mask)
         self._before = threading.local()
-        scheme = urlsplit(store.url).scheme
-        self._dsn = (
-            libpq_dsn(store.url, store.options) if scheme in ("postgresql", "postgres") else None
-        )
+        params = connection_params(store.backend)
+        self._dsn: str | None = None
+        if params is not None and store.backend.name == "postgresql":
+            from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
+
+            self._dsn = make_dsn(**params)
         #: Whether PostgreSQL's trigger guards the log (see ``_postgres``).
         self.guarded = bool(self._dsn and config.guard and install_guard(self._dsn))
 

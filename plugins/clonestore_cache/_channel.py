@@ -17,15 +17,14 @@ import logging
 import select
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
 from clonestore import StorageUnavailable
 
-__all__ = ["CHANNEL", "Invalidation", "PostgresChannel", "bus", "libpq_dsn"]
+__all__ = ["CHANNEL", "Invalidation", "PostgresChannel", "bus"]
 
 log = logging.getLogger("clonestore.cache")
 
@@ -34,15 +33,6 @@ CHANNEL: Final = "clonestore_cache"
 #: PostgreSQL refuses payloads of 8,000 bytes or more.
 MAX_PAYLOAD: Final = 7_000
 #: libpq connection parameters kept from the store URL and options.
-LIBPQ_PARAMS: Final = frozenset(
-    {
-        "host", "hostaddr", "port", "dbname", "user", "password", "passfile",
-        "connect_timeout", "client_encoding", "options", "application_name",
-        "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-        "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword",
-        "target_session_attrs", "service",
-    }
-)  # fmt: skip
 
 
 @attrs.frozen
@@ -126,14 +116,6 @@ class _Bus:
 bus: Final = _Bus()
 
 
-def libpq_dsn(url: str, options: Mapping[str, Any] | None = None) -> str:
-    """A libpq URI for the store URL: only libpq's own parameters are kept."""
-    parts = urlsplit(url)
-    params = [(k, v) for k, v in parse_qsl(parts.query) if k in LIBPQ_PARAMS]
-    for key, value in (options or {}).items():
-        if key in LIBPQ_PARAMS and value is not None:
-            params.append((key, str(value)))
-    return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(params), ""))
 
 
 class PostgresChannel:

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import attrs
 
 from clonestore import ClonestoreError, Operation, Store
-from clonestore.spi import Cond, Increment, ListenNotify, Row
-from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel, bus, libpq_dsn, log
+from clonestore.spi import Cond, Increment, ListenNotify, Row, connection_params
+from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel, bus, log
 from clonestore_cache._entities import EntityReads
 from clonestore_cache._l1 import L1, MISSING, Flights
 from clonestore_cache._tables import TABLES
@@ -105,8 +105,10 @@ class TwoLevelCache:
             backend = store.backend
             if "listen_notify" in backend.capabilities and isinstance(backend, ListenNotify):
                 self._notifier = backend
-            elif scheme in ("postgresql", "postgres"):
-                self._own_channel = PostgresChannel(libpq_dsn(store.url, store.options))
+            elif backend.name == "postgresql" and (params := connection_params(backend)):
+                from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
+
+                self._own_channel = PostgresChannel(make_dsn(**params))
                 self._notifier = self._own_channel
         if config.l1_ttl is not None:
             self.l1_ttl = float(config.l1_ttl)

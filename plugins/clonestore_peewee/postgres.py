@@ -166,7 +166,7 @@ class PostgresBackend(SQLBackend):
 
     name = "postgresql"
     dialect = POSTGRES
-    capabilities: frozenset[str] = frozenset({"listen_notify"})
+    capabilities: frozenset[str] = frozenset({"listen_notify", "connection_params"})
 
     def __init__(self, url: str, **options: Any) -> None:
         params, query = _parse(url)
@@ -210,6 +210,11 @@ class PostgresBackend(SQLBackend):
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.label}{' closed' if self._closed else ''}>"
+
+    def connection_params(self) -> dict[str, Any]:
+        """libpq keywords for a connection of a plugin's own to this database
+        (capability ``connection_params``): the pool's, with keepalives."""
+        return dict(self._listen_params)
 
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception (passwords redacted)."""

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from clonestore import Operation, Store, TableSpec, hookimpl
+from clonestore.spi import connection_params
 from clonestore_ratelimit._algorithms import MAX_ATTEMPTS
 from clonestore_ratelimit._policies import (
     ALGORITHMS,
@@ -42,7 +42,7 @@ from clonestore_ratelimit._policies import (
     parse_enforce,
     parse_tiers,
 )
-from clonestore_ratelimit._postgres import libpq_dsn, set_persistence
+from clonestore_ratelimit._postgres import set_persistence
 from clonestore_ratelimit._service import RateLimitConfig, RateLimiter, TierOf
 from clonestore_ratelimit._tables import BUCKETS, WINDOWS
 
@@ -115,12 +115,11 @@ class RateLimitPlugin:
     @hookimpl
     def clonestore_store_opened(self, store: Store) -> None:
         """Attach ``store.ratelimit`` (on PostgreSQL, set the counters' persistence)."""
-        if urlsplit(store.url).scheme in ("postgresql", "postgres"):
-            set_persistence(
-                libpq_dsn(store.url, store.options),
-                (WINDOWS.name, BUCKETS.name),
-                durable=self.durable,
-            )
+        params = connection_params(store.backend)
+        if params is not None and store.backend.name == "postgresql":
+            from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
+
+            set_persistence(make_dsn(**params), (WINDOWS.name, BUCKETS.name), durable=self.durable)
         limiter = RateLimiter(
             store, self.config, can_enforce=isinstance(self, _EnforcingRateLimitPlugin)
         )

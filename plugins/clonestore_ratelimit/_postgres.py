@@ -15,9 +15,6 @@ of its own, derived from the store URL.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clonestore import BackendError, StorageUnavailable
 
@@ -25,24 +22,8 @@ log = logging.getLogger("clonestore.ratelimit")
 
 __all__ = ["set_persistence"]
 
-LIBPQ_PARAMS: Final = frozenset(
-    {
-        "host", "hostaddr", "port", "dbname", "user", "password", "passfile",
-        "connect_timeout", "client_encoding", "options", "application_name",
-        "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword",
-        "target_session_attrs", "service",
-    }
-)  # fmt: skip
 
 
-def libpq_dsn(url: str, options: Mapping[str, Any] | None = None) -> str:
-    """A libpq URI for the store URL: only libpq's own parameters are kept."""
-    parts = urlsplit(url)
-    params = [(k, v) for k, v in parse_qsl(parts.query) if k in LIBPQ_PARAMS]
-    for key, value in (options or {}).items():
-        if key in LIBPQ_PARAMS and value is not None:
-            params.append((key, str(value)))
-    return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(params), ""))
 
 
 def set_persistence(dsn: str, tables: tuple[str, ...], *, durable: bool) -> None:

@@ -588,3 +588,16 @@ def test_a_timed_out_statement_keeps_its_connection(database_url: str) -> None:
         with pytest.raises(StorageUnavailable):
             s.backend._execute("SELECT pg_sleep(2)", (), 4)
         assert s.health()["pool"]["idle"] == idle
+
+
+def test_connection_params_reach_the_same_database(database_url: str) -> None:
+    """A plugin's own connection, opened with connection_params, sees what the store wrote."""
+    with clonestore.open(database_url) as store:
+        user = store.users.create(email="own@example.com", name="Own")
+        conn = psycopg2.connect(**store.backend.connection_params())  # type: ignore[attr-defined]
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT name FROM users WHERE id = %s", (user.id,))
+                assert cur.fetchone() == ("Own",)
+        finally:
+            conn.close()

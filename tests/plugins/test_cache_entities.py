@@ -7,7 +7,7 @@ import time
 
 import pytest
 from clonestore_cache import CachePlugin, PostgresChannel
-from clonestore_cache._channel import libpq_dsn
+from psycopg2.extensions import make_dsn
 
 import clonestore
 from clonestore.spi import Cond
@@ -183,7 +183,7 @@ def test_erase_user_drops_the_users_cached_rows(store):
 def test_own_postgres_channel_delivers_and_reports_lost_connections(postgres_url):
     """The plugin's own LISTEN/NOTIFY (for backends without listen_notify) delivers
     messages, and reports None after its connection was cut, then reconnects."""
-    channel = PostgresChannel(libpq_dsn(postgres_url, {"application_name": "cache-test"}))
+    channel = PostgresChannel(make_dsn(postgres_url, application_name="cache-test"))
     received: list[str | None] = []
     stop = channel.listen("clonestore_cache_test", received.append)
     try:

@@ -19,7 +19,7 @@ import pytest
 
 import clonestore
 from clonestore import AlreadyExists, Store
-from clonestore.spi import CAPABILITIES, Backend, ListenNotify
+from clonestore.spi import CAPABILITIES, Backend, ConnectionParams, ListenNotify, connection_params
 from clonestore.testing import FrozenClock, StoreFactory, sequential_ids
 from clonestore.testing.differential import canon
 
@@ -31,6 +31,7 @@ CAPABILITY_TESTS = {
     ),
     "vector_search": ("test_capability_vector_search_keeps_exact_results",),
     "bulk_copy": ("test_capability_bulk_copy_keeps_rows_and_atomicity",),
+    "connection_params": ("test_capability_connection_params_are_stable_keywords",),
 }
 
 
@@ -186,3 +187,15 @@ def test_capability_bulk_copy_keeps_rows_and_atomicity(store_factory: StoreFacto
             with pytest.raises(AlreadyExists):
                 s.users.create_many(clash)
             assert s.users.count() == 2
+
+
+def test_capability_connection_params_are_stable_keywords(store: Store) -> None:
+    """connection_params: stable driver keywords, as clonestore.spi.connection_params gives."""
+    backend = _declared(store, "connection_params")
+    assert isinstance(backend, ConnectionParams), "declares connection_params without the method"
+    params = backend.connection_params()
+    assert isinstance(params, dict)
+    assert params
+    assert all(isinstance(key, str) for key in params)
+    assert backend.connection_params() == params
+    assert connection_params(backend) == params
