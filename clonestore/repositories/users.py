@@ -26,7 +26,10 @@ class UserRepository(Repository[User]):
 
     def find_by_email(self, email: str) -> User | None:
         """The live user with this email, ignoring case; None if there is none."""
-        return self.find_one(email=email)
+        # Emails are unique among live users, so there is at most one row: no
+        # ordering needed (the engine can stop at the first index hit).
+        rows = self._select("find_by_email", self._where({"email": email}), (), limit=1)
+        return self._load(rows[0]) if rows else None
 
     def _children(self) -> list[OwnedRepository[object]]:
         return [getattr(self.repos, name) for name in CASCADE_TABLES]
