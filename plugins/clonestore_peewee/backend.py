@@ -8,6 +8,7 @@ error translation.
 
 from __future__ import annotations
 
+import abc
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -75,7 +76,7 @@ class _TxState(threading.local):
         self.owned = False
 
 
-class SQLBackend:
+class SQLBackend(abc.ABC):
     """Implements :class:`clonestore.spi.Backend` over a Peewee database."""
 
     name: str = "sql"
@@ -96,25 +97,25 @@ class SQLBackend:
 
     # ------------------------------------------------------------------ engine hooks
 
+    @abc.abstractmethod
     def _execute(self, sql: str, params: Any, mode: int) -> Any:
         """Run one statement on the calling thread's connection."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _begin(self) -> None:
         """Start the outermost transaction of the calling thread."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _end(self, commit: bool) -> None:
         """Commit or roll back the outermost transaction and release its connection."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def schema_session(self) -> AbstractContextManager[None]:
         """Hold the engine's schema lock (and a connection) while the schema changes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ schema
 

@@ -16,6 +16,7 @@ SQL text, for the few operators the engines spell differently:
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Final
 
 import peewee
@@ -29,26 +30,31 @@ _ZERO: Final = SQL("0")
 _ONE: Final = SQL("1")
 
 
-class Dialect:
+class Dialect(abc.ABC):
     """The SQL an engine needs for the operators it spells its own way."""
 
     name: str = "?"
     codecs: Codecs
 
+    @abc.abstractmethod
     def text_contains(self, field: Any, param: Any) -> Any:
-        raise NotImplementedError
+        """Literal, case-sensitive substring test of a text column."""
 
+    @abc.abstractmethod
     def list_contains(self, field: Any, param: Any) -> Any:
-        raise NotImplementedError
+        """The list column holds every item of the parameter."""
 
+    @abc.abstractmethod
     def list_overlap(self, field: Any, param: Any) -> Any:
-        raise NotImplementedError
+        """The list column holds at least one item of the parameter."""
 
+    @abc.abstractmethod
     def in_array(self, field: Any, param: Any, kind: str) -> Any:
-        raise NotImplementedError
+        """The column equals one of the values of an array parameter."""
 
+    @abc.abstractmethod
     def not_in_array(self, field: Any, param: Any, kind: str) -> Any:
-        raise NotImplementedError
+        """The column is not NULL and equals none of an array parameter's values."""
 
     def min_max(self, fn_name: str, field: Any, kind: str) -> Any:
         return fn.MIN(field) if fn_name == "min" else fn.MAX(field)
