@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from clonestore.store import Store
 
-__all__ = ["FrozenClock", "StoreFactory", "sequential_ids"]
+__all__ = ["FrozenClock", "Inbox", "StoreFactory", "sequential_ids"]
 
 #: Where a :class:`FrozenClock` starts unless told otherwise.
 DEFAULT_START = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -132,3 +132,23 @@ def sequential_ids(start: int = 1) -> Callable[[], str]:
         return f"00000000-0000-4000-8000-{n:012x}"
 
     return next_id
+
+
+class Inbox:
+    """A ``listen(channel, callback)`` callback that collects what it is given,
+    for tests of the ``listen_notify`` capability."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | None] = []
+        self.arrived = threading.Condition()
+
+    def __call__(self, payload: str | None) -> None:
+        with self.arrived:
+            self.messages.append(payload)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[str | None]:
+        """The messages so far, once there are ``count`` (or ``timeout`` seconds passed)."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+            return list(self.messages)

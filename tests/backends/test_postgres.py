@@ -29,6 +29,7 @@ from clonestore import (
 )
 from clonestore.records import TABLES
 from clonestore.spi import TRUE, Cond, Increment, TableSpec
+from clonestore.testing import Inbox
 
 PASSWORD = "hunter2-" + "s3cret"
 
@@ -484,24 +485,6 @@ def test_upsert_is_one_atomic_statement_under_concurrency(store: clonestore.Stor
 # ----------------------------------------------------------------------------- listen_notify
 
 
-class _Inbox:
-    """Collects what a listener delivers."""
-
-    def __init__(self) -> None:
-        self.messages: list[str | None] = []
-        self.arrived = threading.Condition()
-
-    def __call__(self, payload: str | None) -> None:
-        with self.arrived:
-            self.messages.append(payload)
-            self.arrived.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 10) -> list[str | None]:
-        with self.arrived:
-            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
-            return list(self.messages)
-
-
 def test_listen_notify_is_declared_and_delivers(store: clonestore.Store) -> None:
     """The backend offers listen_notify; a notification reaches this process's listener."""
     from clonestore.spi import ListenNotify
@@ -509,7 +492,7 @@ def test_listen_notify_is_declared_and_delivers(store: clonestore.Store) -> None
     backend = store.backend
     assert "listen_notify" in backend.capabilities
     assert isinstance(backend, ListenNotify)
-    inbox = _Inbox()
+    inbox = Inbox()
     stop = backend.listen("cs_test", inbox)
     try:
         backend.notify("cs_test", "hello é")
@@ -522,7 +505,7 @@ def test_listen_notify_is_declared_and_delivers(store: clonestore.Store) -> None
 def test_notify_in_a_transaction_is_sent_on_commit_only(store: clonestore.Store) -> None:
     """Inside a transaction a message is delivered at commit, and never after a rollback."""
     backend = store.backend
-    inbox = _Inbox()
+    inbox = Inbox()
     stop = backend.listen("cs_tx", inbox)
 
     def rolled_back() -> None:
@@ -550,7 +533,7 @@ def test_listener_reports_none_after_reconnecting(
     """When the listening connection drops, the listener says None, then hears again."""
     app = f"cs_test_{secrets.token_hex(4)}"
     with clonestore.open(database_url, application_name=app) as s:
-        inbox = _Inbox()
+        inbox = Inbox()
         stop = s.backend.listen("cs_reconnect", inbox)
         try:
             _terminate(postgres_server_url, app)
@@ -569,7 +552,7 @@ def test_listener_reports_none_after_reconnecting(
 def test_stopped_listener_hears_nothing_and_payloads_are_bounded(store: clonestore.Store) -> None:
     """After stop() nothing is delivered; payloads over 7,000 bytes are refused."""
     backend = store.backend
-    inbox = _Inbox()
+    inbox = Inbox()
     stop = backend.listen("cs_stop", inbox)
     stop()
     stop()

@@ -9,31 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from clonestore.testing import FrozenClock
+
 START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-class ManualClock:
-    """A store clock that moves only when told to."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> ManualClock:
-    """A manual clock starting at 2030-01-01 12:00:00 UTC."""
-    return ManualClock()
+def clock() -> FrozenClock:
+    """A clock that moves only when told to, starting at 2030-01-01 12:00:00 UTC."""
+    return FrozenClock(START)
 
 
 class _Abort(Exception):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import threading
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 import clonestore
 from clonestore import AlreadyExists, Store
 from clonestore.spi import CAPABILITIES, Backend, ConnectionParams, ListenNotify, connection_params
-from clonestore.testing import FrozenClock, StoreFactory, sequential_ids
+from clonestore.testing import FrozenClock, Inbox, StoreFactory, sequential_ids
 from clonestore.testing.differential import canon
 
 #: The test verifying each optional capability.
@@ -55,24 +54,6 @@ def test_capability_tests_cover_every_capability() -> None:
 # ----------------------------------------------------------------------------- listen_notify
 
 
-class _Inbox:
-    """Collects what a listener delivers."""
-
-    def __init__(self) -> None:
-        self.messages: list[str | None] = []
-        self.arrived = threading.Condition()
-
-    def __call__(self, payload: str | None) -> None:
-        with self.arrived:
-            self.messages.append(payload)
-            self.arrived.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 10) -> list[str | None]:
-        with self.arrived:
-            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
-            return list(self.messages)
-
-
 def _listen_notify(store: Store) -> ListenNotify:
     backend = _declared(store, "listen_notify")
     assert isinstance(backend, ListenNotify), "declares listen_notify without notify/listen"
@@ -87,7 +68,7 @@ def test_capability_listen_notify_round_trip(store: Store) -> None:
     """listen_notify: a message sent on a channel reaches its listener, and only its own."""
     backend = _listen_notify(store)
     channel = _channel()
-    inbox = _Inbox()
+    inbox = Inbox()
     stop = backend.listen(channel, inbox)
     try:
         backend.notify(_channel(), "not for us")
@@ -103,7 +84,7 @@ def test_capability_listen_notify_delivers_on_commit_only(store: Store) -> None:
     """listen_notify: inside a transaction a message arrives at commit, never after rollback."""
     backend = _listen_notify(store)
     channel = _channel()
-    inbox = _Inbox()
+    inbox = Inbox()
     stop = backend.listen(channel, inbox)
 
     def rolled_back() -> None:
