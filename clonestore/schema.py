@@ -40,6 +40,7 @@ from clonestore.errors import ValidationError
 
 __all__ = [
     "KINDS",
+    "MUTABLE_KINDS",
     "Column",
     "Index",
     "TableSpec",
@@ -56,6 +57,8 @@ KINDS: Final = frozenset(
 )
 #: Kinds that can be compared and ordered (filters lt/gt, order_by, keyset pages).
 ORDERABLE: Final = frozenset({"id", "key", "text", "int", "float", "bool", "datetime", "decimal"})
+#: Kinds whose values are mutable (lists and dicts): rows share them only through copies.
+MUTABLE_KINDS: Final = frozenset({"json", "list", "vector"})
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 MONEY_PLACES: Final = 6
@@ -138,6 +141,8 @@ class TableSpec:
     indexes: tuple[Index, ...] = ()
     record: type | None = attrs.field(default=None, eq=False)
     by_name: Mapping[str, Column] = attrs.field(init=False, eq=False, repr=False)
+    #: The columns whose values may be lists or dicts (kinds in :data:`MUTABLE_KINDS`).
+    mutable_columns: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         by_name = {c.name: c for c in self.columns}
@@ -150,6 +155,8 @@ class TableSpec:
                 if name not in by_name:
                     raise ValueError(f"{self.name}: unknown column {name!r} in {constraint}")
         object.__setattr__(self, "by_name", by_name)
+        mutable = tuple(c.name for c in self.columns if c.kind in MUTABLE_KINDS)
+        object.__setattr__(self, "mutable_columns", mutable)
 
     @property
     def soft_delete(self) -> bool:

@@ -34,13 +34,23 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 import attrs
 
 from clonestore.query import FALSE, TRUE, And, Cond, Expr, Or, OrderBy, matches, sort_rows
-from clonestore.schema import KINDS, ORDERABLE, Column, Index, TableSpec, Unique, check
+from clonestore.schema import (
+    KINDS,
+    MUTABLE_KINDS,
+    ORDERABLE,
+    Column,
+    Index,
+    TableSpec,
+    Unique,
+    check,
+)
 
 __all__ = [
     "AGGREGATES",
     "CAPABILITIES",
     "FALSE",
     "KINDS",
+    "MUTABLE_KINDS",
     "ORDERABLE",
     "TRUE",
     "Aggregate",
@@ -62,6 +72,8 @@ __all__ = [
     "apply_changes",
     "check",
     "connection_params",
+    "copy_row",
+    "copy_value",
     "matches",
     "sort_rows",
 ]
@@ -102,6 +114,30 @@ def apply_changes(row: Row, changes: Mapping[str, Any]) -> Row:
         else:
             new[name] = change
     return new
+
+
+def copy_value(value: Any) -> Any:
+    """A copy of a row value that shares no list or dict with it (the rest is immutable)."""
+    if type(value) is list:
+        return [copy_value(v) for v in value]
+    if type(value) is dict:
+        return {k: copy_value(v) for k, v in value.items()}
+    return value
+
+
+def copy_row(row: Mapping[str, Any], columns: Sequence[str] | None = None) -> Row:
+    """A copy of ``row`` that shares no list or dict with it.
+
+    ``columns`` names the only columns that may hold one (a table's
+    :attr:`~clonestore.schema.TableSpec.mutable_columns`), so that only they are
+    copied deeply; without it every value is.
+    """
+    if columns is None:
+        return {name: copy_value(value) for name, value in row.items()}
+    out = dict(row)
+    for name in columns:
+        out[name] = copy_value(out[name])
+    return out
 
 
 @runtime_checkable

@@ -16,12 +16,13 @@ import textwrap
 import pytest
 
 #: The plugin module: broken variants of MemoryBackend (they reach into its private
-#: table class, as only a test of the kit should).
+#: table and index classes, as only a test of the kit should).
 BROKEN_BACKENDS = '''
 from contextlib import contextmanager
 
 import clonestore_memory
 from clonestore import hookimpl
+from clonestore_memory._table import Table
 from clonestore.spi import And, Cond, Or, matches
 
 
@@ -56,7 +57,7 @@ def _case_blind(expr, row):
     return matches(expr, row)
 
 
-class _CaseBlindTable(clonestore_memory._Table):
+class _CaseBlindTable(Table):
     def candidates(self, where):
         return list(self.rows.values())
 
@@ -64,15 +65,15 @@ class _CaseBlindTable(clonestore_memory._Table):
         return [row for row in self.rows.values() if _case_blind(where, row)]
 
 
-class _DeadRowsKeepKeysTable(clonestore_memory._Table):
-    def _scoped_key(self, unique, row):
-        if self.spec.soft_delete and row["deleted_at"] is not None:
-            row = {**row, "deleted_at": None}
-        return super()._scoped_key(unique, row)
+class _DeadRowsKeepKeysTable(Table):
+    def __init__(self, spec):
+        super().__init__(spec)
+        for index in self.unique:
+            index.soft_delete = False
 
 
 class _WithTables(clonestore_memory.MemoryBackend):
-    table_class = clonestore_memory._Table
+    table_class = Table
 
     def create_tables(self, specs):
         with self._db.lock:

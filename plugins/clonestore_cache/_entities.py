@@ -14,17 +14,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clonestore import Operation
-from clonestore.spi import Row, TableSpec
+from clonestore.spi import Row, TableSpec, copy_row
 from clonestore_cache._channel import Invalidation
 from clonestore_cache._l1 import MISSING
-from clonestore_cache._values import copy_value
 
 if TYPE_CHECKING:
     from clonestore_cache._levels import TwoLevelCache
 
 __all__ = ["EntityReads", "namespace"]
 
-_MUTABLE_KINDS = frozenset({"json", "list", "vector"})
 #: Writes that cannot touch a cached row: new rows have new ids.
 _INSERTS = frozenset({"insert", "insert_many"})
 
@@ -39,17 +37,10 @@ class EntityReads:
 
     def __init__(self, cache: TwoLevelCache) -> None:
         self._cache = cache
-        self._mutable: dict[str, tuple[str, ...]] = {}
 
-    def _copy(self, table: TableSpec, row: Row) -> Row:
-        mutable = self._mutable.get(table.name)
-        if mutable is None:
-            mutable = tuple(c.name for c in table.columns if c.kind in _MUTABLE_KINDS)
-            self._mutable[table.name] = mutable
-        out = dict(row)
-        for name in mutable:
-            out[name] = copy_value(out[name])
-        return out
+    @staticmethod
+    def _copy(table: TableSpec, row: Row) -> Row:
+        return copy_row(row, table.mutable_columns)
 
     def read(self, op: Operation, fetch: Callable[[], Any]) -> Row | None:
         """Answer ``get`` reads from L1, or fetch once for all concurrent callers."""

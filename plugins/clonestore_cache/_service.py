@@ -9,10 +9,10 @@ from typing import Any
 import attrs
 
 from clonestore import ValidationError
-from clonestore.spi import Row
+from clonestore.spi import Row, copy_value
 from clonestore_cache._levels import TwoLevelCache, cache_key
 from clonestore_cache._tables import HASH_LENGTH, MAX_DIMENSIONS, MAX_RESPONSE
-from clonestore_cache._values import check_json, check_text, check_vector, copy_value
+from clonestore_cache._values import check_json, check_text, check_vector
 
 __all__ = ["Cache", "LLMResponse"]
 

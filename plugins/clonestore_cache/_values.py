@@ -12,7 +12,7 @@ from typing import Any, Final
 from clonestore import ValidationError
 from clonestore.spi import Column, check
 
-__all__ = ["check_json", "check_text", "check_ttl", "check_vector", "copy_value", "hash_text"]
+__all__ = ["check_json", "check_text", "check_ttl", "check_vector", "hash_text"]
 
 _INT64: Final = 2**63
 _JSON_DEPTH: Final = 32
@@ -61,11 +61,3 @@ def check_ttl(value: Any) -> timedelta:
         raise ValidationError("must be positive", field="ttl")
     return ttl
 
-
-def copy_value(value: Any) -> Any:
-    """A deep copy of a JSON-like value (lists and dicts; the rest is immutable)."""
-    if type(value) is list:
-        return [copy_value(v) for v in value]
-    if type(value) is dict:
-        return {k: copy_value(v) for k, v in value.items()}
-    return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -28,7 +27,6 @@ __all__ = [
     "FILE_VERSION",
     "Database",
     "Table",
-    "copy_row",
     "open_database",
     "release_database",
 ]
@@ -36,20 +34,6 @@ __all__ = [
 #: Written in every file, checked on load.
 FILE_FORMAT: Final = "clonestore-jsonfile"
 FILE_VERSION: Final = 1
-
-
-def _copy(value: Any) -> Any:
-    """A copy of a row value deep enough that callers cannot change stored rows."""
-    if type(value) is list:
-        return [_copy(v) for v in value]
-    if type(value) is dict:
-        return {k: _copy(v) for k, v in value.items()}
-    return value
-
-
-def copy_row(row: Mapping[str, Any]) -> Row:
-    """A copy of ``row`` that shares no list or dict with it."""
-    return {name: _copy(value) for name, value in row.items()}
 
 
 def _row_text(row: Row) -> str:

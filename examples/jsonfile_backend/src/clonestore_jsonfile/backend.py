@@ -25,12 +25,20 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from clonestore import AlreadyExists, BackendError, ClonestoreError, ConfigurationError
-from clonestore.spi import Aggregate, Expr, OrderBy, Row, TableSpec, apply_changes, sort_rows
+from clonestore.spi import (
+    Aggregate,
+    Expr,
+    OrderBy,
+    Row,
+    TableSpec,
+    apply_changes,
+    copy_row,
+    sort_rows,
+)
 from clonestore_jsonfile._database import (
     FILE_FORMAT,
     FILE_VERSION,
     Table,
-    copy_row,
     open_database,
     release_database,
 )

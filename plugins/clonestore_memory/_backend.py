@@ -1,0 +1,177 @@
+"""The memory:// backend class: the SPI over a :class:`Database` (private to the package)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from clonestore import AlreadyExists, ClonestoreError, ConfigurationError
+from clonestore.spi import Aggregate, Expr, OrderBy, Row, TableSpec, apply_changes, sort_rows
+from clonestore_memory._database import open_database
+from clonestore_memory._queries import aggregate, ordered
+from clonestore_memory._table import Table
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend:
+    """In-process storage implementing :class:`clonestore.spi.Backend`."""
+
+    name = "memory"
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, url: str = "memory://", **options: Any) -> None:
+        if options:
+            raise ConfigurationError(f"memory:// takes no options, got {', '.join(options)}")
+        parts = urlsplit(url)
+        self._db = open_database(parts.netloc + parts.path.strip("/"))
+        self._closed = False
+
+    def _table(self, spec: TableSpec) -> Table:
+        if self._closed:
+            raise ClonestoreError("this memory:// store is closed")
+        try:
+            return self._db.tables[spec.name]
+        except KeyError:
+            raise ClonestoreError(
+                f"table {spec.name} does not exist; call create_tables first"
+            ) from None
+
+    def create_tables(self, specs: Sequence[TableSpec]) -> None:
+        with self._db.lock:
+            for spec in specs:
+                existing = self._db.tables.get(spec.name)
+                if existing is None:
+                    self._db.tables[spec.name] = Table(spec)
+
+    def insert(self, table: TableSpec, row: Row) -> None:
+        t = self._table(table)
+        db = self._db
+        with db.atomic():
+            if row["id"] in t.rows:
+                raise AlreadyExists(f"{table.name}: id {row['id']} already exists")
+            db.put(t, t.copy_in(row))
+
+    def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
+        t = self._table(table)
+        db = self._db
+        with db.atomic():
+            for row in rows:
+                if row["id"] in t.rows:
+                    raise AlreadyExists(f"{table.name}: id {row['id']} already exists")
+                db.put(t, t.copy_in(row))
+
+    def get(self, table: TableSpec, id: str) -> Row | None:
+        t = self._table(table)
+        with self._db.lock:
+            row = t.rows.get(id)
+            return None if row is None else t.copy_out(row)
+
+    def select(
+        self,
+        table: TableSpec,
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        t = self._table(table)
+        with self._db.lock:
+            rows = t.matching(where)
+            end = None if limit is None else offset + limit
+            if order:
+                rows = ordered(rows, order, end)
+            return [t.copy_out(r) for r in rows[offset:end]]
+
+    def count(self, table: TableSpec, where: Expr) -> int:
+        t = self._table(table)
+        with self._db.lock:
+            return len(t.matching(where))
+
+    def aggregate(
+        self,
+        table: TableSpec,
+        where: Expr,
+        group_by: Sequence[str],
+        aggregates: Mapping[str, Aggregate],
+    ) -> list[Row]:
+        t = self._table(table)
+        with self._db.lock:
+            rows = t.matching(where)
+        groups: dict[tuple[Any, ...], list[Row]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row[c] for c in group_by), []).append(row)
+        if not group_by:
+            groups.setdefault((), [])
+        out: list[Row] = []
+        for key, members in groups.items():
+            result: Row = dict(zip(group_by, key, strict=True))
+            for alias, agg in aggregates.items():
+                result[alias] = aggregate(agg, members)
+            out.append(result)
+        return sort_rows(out, [OrderBy(c) for c in group_by])
+
+    def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
+        t = self._table(table)
+        db = self._db
+        with db.atomic():
+            targets = sorted(t.matching(where), key=lambda r: r["id"])
+            updated = [t.copy_in(apply_changes(row, changes)) for row in targets]
+            for row in updated:
+                db.put(t, row)
+            return [t.copy_out(r) for r in updated]
+
+    def delete(self, table: TableSpec, where: Expr) -> int:
+        t = self._table(table)
+        db = self._db
+        with db.atomic():
+            targets = t.matching(where)
+            for row in targets:
+                db.remove(t, row)
+            return len(targets)
+
+    def upsert(
+        self,
+        table: TableSpec,
+        key: Sequence[str],
+        insert_row: Row,
+        changes: Mapping[str, Any],
+    ) -> Row:
+        t = self._table(table)
+        unique = next((u for u in table.unique if u.columns == tuple(key)), None)
+        if unique is None:
+            raise ConfigurationError(f"{table.name} has no unique constraint on {tuple(key)}")
+        db = self._db
+        with db.atomic():
+            holder = t.find_unique(unique, insert_row)
+            if holder is None:
+                row = t.copy_in(insert_row)
+            else:
+                row = t.copy_in(apply_changes(t.rows[holder], changes))
+            db.put(t, row)
+            return t.copy_out(row)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._closed:
+            raise ClonestoreError("this memory:// store is closed")
+        with self._db.atomic():
+            yield
+
+    def health(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        with self._db.lock:
+            rows = sum(len(t.rows) for t in self._db.tables.values())
+        return {
+            "ok": not self._closed,
+            "backend": self.name,
+            "latency_ms": (time.perf_counter() - started) * 1000,
+            "tables": len(self._db.tables),
+            "rows": rows,
+        }
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,94 @@
+"""The tables of one memory:// database, and what makes changes to them
+transactional (private to the package)."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from clonestore import AlreadyExists
+from clonestore.spi import Row
+from clonestore_memory._table import Table
+
+__all__ = ["Database", "open_database"]
+
+
+class Database:
+    """Tables plus the lock and undo log that make changes transactional.
+
+    A transaction holds the lock until it ends, so transactions are
+    serializable; every change inside one is undone if it raises.
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[str, Table] = {}
+        self.lock = threading.RLock()
+        # Undo entries of the open transaction: (table, id, row before or None).
+        self.undo: list[tuple[Table, str, Row | None]] | None = None
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Hold the lock; undo everything done inside if it raises."""
+        with self.lock:
+            outer = self.undo is None
+            if outer:
+                self.undo = []
+            assert self.undo is not None
+            mark = len(self.undo)
+            try:
+                yield
+            except BaseException:
+                self._rollback_to(mark)
+                raise
+            finally:
+                if outer:
+                    self.undo = None
+
+    def _rollback_to(self, mark: int) -> None:
+        undo = self.undo
+        assert undo is not None
+        while len(undo) > mark:
+            table, id, before = undo.pop()
+            current = table.rows.get(id)
+            if current is not None:
+                table.unlink(current)
+            if before is not None:
+                table.link(before)
+
+    def put(self, table: Table, row: Row) -> None:
+        """Insert or replace a row, enforcing unique constraints; undoable."""
+        clash = table.conflicts(row)
+        if clash is not None:
+            raise AlreadyExists(
+                f"{table.spec.name}: {', '.join(clash.columns)} already used by another row"
+            )
+        before = table.rows.get(row["id"])
+        if before is not None:
+            table.unlink(before)
+        table.link(row)
+        assert self.undo is not None
+        self.undo.append((table, row["id"], before))
+
+    def remove(self, table: Table, row: Row) -> None:
+        """Remove a stored row; undoable."""
+        table.unlink(row)
+        assert self.undo is not None
+        self.undo.append((table, row["id"], row))
+
+
+_SHARED: weakref.WeakValueDictionary[str, Database] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def open_database(shared_name: str) -> Database:
+    """The database named ``shared_name`` in this process (made when first named), or a
+    private new one when the name is empty."""
+    if not shared_name:
+        return Database()
+    with _SHARED_LOCK:
+        db = _SHARED.get(shared_name)
+        if db is None:
+            db = _SHARED[shared_name] = Database()
+        return db
