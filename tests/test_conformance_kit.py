@@ -14,7 +14,6 @@ import pytest
 
 import clonestore.testing.contract
 import clonestore.testing.properties
-import clonestore.testing.test_kit
 from clonestore.spi import CAPABILITIES
 from clonestore.testing import FrozenClock, sequential_ids
 from clonestore.testing.contract.capabilities import CAPABILITY_TESTS
@@ -23,17 +22,6 @@ from clonestore.testing.contract.capabilities import CAPABILITY_TESTS
 KIT_FIXTURES = {"store", "store_factory"}
 #: What a differential property may take.
 PROPERTY_FIXTURES = {"differential_stores"}
-
-
-def _matrix_module() -> ModuleType:
-    """tests/test_contract.py, loaded on its own (it is a test module, not a package's)."""
-    path = Path(__file__).with_name("test_contract.py")
-    spec = importlib.util.spec_from_file_location("_matrix_contract", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _contract_modules() -> dict[str, ModuleType]:
@@ -80,13 +68,37 @@ def test_module_list_matches_the_package():
     assert sorted(clonestore.testing.properties.MODULES) == sorted(_property_modules())
 
 
-def test_kit_collects_the_differential_properties():
-    """test_kit.py runs every differential property of clonestore.testing.properties, and
-    tests/properties/ runs the same functions (no copies) on three backends."""
-    kit = clonestore.testing.test_kit
-    missing = [q for q, test in _all_property_tests() if getattr(kit, q.split(".")[1]) is not test]
-    assert missing == []
-    assert len(_all_property_tests()) == 2
+def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-q", *args)
+    return [line for line in result.outlines if "::" in line]
+
+
+def test_kit_collects_each_test_under_its_module(pytester):
+    """--pyargs clonestore.testing collects every contract test and differential property
+    once, with an id naming its module (contract/users.py::test_...), so -k and paths select
+    them module by module."""
+    ids = _collected(pytester, "--pyargs", "clonestore.testing")
+    expected = [f"contract/{q.replace('.', '.py::')}" for q, _ in _all_contract_tests()]
+    expected += [f"properties/{q.replace('.', '.py::')}" for q, _ in _all_property_tests()]
+    plain = sorted({i.split("[")[0] for i in ids})
+    assert plain == sorted(expected)
+    assert len(ids) == len(expected) + _parametrized_extra()
+    users = _collected(pytester, "--pyargs", "clonestore.testing", "-k", "users.py")
+    assert users
+    assert all(i.startswith("contract/users.py::") for i in users)
+
+
+def test_own_suite_finds_contract_tests_under_tests_by_module():
+    """tests/contract is the kit's contract package itself (a symlink, no copies), so
+    tests/contract/users.py::test_...[postgres] names each contract test's module."""
+    here = Path(__file__).parent / "contract"
+    assert here.is_symlink()
+    assert here.resolve() == Path(clonestore.testing.contract.__file__).resolve().parent
+
+
+def test_differential_properties_run_everywhere_unchanged():
+    """tests/properties/ runs the kit's differential properties (the same functions, no
+    copies) on three backends."""
     own = {}
     for path in Path(__file__).parent.joinpath("properties").glob("test_*.py"):
         spec = importlib.util.spec_from_file_location(f"_own_{path.stem}", path)
@@ -95,16 +107,24 @@ def test_kit_collects_the_differential_properties():
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         own.update({k: v for k, v in vars(module).items() if k.startswith("test_")})
+    assert len(_all_property_tests()) == 2
     assert sorted(own.values(), key=id) == sorted((t for _, t in _all_property_tests()), key=id)
 
 
+def test_kit_assertions_are_rewritten():
+    """pytest rewrites the kit's asserts, so a failing contract test shows its values."""
+    for module in [*_contract_modules().values(), *_property_modules().values()]:
+        assert type(module.__loader__).__name__ == "AssertionRewritingHook", module.__name__
+
+
 def test_no_contract_module_is_collected_on_its_own():
-    """No contract module is named test_*.py, so each test runs only where it is imported."""
+    """No contract module is named test_*.py: the kit's plugin collects them (once)."""
     assert not [name for name in _contract_modules() if name.startswith("test")]
 
 
 def test_contract_test_names_are_unique():
-    """No two contract modules define a test of the same name (star imports would hide one)."""
+    """No two contract modules define a test of the same name, so a test's name alone
+    (-k, a report) says which one it is."""
     seen: dict[str, str] = {}
     clashes = []
     for module_name, module in _contract_modules().items():
@@ -113,18 +133,6 @@ def test_contract_test_names_are_unique():
                 clashes.append((test_name, seen[test_name], module_name))
             seen[test_name] = module_name
     assert clashes == []
-
-
-@pytest.mark.parametrize("runner", ["kit", "matrix"])
-def test_every_contract_test_is_collected(runner):
-    """test_kit.py and tests/test_contract.py each import every contract test, unchanged."""
-    module = clonestore.testing.test_kit if runner == "kit" else _matrix_module()
-    missing = [
-        qualified
-        for qualified, test in _all_contract_tests()
-        if getattr(module, qualified.split(".")[1], None) is not test
-    ]
-    assert missing == []
 
 
 def test_contract_tests_have_one_line_docstrings():

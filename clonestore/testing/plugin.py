@@ -5,14 +5,23 @@ in :mod:`clonestore.testing`: ``clonestore_url``, ``store_factory``,
 ``store``, ``clonestore_plugins``, ``clonestore_store`` and
 ``differential_stores``. When hypothesis is installed it also registers the
 ``dev`` and ``ci`` profiles of :mod:`clonestore.testing.profiles`.
+
+It collects the kit's modules as test modules of their own (:class:`KitModule`),
+so each test's id names its module: ``contract/users.py::test_...`` under
+``--pyargs clonestore.testing``, and ``tests/contract/users.py::test_...`` in a
+suite whose ``tests/contract`` is a symlink to the kit's contract package (as
+clonestore's own is). Their assertions are rewritten by pytest, so a failing
+contract test shows the values it compared.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,19 +30,28 @@ import clonestore
 from clonestore.spi import TRUE
 from clonestore.testing import StoreFactory
 
+# Before anything imports them (neither import above does): a failing kit test then shows
+# the values it compared.
+pytest.register_assert_rewrite("clonestore.testing.contract", "clonestore.testing.properties")
+
 if TYPE_CHECKING:
     from clonestore.testing.differential import Stores
 
 __all__ = [
     "DEFAULT_TEST_URL",
+    "KIT_PACKAGES",
+    "KitModule",
     "StoreFactory",
     "clonestore_plugins",
     "clonestore_store",
     "clonestore_url",
     "configured_url",
     "differential_stores",
+    "kit_module_name",
     "pytest_addoption",
+    "pytest_collect_file",
     "pytest_configure",
+    "pytest_pycollect_makemodule",
     "store",
     "store_factory",
 ]
@@ -78,6 +96,51 @@ def pytest_configure(config: pytest.Config) -> None:
             config.rootpath / cache_dir / "d" / "clonestore-hypothesis"
         )
     register_profiles(database)
+
+
+#: The kit's packages of test modules (none of their modules is named ``test_*.py``).
+KIT_PACKAGES = ("contract", "properties")
+_KIT_DIR = Path(__file__).resolve().parent
+
+
+def kit_module_name(path: Path) -> str | None:
+    """The dotted name of the kit test module at ``path`` (the real file or a path through
+    a symlinked directory), or None when ``path`` is no kit test module."""
+    if path.suffix != ".py" or path.name.startswith("_"):
+        return None
+    real = path.resolve()
+    if real.parent.parent != _KIT_DIR or real.parent.name not in KIT_PACKAGES:
+        return None
+    return f"clonestore.testing.{real.parent.name}.{real.stem}"
+
+
+class KitModule(pytest.Module):
+    """A module of the kit collected under its own file name, imported by its package name
+    (never a second copy under a path-derived name), with its assertions rewritten."""
+
+    def _getobj(self) -> ModuleType:
+        name = kit_module_name(self.path)
+        assert name is not None
+        return importlib.import_module(name)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """Collect the kit's test modules, which pytest's ``test_*.py`` pattern leaves out."""
+    if parent.session.isinitpath(file_path):
+        return None  # named on the command line: pytest_pycollect_makemodule below
+    if kit_module_name(file_path) is None:
+        return None
+    module: pytest.Module = KitModule.from_parent(parent, path=file_path)
+    return module
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
+    """A kit module named on the command line (``clonestore/testing/contract/users.py``,
+    ``--pyargs clonestore.testing.contract.users``) is a :class:`KitModule` too."""
+    if kit_module_name(module_path) is None:
+        return None
+    return KitModule.from_parent(parent, path=module_path)
 
 
 def configured_url(config: pytest.Config) -> str:

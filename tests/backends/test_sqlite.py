@@ -1,4 +1,4 @@
-"""Behaviour specific to the sqlite:// backend (see tests/test_contract.py for the rest)."""
+"""Behaviour specific to the sqlite:// backend (see tests/contract/ for the rest)."""
 
 from __future__ import annotations
 

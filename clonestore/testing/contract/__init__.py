@@ -1,10 +1,13 @@
 """The clonestore conformance suite: plain pytest tests over the ``store`` and
 ``store_factory`` fixtures of :mod:`clonestore.testing.plugin`.
 
-Each module holds the tests of one area; none is named ``test_*.py``, so they
-run only where they are imported: ``clonestore/testing/test_kit.py`` (what
-``pytest --pyargs clonestore.testing --clonestore-url=URL`` runs) and
-clonestore's own ``tests/test_contract.py`` (the backend matrix).
+Each module holds the tests of one area. None is named ``test_*.py``: the
+kit's pytest plugin collects them as modules of their own
+(:class:`clonestore.testing.plugin.KitModule`), so each test id names its module,
+``contract/users.py::test_...`` under ``pytest --pyargs clonestore.testing
+--clonestore-url=URL``, and ``tests/contract/users.py::test_...[postgres]`` in
+clonestore's own suite, whose ``tests/contract`` is a symlink to this package
+(the backend matrix).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ Each property runs as many examples as the loaded hypothesis profile says
 (:mod:`clonestore.testing.profiles`: ``dev`` 50, ``ci`` 300); the state
 machine takes up to ``operations.STEPS`` steps per example. Needs
 ``hypothesis``. As in :mod:`clonestore.testing.contract`, no module here is
-named ``test_*.py``: they run where they are imported
-(``clonestore/testing/test_kit.py`` and ``tests/properties/``).
+named ``test_*.py``: the kit's plugin collects them
+(``properties/operations.py::...``), and ``tests/properties/`` imports them.
 """
 
 from __future__ import annotations
