@@ -2,12 +2,21 @@
 
 ::
 
-    clonestore migrate [--url URL]   apply pending migrations, one line per migration
-    clonestore status  [--url URL]   list migrations, applied or pending
+    clonestore migrate            apply pending migrations, one line per migration
+    clonestore status             list migrations, applied or pending
+    clonestore seed [--users N]   write a realistic demo data set
+    clonestore export USER_ID     everything about a user, as JSON
+    clonestore erase USER_ID      remove everything about a user (asks first)
+    clonestore audit verify       check the audit chain (exit 1 when broken)
+    clonestore cache clean        remove expired cache entries
+    clonestore ratelimit cleanup  remove old rate-limit windows
+    clonestore doctor             health, migrations, tables, pgvector, replicas
+    clonestore shell              a Python REPL with `store` open
 
-``--url`` defaults to what ``clonestore.open()`` uses: ``$CLONESTORE_URL``, else
-``sqlite:///clonestore.db``. Passwords in URLs are never printed. A failure is
-one line on stderr saying what to do next, and exit status 1.
+Every command takes ``--url`` (default: what ``clonestore.open()`` uses,
+``$CLONESTORE_URL``, else ``sqlite:///clonestore.db``) and ``--plugins``; those
+that print data take ``--json``. Passwords in URLs are never printed. A failure
+is one line on stderr saying what to do next, and exit status 1.
 
 Each group of commands lives in its own module and registers on :data:`cli`.
 """
@@ -64,4 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Registering the commands (imported for their side effect on ``cli``).
-from clonestore.cli import schema  # noqa: E402, F401
+from clonestore.cli import data, doctor, maintenance, schema, shell  # noqa: E402, F401

@@ -1,5 +1,6 @@
 """What every ``clonestore`` command shares: the store options, opening the
-store, and one-line failures with advice.
+store, one-line failures with advice, JSON output, and progress that shows
+on a terminal only.
 
 A command declares its options with :func:`url_option` (and
 :func:`plugins_option` where plugins matter), opens the store with
@@ -9,7 +10,9 @@ A command declares its options with :func:`url_option` (and
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
@@ -23,11 +26,16 @@ from clonestore.store import DEFAULT_URL
 
 __all__ = [
     "Failure",
+    "Progress",
     "StoreOptions",
+    "echo_json",
     "fail_with_advice",
+    "json_option",
+    "on_terminal",
     "open_store",
     "plugins_option",
     "url_option",
+    "with_plugins",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -130,3 +138,53 @@ def fail_with_advice(error: ClonestoreError, options: StoreOptions | None) -> Fa
             message = f"{message} ({options.shown_url})"
     return Failure(message, _advice(error))
 
+
+
+def with_plugins(options: StoreOptions, *required: str) -> StoreOptions:
+    """The options with ``required`` plugins added (a command that needs one enables it)."""
+    missing = [name for name in required if name not in options.plugins]
+    return StoreOptions(options.url, (*options.plugins, *missing))
+
+
+def json_option(command: F) -> F:
+    """``--json``: print the command's data as JSON on stdout instead of lines for people."""
+    return click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")(
+        command
+    )
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (datetimes ISO 8601, Decimals as strings)."""
+    from clonestore.repositories.erasure import to_json
+
+    click.echo(json.dumps(to_json(data), indent=2, sort_keys=False, default=str))
+
+
+def on_terminal() -> bool:
+    """Whether stderr is a terminal (progress shows there, and only there)."""
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self._bar: Any = None
+        if on_terminal():
+            self._bar = click.progressbar(
+                length=total, label=label, file=sys.stderr
+            )
+
+    def __enter__(self) -> Progress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def advance(self, steps: int = 1) -> None:
+        """Move the bar on by ``steps``."""
+        if self._bar is not None:
+            self._bar.update(steps)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

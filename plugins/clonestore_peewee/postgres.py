@@ -85,6 +85,10 @@ INSERT_PAGE: Final = 1000
 # migrate once. Any fixed 64-bit number unlikely to clash with applications.
 _SCHEMA_LOCK_KEY: Final = 0x636C6F6E6573746F  # "clonesto"
 
+# Whether the server offers pgvector and which version this database has installed.
+_PGVECTOR: Final = (
+    "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = 'vector'"
+)
 _JSON_OID: Final = 114
 _JSON_ARRAY_OID: Final = 199
 _UUID_OID: Final = 2950
@@ -323,12 +327,16 @@ class PostgresBackend(SQLBackend):
     # ------------------------------------------------------------------ lifecycle
 
     def health(self) -> dict[str, Any]:
-        """``ok``, ``backend``, ``latency_ms``, server version and pool use; never raises."""
+        """``ok``, ``backend``, ``latency_ms``, server version, pool use and ``pgvector``
+        (its ``installed`` and ``available`` versions, or None when the server lacks it);
+        never raises."""
         started = time.perf_counter()
         out: dict[str, Any] = {"ok": False, "backend": self.name, "url": self.label}
         try:
             row = self._execute("SHOW server_version", (), ONE)
             out.update(ok=True, server_version=row[0])
+            row = self._execute(_PGVECTOR, (), ONE)
+            out["pgvector"] = {"installed": row[0], "available": row[1]} if row else None
         except Exception as exc:
             out["error"] = str(exc)
         out["latency_ms"] = (time.perf_counter() - started) * 1000

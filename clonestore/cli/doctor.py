@@ -1,0 +1,168 @@
+"""``clonestore doctor``: is this store healthy and ready for the application?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import click
+
+from clonestore.cli import cli
+from clonestore.cli._common import (
+    Failure,
+    StoreOptions,
+    echo_json,
+    json_option,
+    open_store,
+    plugins_option,
+    url_option,
+)
+from clonestore.errors import ClonestoreError
+from clonestore.query import TRUE
+from clonestore.secrets import redact_url
+from clonestore.store import Store
+
+
+@attrs.frozen
+class Check:
+    """One line of the doctor's report: ``status`` is ``ok``, ``warn``, ``fail`` or ``info``."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+
+def _connection(health: dict[str, Any]) -> Check:
+    latency = health.get("latency_ms")
+    parts = [str(health.get("backend", "?"))]
+    if health.get("server_version"):
+        parts.append(str(health["server_version"]))
+    if isinstance(latency, (int, float)):
+        parts.append(f"{latency:.1f} ms")
+    pool = health.get("pool")
+    if isinstance(pool, dict) and "size" in pool:
+        parts.append(f"pool {pool.get('in_use', 0)}/{pool['size']} in use")
+    if health.get("ok"):
+        return Check("connection", "ok", ", ".join(parts))
+    return Check(
+        "connection",
+        "fail",
+        f"{', '.join(parts)}: {health.get('error', 'not healthy')}",
+        "check that the database server is running and the URL is right",
+    )
+
+
+def _migrations(store: Store) -> Check:
+    rows = store.migration_status()
+    if not rows:
+        return Check("migrations", "ok", "this backend has no migrations")
+    pending = [row["name"] for row in rows if not row["applied"]]
+    if pending:
+        return Check(
+            "migrations",
+            "fail",
+            f"{len(pending)} of {len(rows)} pending: {', '.join(pending)}",
+            "run: clonestore migrate --url URL",
+        )
+    return Check("migrations", "ok", f"{len(rows)} applied, none pending")
+
+
+def _tables(store: Store) -> Check:
+    missing: list[str] = []
+    rows = 0
+    for spec in store.tables.values():
+        try:
+            rows += store.backend.count(spec, TRUE)
+        except ClonestoreError:
+            missing.append(spec.name)
+    if missing:
+        return Check(
+            "tables",
+            "fail",
+            f"{len(missing)} of {len(store.tables)} missing: {', '.join(sorted(missing))}",
+            "run: clonestore migrate --url URL (plugin tables are created when the "
+            "application opens the store with its plugins)",
+        )
+    return Check("tables", "ok", f"{len(store.tables)} present, {rows} row(s)")
+
+
+def _vectors(store: Store, health: dict[str, Any]) -> Check:
+    if "pgvector" in health:
+        found = health["pgvector"]
+        if not found:
+            return Check("pgvector", "info", "not on this server; vector search runs without it")
+        if found.get("installed"):
+            return Check("pgvector", "ok", f"installed, version {found['installed']}")
+        return Check(
+            "pgvector",
+            "info",
+            f"available (version {found.get('available')}) but not installed in this database",
+            "CREATE EXTENSION vector (as a superuser) to search embeddings in the engine",
+        )
+    capabilities = sorted(getattr(store.backend, "capabilities", ()))
+    shown = ", ".join(capabilities) if capabilities else "none"
+    return Check("capabilities", "info", f"backend capabilities: {shown}")
+
+
+def _replicas(health: dict[str, Any]) -> list[Check]:
+    replicas = health.get("replicas")
+    if not replicas:
+        return []
+    entries = replicas.items() if isinstance(replicas, dict) else enumerate(replicas)
+    checks = []
+    for key, replica in entries:
+        if not isinstance(replica, dict):
+            continue
+        name = redact_url(str(replica.get("url") or replica.get("name") or key))
+        lags = ", ".join(
+            f"{field} {value:.1f}" if isinstance(value, float) else f"{field} {value}"
+            for field, value in replica.items()
+            if "lag" in field and value is not None
+        )
+        detail = f"{name}: {lags or 'lag unknown'}"
+        if replica.get("ok", True):
+            checks.append(Check("replica", "ok", detail))
+        else:
+            error = replica.get("error", "not healthy")
+            checks.append(Check("replica", "fail", f"{detail}; {error}",
+                                "check the standby and its replication from the primary"))
+    return checks
+
+
+def diagnose(store: Store) -> list[Check]:
+    """Every check of ``clonestore doctor`` on an open store."""
+    health = store.health()
+    checks = [_connection(health)]
+    if not health.get("ok"):
+        return checks
+    checks += [_migrations(store), _tables(store), _vectors(store, health), *_replicas(health)]
+    return checks
+
+
+_MARK = {"ok": "[ok]", "warn": "[!!]", "fail": "[XX]", "info": "[--]"}
+
+
+@cli.command(short_help="check the store's health and readiness")
+@url_option
+@plugins_option
+@json_option
+def doctor(url: str | None, plugins: tuple[str, ...], as_json: bool) -> None:
+    """Check the connection (latency, pool), pending migrations, the tables of the
+    core and of the plugins given with --plugins, pgvector on PostgreSQL, and the
+    lag of read replicas where configured. Changes nothing; exits with status 1
+    when a check fails."""
+    options = StoreOptions(url, plugins)
+    with open_store(options) as store:
+        checks = diagnose(store)
+    if as_json:
+        echo_json({"url": options.shown_url, "checks": [attrs.asdict(c) for c in checks]})
+    else:
+        click.echo(f"{options.shown_url}:")
+        for check in checks:
+            click.echo(f"  {_MARK[check.status]} {check.name}: {check.detail}")
+    failed = [c for c in checks if c.status == "fail"]
+    if failed:
+        first = failed[0]
+        raise Failure(f"{len(failed)} check(s) failed, first {first.name}: {first.detail}",
+                      first.fix)

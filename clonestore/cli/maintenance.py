@@ -1,0 +1,99 @@
+"""``clonestore audit verify``, ``cache clean`` and ``ratelimit cleanup``: plugin upkeep.
+
+Each command enables the plugin it works on; ``--plugins`` adds others.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import attrs
+import click
+
+from clonestore.cli import cli
+from clonestore.cli._common import (
+    Failure,
+    StoreOptions,
+    echo_json,
+    json_option,
+    open_store,
+    plugins_option,
+    url_option,
+    with_plugins,
+)
+
+
+@cli.group(short_help="the audit trail")
+def audit() -> None:
+    """Inspect the audit plugin's tamper-evident trail."""
+
+
+@audit.command(short_help="check the audit chain; exit 1 if it is broken")
+@url_option
+@plugins_option
+@json_option
+def verify(url: str | None, plugins: tuple[str, ...], as_json: bool) -> None:
+    """Walk the whole audit chain and check every row's hash link; exits with
+    status 1 when a row was changed, removed or reordered."""
+    options = with_plugins(StoreOptions(url, plugins), "audit")
+    with open_store(options, create_tables=True) as store:
+        report = store.audit.verify()
+    if as_json:
+        echo_json(attrs.asdict(report))
+    elif report.ok:
+        click.echo(f"{options.shown_url}: audit chain ok ({report.checked} row(s) checked)")
+    if not report.ok:
+        where = f"seq {report.first_bad_seq}"
+        if report.first_bad_id is not None:
+            where += f" (id {report.first_bad_id})"
+        raise Failure(
+            f"audit chain broken at {where}: {report.reason}",
+            "rows from there on cannot be trusted; restore the audit tables from a backup "
+            "and investigate who changed them",
+        )
+
+
+@cli.group(short_help="the cache")
+def cache() -> None:
+    """Upkeep of the cache plugin's tables."""
+
+
+@cache.command(short_help="remove expired cache entries")
+@url_option
+@plugins_option
+@json_option
+def clean(url: str | None, plugins: tuple[str, ...], as_json: bool) -> None:
+    """Remove expired entries from every cache table."""
+    options = with_plugins(StoreOptions(url, plugins), "cache")
+    with open_store(options, create_tables=True) as store:
+        removed: dict[str, int] = store.cache.clean_expired()
+    if as_json:
+        echo_json({"removed": removed})
+        return
+    detail = ", ".join(f"{name}: {n}" for name, n in removed.items())
+    click.echo(
+        f"{options.shown_url}: removed {sum(removed.values())} expired entries ({detail})"
+    )
+
+
+@cli.group(short_help="the rate limiter")
+def ratelimit() -> None:
+    """Upkeep of the rate-limit plugin's counters."""
+
+
+@ratelimit.command(short_help="remove old rate-limit windows")
+@url_option
+@plugins_option
+@click.option("--older-than", "older_than", type=click.FloatRange(min=0), default=86_400.0,
+              show_default=True, metavar="SECONDS",
+              help="remove windows that ended at least this many seconds ago")
+@json_option
+def cleanup(url: str | None, plugins: tuple[str, ...], older_than: float, as_json: bool) -> None:
+    """Remove rate-limit windows that ended long ago (they no longer limit anyone)."""
+    options = with_plugins(StoreOptions(url, plugins), "ratelimit")
+    with open_store(options, create_tables=True) as store:
+        removed: int = store.ratelimit.cleanup(older_than=timedelta(seconds=older_than))
+    if as_json:
+        echo_json({"removed": removed})
+        return
+    click.echo(f"{options.shown_url}: removed {removed} old rate-limit window(s)")
