@@ -15,7 +15,16 @@ from typing import Any, Final
 
 import attrs
 
-from clonestore.schema import Column, Index, TableSpec, Unique, column, record, table_spec
+from clonestore.schema import (
+    Column,
+    Index,
+    TableSpec,
+    Unique,
+    column,
+    json_object,
+    record,
+    table_spec,
+)
 
 __all__ = [
     "DOCUMENT_STATUSES",
@@ -30,6 +39,7 @@ __all__ = [
     "Memory",
     "Session",
     "SoftDeletable",
+    "Specialization",
     "Turn",
     "User",
     "VoiceModel",
@@ -52,6 +62,15 @@ def _empty_dict() -> dict[str, Any]:
 
 def _empty_list() -> list[Any]:
     return []
+
+
+def _resolution(value: Any) -> str | None:
+    """A face model's resolution: ``{"width": w, "height": h}``, positive integers."""
+    if type(value) is not dict or set(value) != {"width", "height"}:
+        return 'must be an object {"width": ..., "height": ...}'
+    if not all(type(v) is int and 0 < v <= 1_000_000 for v in value.values()):
+        return "width and height must be integers from 1 to 1000000"
+    return None
 
 
 @record
@@ -82,7 +101,7 @@ class User(SoftDeletable):
         "list", max_length=100, default_factory=_empty_list
     )
     subscription_tier: str = column("text", choices=SUBSCRIPTION_TIERS, default="free")
-    settings: dict[str, Any] = column("json", default_factory=_empty_dict)
+    settings: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
 
 
 @record
@@ -95,7 +114,7 @@ class CloneModel(SoftDeletable):
     status: str = column("text", choices=MODEL_STATUSES, default="training")
     quality_score: float | None = column("float", nullable=True, minimum=0.0, maximum=1.0)
     is_active: bool = column("bool", settable="no", default=False)
-    settings: dict[str, Any] = column("json", default_factory=_empty_dict)
+    settings: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
 
 
 @record
@@ -103,6 +122,7 @@ class VoiceModel(CloneModel):
     """A person's cloned voice."""
 
     external_voice_id: str | None = column("text", nullable=True, max_length=200)
+    model_path: str | None = column("text", nullable=True, max_length=1000)
     sample_paths: tuple[str, ...] = column("list", max_length=1000, default_factory=_empty_list)
 
 
@@ -111,6 +131,7 @@ class FaceModel(CloneModel):
     """A person's cloned face."""
 
     model_path: str | None = column("text", nullable=True, max_length=1000)
+    resolution: dict[str, int] | None = column("json", nullable=True, validator=_resolution)
     reference_image_paths: tuple[str, ...] = column(
         "list", max_length=1000, default_factory=_empty_list
     )
@@ -123,6 +144,8 @@ class Session(Entity):
     user_id: str = column("id", settable="create")
     voice_model_id: str | None = column("id", nullable=True, settable="create")
     face_model_id: str | None = column("id", nullable=True, settable="create")
+    llm_provider: str | None = column("text", nullable=True, max_length=100)
+    tts_provider: str | None = column("text", nullable=True, max_length=100)
     state: str = column("text", choices=SESSION_STATES, settable="no", default="idle")
     started_at: datetime = column("datetime", settable="create")
     ended_at: datetime | None = column("datetime", nullable=True, settable="no")
@@ -130,7 +153,7 @@ class Session(Entity):
     last_turn_index: int = column("int", settable="no", minimum=0, default=0)
     total_latency_ms: int = column("int", settable="no", minimum=0, default=0)
     total_cost: Decimal = column("decimal", settable="no", minimum=Decimal(0), default=Decimal(0))
-    metadata: dict[str, Any] = column("json", default_factory=_empty_dict)
+    metadata: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
 
     @property
     def average_latency_ms(self) -> float | None:
@@ -155,7 +178,7 @@ class Turn(Entity):
     llm_cost: Decimal = column("decimal", settable="create", minimum=Decimal(0), default=Decimal(0))
     tts_cost: Decimal = column("decimal", settable="create", minimum=Decimal(0), default=Decimal(0))
     interrupted: bool = column("bool", default=False)
-    metadata: dict[str, Any] = column("json", default_factory=_empty_dict)
+    metadata: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
 
     @property
     def latency_ms(self) -> int:
@@ -200,7 +223,16 @@ class Memory(SoftDeletable):
     importance: float = column("float", minimum=0.0, maximum=1.0, default=0.5)
     session_id: str | None = column("id", nullable=True, settable="create")
     tags: tuple[str, ...] = column("list", max_length=100, default_factory=_empty_list)
-    metadata: dict[str, Any] = column("json", default_factory=_empty_dict)
+    metadata: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
+
+
+@record
+class Specialization(Entity):
+    """A specialised model a clone can use (``database-guidelines.md``): its name is unique."""
+
+    name: str = column("text", **_NAME)
+    description: str | None = column("text", nullable=True, max_length=10_000)
+    model_path: str = column("text", max_length=1000, min_length=1)
 
 
 #: Hidden column on rows removed by a user's cascading soft delete: the user's
@@ -251,5 +283,10 @@ TABLES: Final[dict[str, TableSpec]] = {
             indexes=[Index(("user_id",)), Index(("uploaded_at",)), Index(("status",))],
         )
     ),
-    "memories": _with_cascade(table_spec(Memory, "memories", indexes=[Index(("user_id",))])),
+    "memories": _with_cascade(
+        table_spec(Memory, "memories", indexes=[Index(("user_id",)), Index(("session_id",))])
+    ),
+    "specializations": table_spec(
+        Specialization, "specializations", unique=[Unique(("name",))]
+    ),
 }

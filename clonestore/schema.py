@@ -47,6 +47,7 @@ __all__ = [
     "Unique",
     "check",
     "column",
+    "json_object",
     "record",
     "record_columns",
     "table_spec",
@@ -95,6 +96,8 @@ class Column:
     settable: Settable = "yes"
     default: Any = None
     default_factory: Callable[[], Any] | None = None
+    validator: Callable[[Any], str | None] | None = None
+    """Further rules on a (non-null, already checked) value: returns what is wrong, or None."""
 
     @property
     def key_name(self) -> str:
@@ -251,6 +254,22 @@ def check(col: Column, value: Any) -> Any:
     Raises :class:`ValidationError` naming the field. ``None`` is accepted
     only for nullable columns.
     """
+    checked = _check_kind(col, value)
+    if col.validator is not None and checked is not None:
+        problem = col.validator(checked)
+        if problem is not None:
+            raise _fail(col, problem)
+    return checked
+
+
+def json_object(value: Any) -> str | None:
+    """A :attr:`Column.validator`: the JSON value must be an object (a ``dict``)."""
+    if type(value) is not dict:
+        return f"must be a JSON object (a dict), got {type(value).__name__}"
+    return None
+
+
+def _check_kind(col: Column, value: Any) -> Any:
     if value is None:
         if col.nullable:
             return None

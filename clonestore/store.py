@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         FaceModelRepository,
         MemoryRepository,
         SessionRepository,
+        SpecializationRepository,
         TurnRepository,
         UserRepository,
         VoiceModelRepository,
@@ -121,6 +122,7 @@ class Store:
     turns: TurnRepository
     documents: DocumentRepository
     memories: MemoryRepository
+    specializations: SpecializationRepository
 
     def __init__(
         self,
@@ -162,6 +164,7 @@ class Store:
     # ------------------------------------------------------------------ set-up
 
     def _make_plugin_manager(self, plugins: Sequence[str | object]) -> pluggy.PluginManager:
+        plugins = _plugin_list(plugins)
         pm = pluggy.PluginManager("clonestore")
         pm.add_hookspecs(hookspecs)
         available, self._broken_plugins = _entry_point_plugins()
@@ -209,6 +212,15 @@ class Store:
         services = self.__dict__.get("services")
         if services is not None and name in services:
             return services[name]
+        if services is not None and not name.startswith("_"):
+            available, broken = _entry_point_plugins()
+            if name in available or name in broken:
+                raise AttributeError(
+                    f"store.{name} is provided by the {name!r} plugin, which this store was "
+                    f"not opened with; open it with clonestore.open(url, plugins=[{name!r}])",
+                    name=name,
+                    obj=self,
+                )
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def attach(self, name: str, service: Any) -> None:
@@ -371,6 +383,19 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<clonestore.Store {redact_url(self.url)} {state}>"
+
+
+def _plugin_list(plugins: Any) -> list[str | object]:
+    """``open()``'s ``plugins`` as a list: a string is a comma-separated list of names
+    (``"cache,audit"``, as ``clonestore migrate --plugins`` takes them)."""
+    if isinstance(plugins, str):
+        return [name.strip() for name in plugins.split(",") if name.strip()]
+    if isinstance(plugins, (bytes, Mapping)) or not isinstance(plugins, Iterable):
+        raise ConfigurationError(
+            "plugins must be a list of plugin names or objects, e.g. plugins=['cache']; "
+            f"got {type(plugins).__name__}"
+        )
+    return list(plugins)
 
 
 def open(

@@ -30,6 +30,7 @@ DOCUMENTED = {
     "Turn",
     "Document",
     "Memory",
+    "Specialization",
     # bases for your own records
     "Entity",
     "SoftDeletable",

@@ -21,12 +21,14 @@ from clonestore.repositories.sessions import (
     SessionWithTurns,
     TurnRepository,
 )
+from clonestore.repositories.specializations import SpecializationRepository
 from clonestore.repositories.users import UserRepository
 
 if TYPE_CHECKING:
     from clonestore.store import Store
 
 __all__ = [
+    "CATALOGUES",
     "DOCUMENT_TRANSITIONS",
     "MAX_PAGE_SIZE",
     "METRICS",
@@ -43,6 +45,7 @@ __all__ = [
     "SessionRepository",
     "SessionStatistics",
     "SessionWithTurns",
+    "SpecializationRepository",
     "TurnRepository",
     "UserRepository",
     "VoiceModelRepository",
@@ -61,7 +64,13 @@ REPOSITORIES: Final[dict[str, type[Repository[Any]]]] = {
 }
 
 
+#: Store attribute -> repository of a table no user owns (not in a user's view).
+CATALOGUES: Final[dict[str, type[Repository[Any]]]] = {
+    "specializations": SpecializationRepository,
+}
+
+
 def attach_repositories(store: Store) -> None:
     """Give the store one repository per domain table."""
-    for name, cls in REPOSITORIES.items():
+    for name, cls in (*REPOSITORIES.items(), *CATALOGUES.items()):
         setattr(store, name, cls(store, TABLES[name]))

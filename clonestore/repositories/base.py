@@ -22,7 +22,7 @@ from clonestore.query import (
     parse_order,
     parse_where,
 )
-from clonestore.schema import Column, TableSpec, check
+from clonestore.schema import INT64_MAX, Column, TableSpec, check
 from clonestore.spi import Increment, Row
 
 if TYPE_CHECKING:
@@ -149,11 +149,22 @@ class Repository(Generic[R]):
         value: str = check(self._id_col, id)
         return value
 
+    #: Fields set by clonestore that ``create`` accepts when given their initial
+    #: value (a session's ``state="idle"``), as the original API passed them.
+    initial_values: Mapping[str, tuple[Any, str]] = {}
+
     def _build(self, fields: Mapping[str, Any], **system: Any) -> R:
         """A new, valid record from caller fields, with system fields filled in
         (``system`` sets fields only the core may set)."""
         if self.owner is not None and self.owner_column == "id":
             raise ValidationError(f"a user's view cannot create {self.spec.name}")
+        for name, (initial, how) in self.initial_values.items():
+            if name in fields:
+                if fields[name] != initial:
+                    raise ValidationError(
+                        f"a new {self.noun} starts {initial!r}; {how}", field=name
+                    )
+                fields = {k: v for k, v in fields.items() if k != name}
         for name in fields:
             col = self.spec.column(name)
             if col.settable == "no" or col.derived_from is not None or name not in self._fields:
@@ -242,18 +253,43 @@ class Repository(Generic[R]):
             raise NotFound(f"no {self.noun} with id {id}")
         return row
 
+    def _unique_error(self, exc: AlreadyExists) -> AlreadyExists:
+        """``exc`` naming the fields a caller knows (``email``, not ``email_key``)."""
+        text = str(exc)
+        table = self.spec.name
+        for unique in self.spec.unique:
+            columns = (*unique.columns, *(c for c, _ in unique.when))
+            if unique.name(table) in text or all(f"{table}.{c}" in text for c in columns) or (
+                f"{', '.join(columns)} already used" in text
+            ):
+                fields = [self.spec.by_name[c].derived_from or c for c in unique.columns]
+                live = " live" if self.spec.soft_delete else ""
+                return reraise_unique(
+                    exc,
+                    f"{table}: {', '.join(fields)} already used by another{live} {self.noun}",
+                )
+        return exc
+
     def _insert(self, verb: str, row: Row) -> None:
-        self._gateway.write(
-            lambda: self._op(verb, "insert", key=row["id"], changes=row),
-            lambda: self._backend.insert(self.spec, row),
-        )
+        def run() -> None:
+            try:
+                self._backend.insert(self.spec, row)
+            except AlreadyExists as exc:
+                raise self._unique_error(exc) from exc.orig
+
+        self._gateway.write(lambda: self._op(verb, "insert", key=row["id"], changes=row), run)
 
     def _update(
         self, verb: str, where: Expr, changes: Mapping[str, Any], key: str | None = None
     ) -> list[Row]:
+        def run() -> list[Row]:
+            try:
+                return self._backend.update(self.spec, where, changes)
+            except AlreadyExists as exc:
+                raise self._unique_error(exc) from exc.orig
+
         rows: list[Row] = self._gateway.write(
-            lambda: self._op(verb, "update", key=key, where=where, changes=changes),
-            lambda: self._backend.update(self.spec, where, changes),
+            lambda: self._op(verb, "update", key=key, where=where, changes=changes), run
         )
         return rows
 
@@ -289,15 +325,20 @@ class Repository(Generic[R]):
         limit: int | None = None,
         offset: int = 0,
         with_deleted: bool = False,
+        **lookups: Any,
     ) -> list[R]:
-        """Records matching ``where``, ordered (``"-created_at"``; ties by id), sliced."""
-        if limit is not None and (error := _bad_int("limit", limit, 0)):
+        """Records matching ``where`` and keyword ``lookups`` (as ``find_one`` takes them),
+        ordered (``"-created_at"``; ties by id), sliced.
+
+        ``limit`` and ``offset`` are integers from 0 to 2**63 - 1 on every backend.
+        """
+        if limit is not None and (error := _bad_int("limit", limit, 0, INT64_MAX)):
             raise error
-        if error := _bad_int("offset", offset, 0):
+        if error := _bad_int("offset", offset, 0, INT64_MAX):
             raise error
         rows = self._select(
             "find_many",
-            self._where(where, with_deleted),
+            self._where(_merge_lookups(where, lookups), with_deleted),
             parse_order(self.spec, order_by),
             limit,
             offset,
@@ -327,9 +368,11 @@ class Repository(Generic[R]):
         next_cursor = encode_cursor(order, rows[-1]) if more else None
         return Page([self._load(r) for r in rows], next_cursor)
 
-    def count(self, where: Mapping[str, Any] | None = None, with_deleted: bool = False) -> int:
-        """How many records match."""
-        expr = self._where(where, with_deleted)
+    def count(
+        self, where: Mapping[str, Any] | None = None, with_deleted: bool = False, **lookups: Any
+    ) -> int:
+        """How many records match ``where`` and keyword ``lookups``."""
+        expr = self._where(_merge_lookups(where, lookups), with_deleted)
         n: int = self._gateway.read(
             lambda: self._op("count", "count", where=expr),
             lambda: self._backend.count(self.spec, expr),
@@ -371,19 +414,24 @@ class Repository(Generic[R]):
         if not records:
             return []
         stored = [self._row(r) for r in records]
+
+        def run() -> None:
+            try:
+                self._backend.insert_many(self.spec, stored)
+            except AlreadyExists as exc:
+                raise self._unique_error(exc) from exc.orig
+
         with self._gateway.atomic():
             self._check_references(stored)
-            self._gateway.write(
-                lambda: self._op("create_many", "insert_many", rows=stored),
-                lambda: self._backend.insert_many(self.spec, stored),
-            )
+            self._gateway.write(lambda: self._op("create_many", "insert_many", rows=stored), run)
         return records
 
-    def update(self, id: str, expected_version: int | None = None, **changes: Any) -> R:
+    def update(self, id: str, /, expected_version: int | None = None, **changes: Any) -> R:
         """Change fields of a live record, atomically; returns the new record.
 
         With ``expected_version`` the change applies only if the record is still
-        at that version, else :class:`Conflict`.
+        at that version, else :class:`Conflict`. Fields set by clonestore (``id``,
+        ``version``...) are refused with :class:`ValidationError`.
         """
         id = self._check_id(id)
         if expected_version is not None and (
@@ -408,12 +456,24 @@ class Repository(Generic[R]):
             f"{self.noun} {id} is at version {current['version']}, not {expected_version}"
         )
 
-    def update_many(self, where: Mapping[str, Any] | None, **changes: Any) -> int:
-        """Apply the same changes to every live record matching ``where``; how many changed."""
+    def update_many(
+        self, where: Mapping[str, Any] | None, /, *, all: bool = False, **changes: Any
+    ) -> int:
+        """Apply the same changes to every live record matching ``where``; how many changed.
+
+        An empty ``where`` (None or ``{}``) would change every row: it is refused
+        unless ``all=True`` says so.
+        """
         expr = self._where(where)
         values = self._changes(changes)
         if not values:
             raise ValidationError("update_many needs at least one change")
+        if type(all) is not bool:
+            raise ValidationError(f"must be True or False, got {all!r}", field="all")
+        if not where and not all:
+            raise ValidationError(
+                "update_many needs a filter; pass all=True to change every row", field="where"
+            )
         return len(self._update("update_many", expr, self._stamp(values)))
 
     def delete(self, id: str) -> None:
@@ -451,6 +511,22 @@ class Repository(Generic[R]):
         id = self._check_id(id)
         if not self._delete("hard_delete", conjoin(Cond("id", "eq", id), self._scope), key=id):
             raise NotFound(f"no {self.noun} with id {id}")
+
+
+def _merge_lookups(
+    where: Mapping[str, Any] | None, lookups: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """``where`` and keyword lookups as one mapping; a lookup given twice is refused."""
+    if not lookups:
+        return where
+    if where is None:
+        return lookups
+    if not isinstance(where, Mapping):
+        raise ValidationError(f"where must be a mapping, got {type(where).__name__}")
+    twice = sorted(set(where) & set(lookups))
+    if twice:
+        raise ValidationError("given both in where and as a keyword", field=twice[0])
+    return {**where, **lookups}
 
 
 def check_rows(rows: Any) -> list[Mapping[str, Any]]:

@@ -27,6 +27,7 @@ class DocumentRepository(OwnedRepository[Document]):
     """Documents a clone knows, processed into chunks and vectors."""
 
     noun = "document"
+    initial_values = {"status": ("pending", "move it with update_status()")}
 
     def update_status(
         self,

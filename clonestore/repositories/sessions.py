@@ -68,6 +68,7 @@ class SessionRepository(OwnedRepository[Session]):
     """Sessions of a user talking to their clone."""
 
     noun = "session"
+    initial_values = {"state": ("idle", "move it with update_state()")}
 
     def _check_references(self, rows: Any) -> None:
         super()._check_references(rows)
@@ -180,13 +181,23 @@ class SessionRepository(OwnedRepository[Session]):
         )
 
     def hard_delete(self, id: str) -> None:
-        """Remove the session and its turns for good."""
+        """Remove the session and its turns for good; its memories stay, with
+        ``session_id`` set to None (the original schema's ``onDelete: SetNull``).
+
+        ``delete`` does the same: sessions have no soft delete.
+        """
         id = self._check_id(id)
         with self._gateway.atomic():
             # The session first: a turn being added concurrently then either lands
             # before it (and goes with the turns below) or finds no session.
             super().hard_delete(id)
             self.repos.turns._delete("hard_delete", Cond("session_id", "eq", id))
+            memories = self.repos.memories
+            memories._update(
+                "session_deleted",
+                Cond("session_id", "eq", id),
+                memories._stamp({"session_id": None}),
+            )
 
 
 def _check_state(state: Any) -> str:

@@ -77,7 +77,8 @@ def rows(store: clonestore.Store) -> dict[str, str]:
 def _arguments(data: st.DataObject, rows: dict[str, str], fn: Callable[..., Any]) -> tuple:
     values = st.one_of(hostile, st.sampled_from(sorted(rows.values())))
     signature = inspect.signature(fn).parameters.values()
-    required = [p for p in signature if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in signature if p.default is p.empty and p.kind in positional]
     optional = [p.name for p in signature if p.default is not p.empty]
     takes_fields = any(p.kind is p.VAR_KEYWORD for p in signature)
     args = [data.draw(values) for _ in required]

@@ -116,7 +116,7 @@ def test_lists_and_counts_see_only_own_rows(
         assert not repo.exists(user_id=b["user"])
         assert repo.find_one(user_id=b["user"]) is None
     assert view.documents.count(with_deleted=True) == 2
-    assert view.documents.update_many(None, filename="renamed") == 1
+    assert view.documents.update_many(None, all=True, filename="renamed") == 1
     assert store.documents.get(b["doc"]).filename == "notes.txt"
     assert view.memories.update_many({"user_id": b["user"]}, content="x") == 0
 

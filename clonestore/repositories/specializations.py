@@ -1,0 +1,23 @@
+"""Specializations: the catalogue of specialised models clones can use."""
+
+from __future__ import annotations
+
+from clonestore.records import Specialization
+from clonestore.repositories.base import Repository
+
+__all__ = ["SpecializationRepository"]
+
+
+class SpecializationRepository(Repository[Specialization]):
+    """Specialised models (``name`` unique, ``description``, ``model_path``).
+
+    A catalogue shared by every user: no user owns a specialization, so a
+    user's view (``store.for_user``) does not include this repository.
+    """
+
+    noun = "specialization"
+
+    def find_by_name(self, name: str) -> Specialization | None:
+        """The specialization called ``name`` (exactly), or None."""
+        rows = self._select("find_by_name", self._where({"name": name}), (), limit=1)
+        return self._load(rows[0]) if rows else None
