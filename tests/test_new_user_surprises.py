@@ -83,7 +83,8 @@ def test_plugins_may_be_one_comma_separated_string(clonestore_url: str) -> None:
     with clonestore.open(clonestore_url, plugins="cache") as store:
         assert store.cache is not None
     with clonestore.open(clonestore_url, plugins="cache, audit") as store:
-        assert store.cache is not None and store.audit is not None
+        assert store.cache is not None
+        assert store.audit is not None
 
 
 def test_plugins_of_another_type_are_refused_clearly() -> None:
