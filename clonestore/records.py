@@ -241,22 +241,30 @@ CASCADE_COLUMN: Final = Column(name="deleted_by_cascade", kind="id", nullable=Tr
 
 
 def _with_cascade(spec: TableSpec) -> TableSpec:
-    return attrs.evolve(spec, columns=(*spec.columns, CASCADE_COLUMN))
+    # ``users.restore`` finds what the cascade removed by this column.
+    cascade_index = Index((CASCADE_COLUMN.name,))
+    return attrs.evolve(
+        spec, columns=(*spec.columns, CASCADE_COLUMN), indexes=(*spec.indexes, cascade_index)
+    )
 
 
 _ONE_ACTIVE: Final = Unique(("user_id",), when=(("is_active", True),))
+#: The repositories' default order (``find_many``/``page`` without ``order_by``),
+#: over live rows: a page reads the index from its cursor on, whatever the
+#: table's size. ``_OWNER_ORDER`` is the same within one user's rows. Tables
+#: without soft delete (sessions, turns) index every row in the same orders.
+_PAGE_ORDER: Final = Index(("created_at", "id"), live=True)
+_OWNER_ORDER: Final = Index(("user_id", "created_at", "id"), live=True)
 
 #: Table specs of the clone domain, by repository name.
 TABLES: Final[dict[str, TableSpec]] = {
-    "users": table_spec(
-        User, "users", unique=[Unique(("email_key",))], indexes=[Index(("deleted_at",))]
-    ),
+    "users": table_spec(User, "users", unique=[Unique(("email_key",))], indexes=[_PAGE_ORDER]),
     "voice_models": _with_cascade(
         table_spec(
             VoiceModel,
             "voice_models",
             unique=[_ONE_ACTIVE],
-            indexes=[Index(("user_id", "is_active"))],
+            indexes=[Index(("user_id", "is_active")), _PAGE_ORDER, _OWNER_ORDER],
         )
     ),
     "face_models": _with_cascade(
@@ -264,27 +272,44 @@ TABLES: Final[dict[str, TableSpec]] = {
             FaceModel,
             "face_models",
             unique=[_ONE_ACTIVE],
-            indexes=[Index(("user_id", "is_active"))],
+            indexes=[Index(("user_id", "is_active")), _PAGE_ORDER, _OWNER_ORDER],
         )
     ),
     "sessions": table_spec(
-        Session, "sessions", indexes=[Index(("user_id", "started_at")), Index(("started_at",))]
+        Session,
+        "sessions",
+        indexes=[
+            Index(("user_id", "started_at")),
+            Index(("started_at",)),
+            Index(("created_at", "id")),
+            Index(("user_id", "created_at", "id")),
+        ],
     ),
     "turns": table_spec(
         Turn,
         "turns",
         unique=[Unique(("session_id", "turn_index"))],
-        indexes=[Index(("user_id",))],
+        indexes=[Index(("user_id",)), Index(("created_at", "id"))],
     ),
     "documents": _with_cascade(
         table_spec(
             Document,
             "documents",
-            indexes=[Index(("user_id",)), Index(("uploaded_at",)), Index(("status",))],
+            indexes=[
+                Index(("user_id",)),
+                Index(("uploaded_at",)),
+                Index(("status",)),
+                _PAGE_ORDER,
+                _OWNER_ORDER,
+            ],
         )
     ),
     "memories": _with_cascade(
-        table_spec(Memory, "memories", indexes=[Index(("user_id",)), Index(("session_id",))])
+        table_spec(
+            Memory,
+            "memories",
+            indexes=[Index(("user_id",)), Index(("session_id",)), _PAGE_ORDER, _OWNER_ORDER],
+        )
     ),
     "specializations": table_spec(
         Specialization, "specializations", unique=[Unique(("name",))]

@@ -126,12 +126,18 @@ class Unique:
 
 @attrs.frozen
 class Index:
-    """A plain (non-unique) index on ``columns``."""
+    """A plain (non-unique) index on ``columns``.
+
+    ``live``: on a table with soft delete, the index covers live rows only
+    (``WHERE deleted_at IS NULL``), in the order the repositories read them;
+    a backend without partial indexes may index every row instead.
+    """
 
     columns: tuple[str, ...]
+    live: bool = False
 
     def name(self, table: str) -> str:
-        return f"ix_{table}_{'_'.join(self.columns)}"
+        return f"ix_{table}_{'_'.join(self.columns)}" + ("_live" if self.live else "")
 
 
 @attrs.frozen(kw_only=True)
@@ -157,6 +163,9 @@ class TableSpec:
             for name in cast(Unique | Index, constraint).columns:
                 if name not in by_name:
                     raise ValueError(f"{self.name}: unknown column {name!r} in {constraint}")
+        for index in self.indexes:
+            if index.live and "deleted_at" not in by_name:
+                raise ValueError(f"{self.name}: a live-rows index needs a deleted_at column")
         object.__setattr__(self, "by_name", by_name)
         mutable = tuple(c.name for c in self.columns if c.kind in MUTABLE_KINDS)
         object.__setattr__(self, "mutable_columns", mutable)

@@ -81,6 +81,11 @@ def build_model(
                 model,
                 [model._meta.columns[c] for c in index.columns],
                 unique=False,
+                where=(
+                    model._meta.columns["deleted_at"].is_null()
+                    if index.live and spec.soft_delete
+                    else None
+                ),
                 name=index.name(spec.name),
             )
         )
