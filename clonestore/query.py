@@ -236,16 +236,31 @@ def parse_order(spec: TableSpec, order_by: str | Sequence[str] | None) -> tuple[
 # --------------------------------------------------------------------------- keyset pages
 
 
-def keyset_after(order: Sequence[OrderBy], values: Sequence[Any]) -> Expr:
+def keyset_after(
+    order: Sequence[OrderBy], values: Sequence[Any], spec: TableSpec | None = None
+) -> Expr:
     """Rows strictly after the row whose ordered values are ``values``.
 
     ``order`` must end with a non-null unique column (``id``); NULLs sort last
     ascending and first descending, matching :func:`sort_rows`.
+
+    With ``spec``, when the first ordered column cannot be NULL, the expression
+    also carries its range bound (``created_at >= v`` ascending, ``<= v``
+    descending). The bound changes nothing about which rows match (every row
+    after ``values`` satisfies it) but gives an index on the ordered columns a
+    range to start from, so a deep page costs what the first page costs; the
+    nested ``OR`` alone makes SQL planners scan from the start.
     """
     expr: Expr = FALSE
     for key, value in reversed(list(zip(order, values, strict=True))):
         expr = Or((_strictly_after(key, value), And((_same(key, value), expr))))
-    return _simplify(expr)
+    expr = _simplify(expr)
+    if spec is not None and order and values[0] is not None and expr not in (TRUE, FALSE):
+        first = order[0]
+        if not spec.column(first.column).nullable:
+            bound = Cond(first.column, "lte" if first.desc else "gte", values[0])
+            expr = And((bound, expr))
+    return expr
 
 
 def _strictly_after(key: OrderBy, value: Any) -> Expr:

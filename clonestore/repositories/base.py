@@ -124,7 +124,9 @@ class Repository(Generic[R]):
             lines.append(f"    setattr(rec, {name!r}, {value})")
         lines.append("    return rec")
         namespace: dict[str, Any] = {
-            "new": object.__new__, "cls": self.record, "setattr": object.__setattr__,
+            "new": object.__new__,
+            "cls": self.record,
+            "setattr": object.__setattr__,
         }
         exec("\n".join(lines), namespace)  # the source is built from field names only
         loader: Callable[[Mapping[str, Any]], R] = namespace["load"]
@@ -361,7 +363,9 @@ class Repository(Generic[R]):
         if cursor is not None:
             if not isinstance(cursor, str):
                 raise ValidationError("must be a string from Page.next_cursor", field="cursor")
-            expr = conjoin(expr, keyset_after(order, decode_cursor(self.spec, order, cursor)))
+            expr = conjoin(
+                expr, keyset_after(order, decode_cursor(self.spec, order, cursor), self.spec)
+            )
         rows = self._select("page", expr, order, size + 1)
         more = len(rows) > size
         rows = rows[:size]
