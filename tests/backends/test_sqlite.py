@@ -413,3 +413,21 @@ def test_rows_equal_memory_rows_for_every_kind() -> None:
             )
     assert rows[0] == rows[1]
     assert timedelta(0) == rows[1][0]["created_at"] - when
+
+
+def test_closing_refreshes_planner_statistics_of_tables_used(db_path: Path) -> None:
+    """A store's connections run PRAGMA optimize as they close: a table queried where the
+    planner had a choice of indexes has statistics afterwards."""
+    store = clonestore.open(f"sqlite:///{db_path}")
+    users = [store.users.create(email=f"u{n}@example.com", name="U") for n in range(10)]
+    for user in users:
+        for _ in range(3):
+            store.documents.create(user_id=user.id, filename="notes.txt")
+    store.documents.find_many(where={"user_id": users[3].id, "status": "pending"})
+    store.close()
+    conn = sqlite3.connect(db_path)
+    try:
+        stats = conn.execute("SELECT tbl, idx FROM sqlite_stat1").fetchall()
+    finally:
+        conn.close()
+    assert ("documents", "ix_documents_user_id_created_at_id_live") in stats
