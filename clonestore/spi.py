@@ -44,12 +44,14 @@ from clonestore.schema import (
     Unique,
     check,
 )
+from clonestore.vectors import METRICS, nearest_reference, settle
 
 __all__ = [
     "AGGREGATES",
     "CAPABILITIES",
     "FALSE",
     "KINDS",
+    "METRICS",
     "MUTABLE_KINDS",
     "ORDERABLE",
     "TRUE",
@@ -69,12 +71,15 @@ __all__ = [
     "Row",
     "TableSpec",
     "Unique",
+    "VectorSearch",
     "apply_changes",
     "check",
     "connection_params",
     "copy_row",
     "copy_value",
     "matches",
+    "nearest_reference",
+    "settle",
     "sort_rows",
 ]
 
@@ -217,6 +222,38 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+
+@runtime_checkable
+class VectorSearch(Protocol):
+    """Optional capability ``vector_search``: nearest-k by a vector column, in the engine.
+
+    The meaning is :func:`clonestore.vectors.nearest_reference` over the rows
+    matching ``where``: exact scores (double precision, from the stored
+    values), best first, ties by id. Engines that rank in single precision reach
+    it with :func:`clonestore.vectors.settle`. Backends without the capability
+    get the same answer from the core, which scores the matching rows itself.
+    """
+
+    def nearest(
+        self,
+        table: TableSpec,
+        where: Expr,
+        column: str,
+        query: Sequence[float],
+        metric: str,
+        limit: int,
+        cutoff: float | None = None,
+        approximate: bool = False,
+    ) -> list[tuple[Row, float]]:
+        """The best ``limit`` rows matching ``where`` by ``metric`` against ``query``.
+
+        ``query`` is valid (finite floats; not zero for cosine), ``metric`` one
+        of :data:`METRICS`, ``limit`` at least 1. ``cutoff`` drops results
+        worse than it. With ``approximate`` the backend may use an approximate
+        index (HNSW): the rows may then differ from the exact answer, but their
+        scores are still exact and in order.
+        """
 
 
 @runtime_checkable

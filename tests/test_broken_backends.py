@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import clonestore_memory
 from clonestore import hookimpl
 from clonestore_memory._table import Table
-from clonestore.spi import And, Cond, Or, matches
+from clonestore.spi import TRUE, And, Cond, Or, matches
 
 
 class NullsFirst(clonestore_memory.MemoryBackend):
@@ -106,6 +106,35 @@ class NoRollback(clonestore_memory.MemoryBackend):
         yield
 
 
+class TiesByIdDescending(clonestore_memory.MemoryBackend):
+    """vector search breaks ties between equal scores by id descending."""
+
+    name = "broken-vector-ties"
+
+    def nearest(self, table, where, column, query, metric, limit, cutoff=None, approximate=False):
+        found = super().nearest(table, where, column, query, metric, 10**6, cutoff, approximate)
+        found.sort(key=lambda item: item[0]["id"], reverse=True)
+        found.sort(key=lambda item: item[1] if metric == "l2" else -item[1])
+        return found[:limit]
+
+
+def _alive_or_not(expr):
+    if isinstance(expr, Cond):
+        return TRUE if expr.column == "deleted_at" else expr
+    return type(expr)(tuple(_alive_or_not(item) for item in expr.items))
+
+
+class DeletedVectorsFound(clonestore_memory.MemoryBackend):
+    """vector search ignores the live-rows condition: soft-deleted memories are found."""
+
+    name = "broken-vector-deleted"
+
+    def nearest(self, table, where, column, query, metric, limit, cutoff=None, approximate=False):
+        return super().nearest(
+            table, _alive_or_not(where), column, query, metric, limit, cutoff, approximate
+        )
+
+
 class Unbroken(clonestore_memory.MemoryBackend):
     """The memory backend itself, served by this same plugin: the control."""
 
@@ -117,6 +146,8 @@ def clonestore_backends():
         "broken-case": CaseInsensitive,
         "broken-unique": DeadRowsKeepUniqueValues,
         "broken-rollback": NoRollback,
+        "broken-vector-ties": TiesByIdDescending,
+        "broken-vector-deleted": DeletedVectorsFound,
         "unbroken": Unbroken,
     }
 '''
@@ -127,6 +158,8 @@ MUST_FAIL = {
     "broken-case": ["test_spi_comparisons_follow_the_reference_meaning"],
     "broken-unique": ["test_spi_unique_holds_among_live_rows_only"],
     "broken-rollback": ["test_spi_transaction_rolls_back_on_error"],
+    "broken-vector-ties": ["test_capability_vector_search_keeps_exact_results"],
+    "broken-vector-deleted": ["test_capability_vector_search_keeps_exact_results"],
 }
 
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from clonestore.errors import ValidationError
+from clonestore.query import Expr
 from clonestore.records import Memory
 from clonestore.repositories.owned import OwnedRepository
 from clonestore.schema import check
+from clonestore.spi import Row, VectorSearch
+from clonestore.vectors import METRICS, nearest_reference
 
 __all__ = ["METRICS", "MemoryRepository", "ScoredMemory"]
-
-#: ``cosine``: similarity in [-1, 1], best first. ``l2``: Euclidean distance, nearest first.
-METRICS = ("cosine", "l2")
 
 
 @attrs.frozen
@@ -25,10 +24,6 @@ class ScoredMemory:
 
     memory: Memory
     score: float
-
-
-def _norm(vector: Sequence[float]) -> float:
-    return math.sqrt(math.fsum(x * x for x in vector))
 
 
 class MemoryRepository(OwnedRepository[Memory]):
@@ -46,37 +41,103 @@ class MemoryRepository(OwnedRepository[Memory]):
         embedding: Sequence[float],
         limit: int = 5,
         metric: str = "cosine",
+        *,
+        where: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        max_distance: float | None = None,
+        approximate: bool = False,
     ) -> list[ScoredMemory]:
-        """The user's memories most similar to ``embedding``, computed exactly.
+        """The user's live memories most similar to ``embedding``, best first.
 
+        Exact by default: cosine similarity (``metric="cosine"``, highest first)
+        or Euclidean distance (``"l2"``, nearest first) computed in double
+        precision from the stored values, ties broken by id, on every backend.
         Only memories whose embedding has the query's dimension are compared;
         memories with a zero embedding have no cosine similarity and are skipped.
-        Ties are broken by id.
+        ``where`` adds lookups (``memory_type="preference"``); ``min_score``
+        (cosine) or ``max_distance`` (l2) drops weaker matches. With
+        ``approximate=True`` a backend with an approximate index (PostgreSQL's
+        HNSW, see the README) may use it: faster, but some of the exact top
+        matches may be missing (scores stay exact).
         """
+        owner = self._check_owner(user_id)
+        conditions = {"user_id": owner, **(where or {})}
+        return self.nearest(
+            embedding,
+            limit=limit,
+            metric=metric,
+            where=conditions,
+            min_score=min_score,
+            max_distance=max_distance,
+            approximate=approximate,
+            verb="similar",
+        )
+
+    def nearest(
+        self,
+        embedding: Sequence[float],
+        limit: int = 5,
+        metric: str = "cosine",
+        *,
+        where: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        max_distance: float | None = None,
+        approximate: bool = False,
+        verb: str = "nearest",
+    ) -> list[ScoredMemory]:
+        """The live memories matching ``where`` (any owner) nearest to ``embedding``;
+        as :meth:`similar`, which is this with ``where={"user_id": ...}``."""
         if metric not in METRICS:
             raise ValidationError(f"must be one of {', '.join(METRICS)}", field="metric")
         if type(limit) is not int or limit < 1:
             raise ValidationError(f"must be a positive integer, got {limit!r}", field="limit")
-        query = check(self.spec.column("embedding"), embedding)
-        query_norm = _norm(query)
-        if metric == "cosine" and query_norm == 0.0:
+        if type(approximate) is not bool:
+            raise ValidationError("must be True or False", field="approximate")
+        cutoff = self._cutoff(metric, min_score, max_distance)
+        column = self.spec.column("embedding")
+        query = check(column, embedding)
+        if metric == "cosine" and not any(query):
             raise ValidationError("a zero vector has no cosine similarity", field="embedding")
-        scored: list[ScoredMemory] = []
-        for memory in self.find_many(where={"user_id": self._check_owner(user_id)}):
-            vector = memory.embedding
-            if len(vector) != len(query):
-                continue
-            if metric == "cosine":
-                norm = _norm(vector)
-                if norm == 0.0:
-                    continue
-                dot = math.fsum(a * b for a, b in zip(query, vector, strict=True))
-                scored.append(ScoredMemory(memory, dot / (query_norm * norm)))
-            else:
-                distance = math.sqrt(
-                    math.fsum((a - b) ** 2 for a, b in zip(query, vector, strict=True))
-                )
-                scored.append(ScoredMemory(memory, distance))
-        best_first = -1.0 if metric == "cosine" else 1.0
-        scored.sort(key=lambda s: (best_first * s.score, s.memory.id))
-        return scored[:limit]
+        expr = self._where(where)
+        found: list[tuple[Row, float]] = self._gateway.read(
+            lambda: self._op(verb, "nearest", where=expr),
+            lambda: self._nearest_rows(expr, query, metric, limit, cutoff, approximate),
+        )
+        return [ScoredMemory(self._load(row), value) for row, value in found]
+
+    @staticmethod
+    def _cutoff(metric: str, min_score: Any, max_distance: Any) -> float | None:
+        given, other, name = (
+            (max_distance, min_score, "max_distance")
+            if metric == "l2"
+            else (min_score, max_distance, "min_score")
+        )
+        if other is not None:
+            wrong = "min_score" if name == "max_distance" else "max_distance"
+            raise ValidationError(f"{wrong} does not apply to metric {metric!r}", field=wrong)
+        if given is None:
+            return None
+        if type(given) is int:
+            given = float(given)
+        if type(given) is not float or given != given or given in (float("inf"), float("-inf")):
+            raise ValidationError("must be a finite number", field=name)
+        return float(given)
+
+    def _nearest_rows(
+        self,
+        where: Expr,
+        query: list[float],
+        metric: str,
+        limit: int,
+        cutoff: float | None,
+        approximate: bool,
+    ) -> list[tuple[Row, float]]:
+        backend = self._backend
+        if "vector_search" in backend.capabilities and isinstance(backend, VectorSearch):
+            return backend.nearest(
+                self.spec, where, "embedding", query, metric, limit, cutoff, approximate
+            )
+        # The reference path, for backends without the capability: score every match.
+        rows = backend.select(self.spec, where)
+        return nearest_reference(rows, "embedding", query, metric, limit, cutoff)
+

@@ -9,7 +9,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError
-from clonestore.spi import Aggregate, Expr, OrderBy, Row, TableSpec, apply_changes, sort_rows
+from clonestore.spi import (
+    Aggregate,
+    Expr,
+    OrderBy,
+    Row,
+    TableSpec,
+    apply_changes,
+    matches,
+    sort_rows,
+)
+from clonestore.vectors import FLOAT64_ROUNDOFF, settle
 from clonestore_memory._database import open_database
 from clonestore_memory._queries import aggregate, ordered
 from clonestore_memory._table import Table
@@ -21,7 +31,7 @@ class MemoryBackend:
     """In-process storage implementing :class:`clonestore.spi.Backend`."""
 
     name = "memory"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"vector_search"})
 
     def __init__(self, url: str = "memory://", **options: Any) -> None:
         if options:
@@ -85,6 +95,53 @@ class MemoryBackend:
             if order:
                 rows = ordered(rows, order, end)
             return [t.copy_out(r) for r in rows[offset:end]]
+
+    def nearest(
+        self,
+        table: TableSpec,
+        where: Expr,
+        column: str,
+        query: Sequence[float],
+        metric: str,
+        limit: int,
+        cutoff: float | None = None,
+        approximate: bool = False,
+    ) -> list[tuple[Row, float]]:
+        """Capability ``vector_search``: exact nearest-k from the column's vector index
+        (one BLAS product per owner and dimension), settled in double precision.
+        There is no approximate index: ``approximate`` searches are exact too."""
+        t = self._table(table)
+        with self._db.lock:
+            index = t.vectors.get(column)
+            if index is None:
+                raise ConfigurationError(f"{table.name}.{column} is not a vector column")
+            rows = t.rows
+            ranking: list[tuple[str, float | None]] = []
+            ranked = index.ranked(where, list(query), metric)
+
+            def fetch(wanted: int) -> list[tuple[Row, float | None]]:
+                out: list[tuple[Row, float | None]] = []
+                position = 0
+                while len(out) < wanted:
+                    if position == len(ranking):
+                        step = next(ranked, None)
+                        if step is None:
+                            break
+                        ranking.append(step)
+                    id, distance = ranking[position]
+                    position += 1
+                    row = rows[id]
+                    if matches(where, row):
+                        out.append((row, distance))
+                return out
+
+            def scan() -> list[Row]:
+                return t.matching(where)
+
+            found = settle(
+                fetch, scan, column, query, metric, limit, cutoff, FLOAT64_ROUNDOFF, expanded=True
+            )
+            return [(t.copy_out(row), value) for row, value in found]
 
     def count(self, table: TableSpec, where: Expr) -> int:
         t = self._table(table)

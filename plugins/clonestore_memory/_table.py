@@ -8,6 +8,7 @@ from typing import Any
 from clonestore import ConfigurationError
 from clonestore.spi import And, Cond, Expr, Row, TableSpec, Unique, copy_row, matches
 from clonestore_memory._indexes import HashIndex, RowIndex, UniqueIndex
+from clonestore_memory._vectors import VectorIndex
 
 __all__ = ["Table"]
 
@@ -30,7 +31,16 @@ class Table:
         # and unique constraint (email_key, user_id, session_id...).
         leading = [ix.columns[0] for ix in spec.indexes] + [u.columns[0] for u in spec.unique]
         self.lookup: dict[str, HashIndex] = {n: HashIndex(n) for n in dict.fromkeys(leading)}
-        self.indexes: tuple[RowIndex, ...] = (*self.unique, *self.lookup.values())
+        partition = "user_id" if "user_id" in spec.by_name else None
+        #: A vector index per vector column, by owner and dimension.
+        self.vectors: dict[str, VectorIndex] = {
+            c.name: VectorIndex(c.name, partition) for c in spec.columns if c.kind == "vector"
+        }
+        self.indexes: tuple[RowIndex, ...] = (
+            *self.unique,
+            *self.lookup.values(),
+            *self.vectors.values(),
+        )
 
     def copy_in(self, row: Mapping[str, Any]) -> Row:
         """A copy to store: callers keep no handle on stored lists and dicts."""

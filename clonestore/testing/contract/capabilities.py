@@ -9,11 +9,14 @@ held to the results ``memory://`` gives.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import secrets
 import time
-from typing import Any
+from typing import Any, Final
 
+import attrs
 import pytest
 
 import clonestore
@@ -21,6 +24,7 @@ from clonestore import AlreadyExists, Store
 from clonestore.spi import CAPABILITIES, Backend, ConnectionParams, ListenNotify, connection_params
 from clonestore.testing import FrozenClock, Inbox, StoreFactory, sequential_ids
 from clonestore.testing.differential import canon
+from clonestore.vectors import METRICS, nearest_reference
 
 #: The test verifying each optional capability.
 CAPABILITY_TESTS = {
@@ -119,25 +123,88 @@ def _pair(store_factory: StoreFactory) -> tuple[Store, Store]:
     return target, oracle
 
 
+def _vector_corpus(store: Store) -> tuple[str, str]:
+    """Two users' memories built to trip an engine: duplicates and exact ties (equal
+    vectors, scaled copies), near ties that single precision cannot tell apart, zero
+    vectors, other dimensions, magnitudes no float32 engine can hold (1e300, 1e-300),
+    soft-deleted and hard-deleted rows, and another user's better matches."""
+    rng = random.Random(9)
+    user = store.users.create(email="v@example.com", name="V")
+    other = store.users.create(email="w@example.com", name="W")
+    for i in range(60):
+        angle = i * 0.37
+        vector = [round(math.cos(angle), 3), round(math.sin(angle), 3), float(i % 3)]
+        store.memories.add(user.id, f"m{i}", vector)
+    for i in range(40):
+        store.memories.add(user.id, f"r{i}", [rng.gauss(0, 1) for _ in range(3)])
+    for i in range(6):  # exact ties: equal vectors, and a scaled copy (equal cosine)
+        store.memories.add(user.id, f"tie{i}", [1.0, 0.0, 0.0] if i % 2 else [3.0, 0.0, 0.0])
+    for i in range(6):  # near ties, closer than float32 resolves
+        store.memories.add(user.id, f"near{i}", [1.0, 1e-9 * i, 0.0])
+    store.memories.add(user.id, "zero", [0.0, 0.0, 0.0])
+    store.memories.add(user.id, "short", [1.0, 0.0])
+    store.memories.add(user.id, "huge", [1e300, 1.0, 0.0])
+    store.memories.add(user.id, "tiny", [1e-300, 0.0, 0.0])
+    store.memories.add(user.id, "subnormal", [5e-324, 1e-310, 0.0])
+    store.memories.add(other.id, "theirs", [1.0, 0.0, 0.0])
+    gone = store.memories.add(user.id, "soft-deleted", [1.0, 0.0, 0.0])
+    store.memories.delete(gone.id)
+    erased = store.memories.add(user.id, "hard-deleted", [1.0, 0.0, 0.0])
+    store.memories.hard_delete(erased.id)
+    moved = store.memories.add(user.id, "moved", [1.0, 0.0, 0.0])
+    store.memories.update(moved.id, embedding=[-1.0, 0.0, 0.0])
+    with contextlib.suppress(RuntimeError), store.transaction():
+        store.memories.add(user.id, "rolled-back", [1.0, 0.0, 0.0])
+        raise RuntimeError("roll back")
+    return user.id, other.id
+
+
+_VECTOR_QUERIES: Final = (
+    [1.0, 0.0, 0.0],
+    [0.5, -0.5, 2.0],
+    [-1.0, 1e-3, 0.0],
+    [1e-300, 0.0, 0.0],
+    [1e200, -1e200, 1.0],
+)
+
+
 def test_capability_vector_search_keeps_exact_results(store_factory: StoreFactory) -> None:
-    """vector_search: similar() gives memory://'s exact scores, order and ties, both metrics."""
+    """vector_search: similar() and nearest() give the reference's exact rows, order (ties by
+    id) and scores, bit for bit, for both metrics, any limit and cutoff, and memory://'s."""
     target, oracle = _pair(store_factory)
     _declared(target, "vector_search")
     with oracle:
-        for s in (target, oracle):
-            user = s.users.create(email="v@example.com", name="V")
-            for i in range(60):
-                angle = i * 0.37
-                vector = [round(math.cos(angle), 3), round(math.sin(angle), 3), float(i % 3)]
-                s.memories.add(user.id, f"m{i}", vector)
-            s.memories.add(user.id, "twin", [1.0, 0.0, 0.0])
-            s.memories.add(user.id, "zero", [0.0, 0.0, 0.0])
-            s.memories.add(user.id, "short", [1.0, 0.0])
-        for query in ([1.0, 0.0, 0.0], [0.5, -0.5, 2.0], [-1.0, 1e-3, 0.0]):
-            for metric in ("cosine", "l2"):
-                got: Any = [target.memories.similar(user.id, query, limit=10, metric=metric)]
-                want: Any = [oracle.memories.similar(user.id, query, limit=10, metric=metric)]
-                assert canon(got) == canon(want), (query, metric)
+        users = [_vector_corpus(s) for s in (target, oracle)]
+        assert users[0] == users[1]
+        user, _ = users[0]
+        live = [vars_of(m) for m in target.memories.for_owner(user)]
+        assert all(m["content"] not in ("rolled-back", "hard-deleted") for m in live)
+        for query in _VECTOR_QUERIES:
+            for metric in METRICS:
+                for limit in (1, 3, 10, 1000):
+                    want = nearest_reference(live, "embedding", query, metric, limit)
+                    got = target.memories.similar(user, query, limit=limit, metric=metric)
+                    assert [(r.memory.id, r.score) for r in got] == [
+                        (row["id"], value) for row, value in want
+                    ], (query, metric, limit)
+                    same: Any = oracle.memories.similar(user, query, limit=limit, metric=metric)
+                    assert canon(got) == canon(same), (query, metric, limit)
+                if want:
+                    middle = want[len(want) // 2][1]
+                    key = "max_distance" if metric == "l2" else "min_score"
+                    cut: Any = {key: middle}
+                    got = target.memories.similar(user, query, limit=1000, metric=metric, **cut)
+                    expected = nearest_reference(live, "embedding", query, metric, 1000, middle)
+                    assert [r.memory.id for r in got] == [row["id"] for row, _ in expected]
+        everyone = [vars_of(m) for m in target.memories.find_many()]
+        want = nearest_reference(everyone, "embedding", [1.0, 0.0, 0.0], "cosine", 8)
+        got = target.memories.nearest([1.0, 0.0, 0.0], limit=8, where={"memory_type": "fact"})
+        assert [(r.memory.id, r.score) for r in got] == [(row["id"], v) for row, v in want]
+
+
+def vars_of(memory: Any) -> dict[str, Any]:
+    """A memory's fields as a row dict (what the reference takes)."""
+    return {f.name: getattr(memory, f.name) for f in attrs.fields(type(memory))}
 
 
 def test_capability_bulk_copy_keeps_rows_and_atomicity(store_factory: StoreFactory) -> None:

@@ -1,0 +1,265 @@
+"""Vector search: the one meaning of nearest-k, and how engines reach it exactly.
+
+**The reference meaning** (:func:`nearest_reference`, what ``memory://``
+defines and the kit checks everywhere). Rows are compared with a query vector
+by a metric of :data:`METRICS`:
+
+* ``cosine``: cosine similarity in [-1, 1], best = highest. A vector of zero
+  norm has no cosine similarity and is never returned (a zero query is refused
+  by the caller).
+* ``l2``: Euclidean distance, best = lowest.
+
+Only rows whose vector has the query's dimension are compared; NULL vectors
+are skipped. Results come best first, ties broken by id (ascending), at most
+``limit``; ``cutoff`` drops results worse than it (a minimum similarity for
+cosine, a maximum distance for l2). Scores are those of :func:`score`, computed
+in double precision from the stored float64 values, so every backend that
+settles its results with it returns bit-identical scores.
+
+**Engines compute in single precision** (pgvector, sqlite-vec) or in another
+summation order (BLAS). :func:`settle` turns an engine's approximate ranking
+into the exact answer: the engine lists candidates by its own distance, the
+exact scores are computed here, and the engine is asked for more candidates
+until the last one it listed is provably worse than any row of the exact top-k.
+The proof needs a bound on the engine's rounding error (:func:`error_bound`),
+which holds for vectors whose items are 0 or within ``2**-50 .. 2**50`` in
+magnitude (:func:`engine_safe`): no overflow or underflow of products in
+float32 for up to 16,384 dimensions. Rows outside that range are not scored by
+the engine at all: the engine lists them first, and they are scored here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from operator import mul
+from typing import Any, Final
+
+__all__ = [
+    "FLOAT32_ROUNDOFF",
+    "FLOAT64_ROUNDOFF",
+    "METRICS",
+    "SAFE_MAX",
+    "SAFE_MIN",
+    "engine_distance",
+    "engine_safe",
+    "error_bound",
+    "nearest_reference",
+    "score",
+    "settle",
+]
+
+#: Vector-search metrics: ``cosine`` (similarity, higher is better) and ``l2``
+#: (distance, lower is better).
+METRICS: Final = ("cosine", "l2")
+
+#: Unit roundoff of IEEE single and double precision.
+FLOAT32_ROUNDOFF: Final = 2.0**-24
+FLOAT64_ROUNDOFF: Final = 2.0**-53
+#: Magnitudes of vector items an engine may score (besides 0): see :func:`engine_safe`.
+SAFE_MIN: Final = 2.0**-50
+SAFE_MAX: Final = 2.0**50
+# Smallest normal float32: squares of item differences below sqrt(this) may underflow.
+_FLOAT32_TINY: Final = 2.0**-126
+# Outside this range products and sums of squares could overflow or underflow double
+# precision: such vectors are scored scaled by a power of two (exact).
+_SCALE_ABOVE: Final = 2.0**400
+_SCALE_BELOW: Final = 2.0**-400
+
+
+def _needs_scaling(top: float) -> bool:
+    return top > _SCALE_ABOVE or 0.0 < top < _SCALE_BELOW
+
+Row = dict[str, Any]
+#: A result: the row and its score.
+Scored = tuple[Row, float]
+
+
+def engine_safe(vector: Sequence[float]) -> bool:
+    """Whether an engine may score ``vector``: every item is 0 or has a magnitude
+    within ``SAFE_MIN .. SAFE_MAX`` (engines store NULL for the others)."""
+    for x in vector:
+        a = abs(x)
+        if a != 0.0 and not SAFE_MIN <= a <= SAFE_MAX:
+            return False
+    return True
+
+
+def _scaled(vector: Sequence[float]) -> tuple[Sequence[float], int]:
+    """``vector`` times a power of two (exact), so that its products neither overflow nor
+    underflow, and the exponent to undo it."""
+    top = max(map(abs, vector), default=0.0)
+    if not _needs_scaling(top):
+        return vector, 0
+    exponent = math.frexp(top)[1]
+    return [math.ldexp(x, -exponent) for x in vector], exponent
+
+
+def score(metric: str, query: Sequence[float], vector: Sequence[float] | None) -> float | None:
+    """The exact score of ``vector`` against ``query``, or None when they cannot be
+    compared (another dimension, NULL, or a zero vector under cosine)."""
+    if vector is None or len(vector) != len(query):
+        return None
+    if metric == "cosine":
+        a, _ = _scaled(query)
+        b, _ = _scaled(vector)
+        norm_b = math.sqrt(math.fsum(map(mul, b, b)))
+        if norm_b == 0.0:
+            return None
+        norm_a = math.sqrt(math.fsum(map(mul, a, a)))
+        if norm_a == 0.0:
+            return None
+        return math.fsum(map(mul, a, b)) / (norm_a * norm_b)
+    if metric == "l2":
+        top = max(max(map(abs, query), default=0.0), max(map(abs, vector), default=0.0))
+        if _needs_scaling(top):
+            exponent = math.frexp(top)[1]
+            diff = [math.ldexp(x, -exponent) - math.ldexp(y, -exponent)
+                    for x, y in zip(query, vector, strict=True)]  # fmt: skip
+            return math.ldexp(math.sqrt(math.fsum(map(mul, diff, diff))), exponent)
+        diff = [x - y for x, y in zip(query, vector, strict=True)]
+        return math.sqrt(math.fsum(map(mul, diff, diff)))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _order_key(metric: str) -> Callable[[Scored], tuple[float, str]]:
+    if metric == "l2":
+        return lambda item: (item[1], item[0]["id"])
+    return lambda item: (-item[1], item[0]["id"])
+
+
+def _keep(metric: str, cutoff: float | None) -> Callable[[Scored], bool]:
+    if cutoff is None:
+        return lambda item: True
+    if metric == "l2":
+        return lambda item: item[1] <= cutoff
+    return lambda item: item[1] >= cutoff
+
+
+def nearest_reference(
+    rows: Sequence[Row],
+    column: str,
+    query: Sequence[float],
+    metric: str,
+    limit: int,
+    cutoff: float | None = None,
+) -> list[Scored]:
+    """The reference answer: the best ``limit`` of ``rows`` (already filtered by the
+    search's conditions) with their exact scores, best first, ties by id."""
+    scored = []
+    for row in rows:
+        value = score(metric, query, row[column])
+        if value is not None:
+            scored.append((row, value))
+    scored.sort(key=_order_key(metric))
+    keep = _keep(metric, cutoff)
+    return [item for item in scored[:limit] if keep(item)]
+
+
+def engine_distance(metric: str, value: float) -> float:
+    """An exact score in the engines' distance form (lower is better):
+    ``1 - cosine`` (pgvector's ``<=>``, sqlite-vec's cosine distance), or the L2 distance."""
+    return 1.0 - value if metric == "cosine" else value
+
+
+def error_bound(
+    metric: str,
+    dimension: int,
+    query_norm: float,
+    worst: float,
+    roundoff: float,
+    expanded: bool = False,
+) -> float:
+    """How far an engine's distance may be from the exact one, for any row whose exact
+    distance is at most ``worst``, when the engine rounds vectors and arithmetic to
+    unit roundoff ``roundoff`` (items within :func:`engine_safe`'s range).
+
+    Standard bounds for a sum of ``n`` products in any order (|error| <= gamma_n
+    times the sum of |products|, gamma_n = n*u/(1-n*u)), plus the rounding of
+    every input item, with a factor of two to spare:
+
+    * cosine distance ``1 - a.b/(|a||b|)``: the dot product is off by at most
+      gamma*|a||b| (Cauchy-Schwarz) and each norm by a relative gamma, so the
+      cosine by at most about 2*gamma; bound: 4*gamma + 4u.
+    * L2: rounding the items moves each vector by at most u times its norm, and
+      summing the squares of the differences adds a relative gamma; a row within
+      ``worst`` of the query has a norm of at most ``|q| + worst``; bound:
+      4*gamma*(2|q| + worst) + 4u*worst, plus what squares below float32's
+      normal range may lose.
+    * L2 computed ``expanded``, as ``sqrt(|q|^2 + |r|^2 - 2 q.r)`` (one matrix
+      product for many rows): the squared distance is off by at most
+      (gamma + 3u)(|q| + |r|)^2, and a square root by at most the square root
+      of that; bound: 2*sqrt(gamma + 3u)*(2|q| + worst).
+    """
+    n = dimension + 4
+    gamma = n * roundoff / (1.0 - n * roundoff)
+    if metric == "cosine":
+        return 4.0 * gamma + 4.0 * roundoff
+    if metric == "l2" and expanded:
+        return 2.0 * math.sqrt(gamma + 3.0 * roundoff) * (2.0 * query_norm + worst)
+    if metric == "l2":
+        underflow = 2.0 * math.sqrt(dimension * _FLOAT32_TINY)
+        return 4.0 * gamma * (2.0 * query_norm + worst) + 4.0 * roundoff * worst + underflow
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+#: What an engine gives :func:`settle`: ``fetch(n)`` -> the first ``n`` rows matching the
+#: search's conditions (only rows of the query's dimension) in the engine's distance order,
+#: each with its engine distance; rows the engine does not score (distance None) first.
+Fetch = Callable[[int], Sequence[tuple[Row, float | None]]]
+#: Every row matching the search's conditions (for the rare query an engine cannot score).
+Scan = Callable[[], Sequence[Row]]
+
+
+def settle(
+    fetch: Fetch,
+    scan: Scan,
+    column: str,
+    query: Sequence[float],
+    metric: str,
+    limit: int,
+    cutoff: float | None,
+    roundoff: float,
+    expanded: bool = False,
+) -> list[Scored]:
+    """The exact answer of :func:`nearest_reference` from an engine's approximate ranking.
+
+    Asks ``fetch`` for ``limit`` plus a margin, scores what it lists exactly, and
+    stops once the engine's distance of the last row listed exceeds the exact
+    distance of the ``limit``-th best found plus :func:`error_bound`: every row
+    the engine did not list is then provably worse than the ``limit`` found (a row
+    of the exact top-k has an exact distance of at most that of the ``limit``-th
+    best found, so an engine distance of at most that plus the bound). Otherwise
+    it asks for four times as many. NaN engine distances count as infinite.
+    ``roundoff`` and ``expanded`` describe the engine's arithmetic (see
+    :func:`error_bound`). A query outside :func:`engine_safe`'s range cannot be
+    ranked by the engine: then every matching row (``scan``) is scored here.
+    """
+    if limit < 1:
+        return []
+    if not engine_safe(query):
+        return nearest_reference(scan(), column, query, metric, limit, cutoff)
+    scaled, exponent = _scaled(query)
+    query_norm = math.ldexp(math.sqrt(math.fsum(map(mul, scaled, scaled))), exponent)
+    key = _order_key(metric)
+    wanted = limit + max(limit, 16)
+    while True:
+        listed = fetch(wanted)
+        scored = []
+        for row, _ in listed:
+            value = score(metric, query, row[column])
+            if value is not None:
+                scored.append((row, value))
+        scored.sort(key=key)
+        best = scored[:limit]
+        done = len(listed) < wanted
+        if not done and len(best) == limit and listed[-1][1] is not None:
+            last = listed[-1][1]
+            worst = engine_distance(metric, best[-1][1])
+            bound = error_bound(metric, len(query), query_norm, worst, roundoff, expanded)
+            # 4 double-precision ulps of slack for the comparison itself.
+            done = math.isnan(last) or last > worst + bound + 4 * FLOAT64_ROUNDOFF * (1 + worst)
+        if done:
+            keep = _keep(metric, cutoff)
+            return [item for item in best if keep(item)]
+        wanted *= 4

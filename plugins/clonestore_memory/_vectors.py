@@ -1,0 +1,164 @@
+"""The vector index of a memory:// table (private to the package).
+
+One :class:`VectorIndex` per vector column keeps, per owner (the table's
+``user_id``, when it has one) and dimension, a float64 matrix of the vectors
+with a slot per row. It is a :class:`~clonestore_memory._indexes.RowIndex`:
+the table tells it of every row linked and unlinked, undo included, so it is
+always in step with the rows, rolled-back writes leaving nothing behind.
+
+A search ranks the group's rows with one matrix product (BLAS) and hands the
+ranking to :func:`clonestore.vectors.settle`, which settles exact scores and
+order; BLAS rounding (double precision, any summation order) is what the
+margin accounts for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final
+
+import numpy as np
+
+from clonestore.spi import And, Cond, Expr, Row
+from clonestore.vectors import engine_safe
+
+__all__ = ["VectorIndex"]
+
+_FIRST_RANKED: Final = 256
+_NO_PARTITION: Final = object()
+
+
+class _Group:
+    """The vectors of one owner and dimension: a matrix with a slot per row."""
+
+    def __init__(self, dimension: int) -> None:
+        self.matrix = np.zeros((8, dimension))
+        self.norms = np.zeros(8)
+        self.used = np.zeros(8, dtype=bool)
+        self.safe = np.zeros(8, dtype=bool)
+        self.ids: list[str | None] = [None] * 8
+        self.slots: dict[str, int] = {}
+        self.free: list[int] = list(range(7, -1, -1))
+
+    def add(self, id: str, vector: list[float]) -> None:
+        if not self.free:
+            self._grow()
+        slot = self.free.pop()
+        safe = engine_safe(vector)
+        if safe:
+            self.matrix[slot] = vector
+            self.norms[slot] = np.linalg.norm(self.matrix[slot])
+        self.safe[slot] = safe
+        self.used[slot] = True
+        self.ids[slot] = id
+        self.slots[id] = slot
+
+    def discard(self, id: str) -> None:
+        slot = self.slots.pop(id, None)
+        if slot is None:
+            return
+        self.used[slot] = False
+        self.safe[slot] = False
+        self.ids[slot] = None
+        self.free.append(slot)
+
+    def _grow(self) -> None:
+        size = len(self.ids)
+        self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
+        self.norms = np.concatenate([self.norms, np.zeros(size)])
+        self.used = np.concatenate([self.used, np.zeros(size, dtype=bool)])
+        self.safe = np.concatenate([self.safe, np.zeros(size, dtype=bool)])
+        self.ids.extend([None] * size)
+        self.free.extend(range(2 * size - 1, size - 1, -1))
+
+    def distances(self, query: np.ndarray, query_norm: float, metric: str) -> np.ndarray:
+        """Each slot's distance to ``query`` (cosine distance or L2, expanded form);
+        NaN for a zero vector under cosine."""
+        dots = self.matrix @ query
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if metric == "cosine":
+                result: np.ndarray = 1.0 - dots / (self.norms * query_norm)
+                return result
+            squared = self.norms * self.norms + query_norm * query_norm - 2.0 * dots
+            distances: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
+            return distances
+
+
+class VectorIndex:
+    """Vectors of one column by owner and dimension."""
+
+    def __init__(self, column: str, partition: str | None) -> None:
+        self.column = column
+        self.partition = partition
+        self.groups: dict[tuple[Any, int], _Group] = {}
+
+    def _key(self, row: Row) -> tuple[Any, int] | None:
+        vector = row[self.column]
+        if vector is None:
+            return None
+        owner = row[self.partition] if self.partition is not None else _NO_PARTITION
+        return (owner, len(vector))
+
+    def add(self, row: Row) -> None:
+        key = self._key(row)
+        if key is not None:
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = _Group(key[1])
+            group.add(row["id"], row[self.column])
+
+    def discard(self, row: Row) -> None:
+        key = self._key(row)
+        if key is not None:
+            group = self.groups.get(key)
+            if group is not None:
+                group.discard(row["id"])
+
+    def _groups_for(self, where: Expr, dimension: int) -> list[_Group]:
+        if self.partition is not None:
+            conds = where.items if isinstance(where, And) else (where,)
+            for cond in conds:
+                if isinstance(cond, Cond) and cond.column == self.partition and cond.op == "eq":
+                    group = self.groups.get((cond.value, dimension))
+                    return [] if group is None else [group]
+        return [g for (_, dim), g in self.groups.items() if dim == dimension]
+
+    def ranked(
+        self, where: Expr, query: list[float], metric: str
+    ) -> Iterator[tuple[str, float | None]]:
+        """Ids of the rows that may match ``where`` with the query's dimension, by
+        distance: rows this index does not score (outside the safe range) first,
+        then the others, NaN distances last."""
+        groups = self._groups_for(where, len(query))
+        if not groups:
+            return
+        unsafe: list[str] = []
+        ids: list[str] = []
+        parts: list[np.ndarray] = []
+        vector = np.asarray(query, dtype=np.float64)
+        query_norm = float(np.linalg.norm(vector))
+        for group in groups:
+            live = group.used & group.safe
+            for slot in np.flatnonzero(group.used & ~group.safe):
+                unsafe.append(group.ids[slot])  # type: ignore[arg-type]
+            slots = np.flatnonzero(live)
+            if len(slots) == len(group.ids):
+                parts.append(group.distances(vector, query_norm, metric))
+            else:
+                parts.append(group.distances(vector, query_norm, metric)[slots])
+            ids.extend(group.ids[slot] for slot in slots)  # type: ignore[misc]
+        for id in unsafe:
+            yield id, None
+        distances = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        count = len(distances)
+        first = min(count, _FIRST_RANKED)
+        seen: set[int] = set()
+        if first < count:  # the best few without sorting them all; most searches stop there
+            head = np.argpartition(distances, first - 1)[:first]
+            head = head[np.argsort(distances[head], kind="stable")].tolist()
+            for i in head:
+                yield ids[i], float(distances[i])
+            seen.update(head)
+        for i in np.argsort(distances, kind="stable").tolist():
+            if i not in seen:
+                yield ids[i], float(distances[i])

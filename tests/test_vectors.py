@@ -1,0 +1,129 @@
+"""clonestore.vectors: the reference meaning of nearest-k, and settle()'s exactness over an
+engine that computes in single precision with the worst rounding its error bound allows."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clonestore.vectors import (
+    FLOAT32_ROUNDOFF,
+    METRICS,
+    engine_distance,
+    engine_safe,
+    error_bound,
+    nearest_reference,
+    score,
+    settle,
+)
+
+
+def _rows(vectors: list[list[float]]) -> list[dict[str, Any]]:
+    return [{"id": f"{i:04d}", "v": v} for i, v in enumerate(vectors)]
+
+
+def _float32_engine(
+    rows: list[dict[str, Any]], query: list[float], metric: str, push: float, calls: list[int]
+) -> Any:
+    """An engine ranking by float32 distances moved by ``push`` times the error bound, in
+    a direction chosen per row (the worst a correct float32 engine could do)."""
+    with np.errstate(all="ignore"):
+        q32 = np.asarray(query, dtype=np.float32)
+    qnorm = math.sqrt(math.fsum(x * x for x in query))
+    listed = []
+    for row in rows:
+        v = row["v"]
+        if len(v) != len(query):
+            continue
+        if not engine_safe(v):
+            listed.append((row, None))
+            continue
+        with np.errstate(all="ignore"):
+            v32 = np.asarray(v, dtype=np.float32)
+            if metric == "cosine":
+                norms = float(np.linalg.norm(v32)) * float(np.linalg.norm(q32))
+                distance = float("nan") if norms == 0 else 1.0 - float(v32 @ q32) / norms
+            else:
+                distance = float(np.linalg.norm(v32 - q32))
+        exact = score(metric, query, v)
+        worst = 0.0 if exact is None else engine_distance(metric, exact)
+        bound = error_bound(metric, len(query), qnorm, worst, FLOAT32_ROUNDOFF)
+        sign = 1 if int(row["id"]) % 2 else -1
+        listed.append((row, distance + sign * push * bound))
+    listed.sort(key=lambda item: (item[1] is not None, math.inf if item[1] is None or
+                                  math.isnan(item[1]) else item[1]))  # fmt: skip
+
+    def fetch(n: int) -> list[tuple[dict[str, Any], float | None]]:
+        calls.append(n)
+        return listed[:n]
+
+    return fetch
+
+
+_items = st.one_of(
+    st.floats(-2, 2, allow_nan=False).map(lambda f: round(f, 2)),
+    st.sampled_from([0.0, 1.0, -1.0, 1e-300, 1e300]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    vectors=st.lists(st.lists(_items, min_size=3, max_size=3), max_size=60),
+    query=st.lists(_items, min_size=3, max_size=3).filter(any),
+    metric=st.sampled_from(METRICS),
+    limit=st.integers(1, 12),
+    push=st.sampled_from([0.0, 0.99]),
+)
+def test_settle_is_exact_over_a_worst_case_float32_engine(
+    vectors: list[list[float]], query: list[float], metric: str, limit: int, push: float
+) -> None:
+    """settle() returns exactly the reference's rows, order and scores from a float32
+    ranking pushed to its error bound, duplicates, zero and unscorable vectors included."""
+    rows = _rows(vectors)
+    calls: list[int] = []
+    fetch = _float32_engine(rows, query, metric, push, calls)
+    got = settle(fetch, lambda: rows, "v", query, metric, limit, None, FLOAT32_ROUNDOFF)
+    assert got == nearest_reference(rows, "v", query, metric, limit)
+
+
+def test_settle_asks_for_few_candidates_on_embeddings() -> None:
+    """On 2,000 random 384-dimensional embeddings the first request (limit plus a margin)
+    proves the answer: the margin is a bound, not a guess, and it is small."""
+    rng = random.Random(1)
+    rows = _rows([[rng.gauss(0, 1) for _ in range(384)] for _ in range(2000)])
+    query = [rng.gauss(0, 1) for _ in range(384)]
+    for metric in METRICS:
+        calls: list[int] = []
+        fetch = _float32_engine(rows, query, metric, 0.0, calls)
+        got = settle(fetch, lambda: rows, "v", query, metric, 10, None, FLOAT32_ROUNDOFF)
+        assert got == nearest_reference(rows, "v", query, metric, 10)
+        assert calls == [26], metric
+
+
+def test_reference_ties_by_id_and_cutoffs() -> None:
+    """Equal scores come in id order; a cutoff keeps scores at least it (cosine) or
+    distances at most it (l2); zero vectors and other dimensions are never returned."""
+    rows = _rows([[2.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0, 0.0], [-1.0, 0.0]])
+    cosine = nearest_reference(rows, "v", [1.0, 0.0], "cosine", 10)
+    assert [r["id"] for r, _ in cosine] == ["0000", "0001", "0003", "0005"]
+    cut = nearest_reference(rows, "v", [1.0, 0.0], "cosine", 10, cutoff=0.5)
+    assert [r["id"] for r, _ in cut] == ["0000", "0001", "0003"]
+    l2 = nearest_reference(rows, "v", [1.0, 0.0], "l2", 10, cutoff=1.0)
+    assert [(r["id"], s) for r, s in l2] == [("0001", 0.0), ("0000", 1.0), ("0002", 1.0),
+                                            ("0003", 1.0)]  # fmt: skip
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_scores_survive_extreme_magnitudes(metric: str) -> None:
+    """Scores of vectors near the float64 limits are finite where the value is (scaling by
+    powers of two, exact), so such memories are ranked, not lost."""
+    value = score(metric, [1e300, 1e300], [1e300, 0.0])
+    assert value is not None
+    assert math.isfinite(value)
+    assert score("cosine", [1.0, 0.0], [5e-324, 0.0]) == 1.0
