@@ -44,16 +44,32 @@ from clonestore.schema import (
     Unique,
     check,
 )
-from clonestore.vectors import METRICS, nearest_reference, settle
+from clonestore.vectors import (
+    FLOAT32_ROUNDOFF,
+    FLOAT64_ROUNDOFF,
+    METRICS,
+    SAFE_MAX,
+    SAFE_MIN,
+    engine_distance,
+    engine_safe,
+    error_bound,
+    nearest_reference,
+    score,
+    settle,
+)
 
 __all__ = [
     "AGGREGATES",
     "CAPABILITIES",
     "FALSE",
+    "FLOAT32_ROUNDOFF",
+    "FLOAT64_ROUNDOFF",
     "KINDS",
     "METRICS",
     "MUTABLE_KINDS",
     "ORDERABLE",
+    "SAFE_MAX",
+    "SAFE_MIN",
     "TRUE",
     "Aggregate",
     "And",
@@ -77,8 +93,12 @@ __all__ = [
     "connection_params",
     "copy_row",
     "copy_value",
+    "engine_distance",
+    "engine_safe",
+    "error_bound",
     "matches",
     "nearest_reference",
+    "score",
     "settle",
     "sort_rows",
 ]

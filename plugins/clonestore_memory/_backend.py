@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError
 from clonestore.spi import (
+    FLOAT64_ROUNDOFF,
     Aggregate,
     Expr,
     OrderBy,
@@ -17,9 +18,9 @@ from clonestore.spi import (
     TableSpec,
     apply_changes,
     matches,
+    settle,
     sort_rows,
 )
-from clonestore.vectors import FLOAT64_ROUNDOFF, settle
 from clonestore_memory._database import open_database
 from clonestore_memory._queries import aggregate, ordered
 from clonestore_memory._table import Table

@@ -19,8 +19,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from clonestore.spi import And, Cond, Expr, Row
-from clonestore.vectors import engine_safe
+from clonestore.spi import And, Cond, Expr, Row, engine_safe
 
 __all__ = ["VectorIndex"]
 
