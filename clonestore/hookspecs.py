@@ -37,6 +37,29 @@ def clonestore_backends() -> Mapping[str, BackendFactory]:
 
 
 @hookspec
+def clonestore_shared_stores(kind: str) -> Mapping[str, Callable[..., Any]] | None:
+    """Offer storage, outside the store's backend, for state a feature plugin shares
+    between processes (the cache's second level, the rate limiter's counters).
+
+    A feature plugin configured with a URL (``CachePlugin(l2="redis://...")``,
+    ``RateLimitPlugin(storage="redis://...")``) asks every plugin with this hook
+    and takes the first factory offered for the URL's scheme. Plugins offering
+    this hook are always loaded, like those offering backends.
+
+    :param kind: what the asking plugin needs, named after it: ``"cache.l2"``
+        (an object implementing ``clonestore_cache.L2Store``) or
+        ``"ratelimit.counters"`` (``clonestore_ratelimit.CounterStore``). A
+        plugin that does not serve ``kind`` returns None.
+    :return: a mapping of URL scheme to a factory called as ``factory(url)``
+        that returns an object implementing the protocol of ``kind``; it
+        raises ``ConfigurationError`` for a URL it cannot use. Such an object
+        raises ``StorageUnavailable`` when its server cannot be reached, and no
+        other exception for that, so the asking plugin can degrade as it
+        documents.
+    """
+
+
+@hookspec
 def clonestore_tables() -> Sequence[TableSpec]:
     """Declare tables a plugin needs (cache entries, counters, audit rows).
 

@@ -98,6 +98,7 @@ __all__ = [
     "error_bound",
     "matches",
     "nearest_reference",
+    "open_shared_store",
     "score",
     "settle",
     "sort_rows",
@@ -321,6 +322,36 @@ def connection_params(backend: Backend) -> dict[str, Any] | None:
     if "connection_params" in backend.capabilities and isinstance(backend, ConnectionParams):
         return backend.connection_params()
     return None
+
+
+def open_shared_store(hook: Any, kind: str, url: str, protocol: type[Any]) -> Any:
+    """Open the shared store for ``url`` that serves ``kind``: the first factory
+    offered for the URL's scheme through ``clonestore_shared_stores``.
+
+    :param hook: the store's hook relay (``store.hook``).
+    :param protocol: a runtime-checkable protocol the result must implement.
+    :raises ConfigurationError: no plugin serves the scheme, or its object does
+        not implement ``protocol``.
+    """
+    from clonestore.errors import ConfigurationError
+    from clonestore.secrets import redact_url
+
+    scheme = url.partition("://")[0]
+    offered: dict[str, Callable[..., Any]] = {}
+    for stores in hook.clonestore_shared_stores(kind=kind):
+        for name, factory in (stores or {}).items():
+            offered.setdefault(name, factory)
+    if scheme not in offered:
+        known = ", ".join(f"{s}://" for s in sorted(offered)) or "none installed"
+        raise ConfigurationError(
+            f"no {kind} store for {redact_url(url)!r}; known schemes: {known}"
+        )
+    opened = offered[scheme](url)
+    if not isinstance(opened, protocol):
+        raise ConfigurationError(
+            f"the {scheme}:// {kind} store does not implement {protocol.__name__}"
+        )
+    return opened
 
 
 #: What a ``clonestore_backends`` hook returns per URL scheme: called with the

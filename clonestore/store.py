@@ -92,8 +92,12 @@ def _entry_point_plugins() -> tuple[dict[str, object], dict[str, ConfigurationEr
     return found, broken
 
 
-def _offers_backends(plugin: object) -> bool:
-    return callable(getattr(plugin, "clonestore_backends", None))
+def _offers_storage(plugin: object) -> bool:
+    """Whether the plugin offers backends or shared stores: such plugins are always loaded."""
+    return any(
+        callable(getattr(plugin, hook, None))
+        for hook in ("clonestore_backends", "clonestore_shared_stores")
+    )
 
 
 class _TxState(threading.local):
@@ -169,7 +173,7 @@ class Store:
         pm.add_hookspecs(hookspecs)
         available, self._broken_plugins = _entry_point_plugins()
         for name, plugin in available.items():
-            if _offers_backends(plugin):
+            if _offers_storage(plugin):
                 pm.register(plugin, name=name)
         for item in plugins:
             if isinstance(item, str):

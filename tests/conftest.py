@@ -8,6 +8,11 @@ database created for this test session and dropped at its end).
 PostgreSQL is the server named by ``CLONESTORE_TEST_POSTGRES_URL`` when set
 (an unreachable one fails the tests; they never skip); otherwise a throwaway
 server from the ``pgserver`` package.
+
+Shared stores for the plugins' state (``shared_store_url``): the machine's
+Redis (``CLONESTORE_TEST_REDIS_URL``, default 127.0.0.1:6379; keys under a
+prefix unique to the run, deleted at its end) and a three-master Redis
+Cluster the session starts on free ports. Neither ever skips.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from clonestore.testing.profiles import load_default_profile
 pytest_plugins = ["pytester"]
 
 POSTGRES_ENV = "CLONESTORE_TEST_POSTGRES_URL"
+REDIS_ENV = "CLONESTORE_TEST_REDIS_URL"
 
 # ----------------------------------------------------------------------------- hypothesis
 
@@ -66,6 +72,63 @@ def clonestore_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of a backend whose storage threads and processes share."""
     return _url(request.param, request, tmp_path)
+
+
+#: Where the cache's L2 and the rate-limit counters may live instead of the backend.
+SHARED_STORES = ("redis", "redis_cluster")
+
+
+@pytest.fixture(params=SHARED_STORES, ids=SHARED_STORES)
+def shared_store_url(request: pytest.FixtureRequest) -> str:
+    """A shared-store URL with a key prefix of this test's own."""
+    base = request.getfixturevalue(
+        "redis_server_url" if request.param == "redis" else "redis_cluster_url"
+    )
+    prefix = f"{request.getfixturevalue('redis_prefix')}{secrets.token_hex(4)}:"
+    return f"{base}?prefix={prefix}"
+
+
+# ----------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> str:
+    """The key prefix of this test run on shared Redis servers."""
+    return f"clonestore-test-{secrets.token_hex(6)}:"
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(redis_prefix: str) -> Iterator[str]:
+    """The machine's Redis; this run's keys are deleted at the end (never FLUSHALL)."""
+    import redis
+
+    url = os.environ.get(REDIS_ENV) or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except Exception as exc:
+        pytest.fail(f"Redis cannot be reached at {url} ({exc}); set {REDIS_ENV}", pytrace=False)
+    try:
+        yield url
+    finally:
+        from tests.servers import delete_prefixed
+
+        delete_prefixed(url, redis_prefix)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A three-master Redis Cluster on free loopback ports, for this session."""
+    from tests.servers import RedisCluster, ServerError
+
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+    except ServerError as exc:
+        pytest.fail(f"could not start a Redis Cluster: {exc}", pytrace=False)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -9,6 +9,11 @@ through, invalidated after commit (across processes on PostgreSQL by
 
     store = clonestore.open(url, plugins=["cache"])
     store = clonestore.open(url, plugins=[CachePlugin(l1_size=50_000, l1_ttl=30)])
+    store = clonestore.open(url, plugins=[CachePlugin(l2="redis://127.0.0.1:6379/0")])
+
+L2 is the backend's tables unless ``l2`` names a shared store (found by URL
+scheme through the ``clonestore_shared_stores`` hook; ``redis://`` by the
+``clonestore_redis`` plugin), which then also carries invalidations.
 
 See ``docs/plugins.md`` for the guarantees and the staleness bound.
 """
@@ -18,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clonestore import Operation, Store, TableSpec, ValidationError, hookimpl
+from clonestore import ConfigurationError, Operation, Store, TableSpec, ValidationError, hookimpl
+from clonestore.spi import open_shared_store
 from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel
 from clonestore_cache._l1 import FLIGHT_WAIT
+from clonestore_cache._l2 import KIND, L2Store, TableL2
 from clonestore_cache._levels import (
     DEFAULT_L1_TTL,
     DEFAULT_TTLS,
@@ -43,8 +50,10 @@ __all__ = [
     "CachePlugin",
     "CacheStats",
     "Invalidation",
+    "L2Store",
     "LLMResponse",
     "PostgresChannel",
+    "TableL2",
     "hash_text",
     "plugin",
 ]
@@ -62,7 +71,11 @@ class CachePlugin:
         ``llm_response``), in seconds.
     :param entities: cache ``get(id)`` of the entity repositories. Without it
         the plugin has no read or commit hook, so writes cost nothing extra.
-    :param listen: on PostgreSQL, invalidate across processes with ``LISTEN``/``NOTIFY``.
+    :param listen: invalidate across processes: by Redis pub/sub when ``l2`` is
+        Redis, else on PostgreSQL with ``LISTEN``/``NOTIFY``.
+    :param l2: the URL of a shared store for L2 (``redis://...``) instead of the
+        backend's tables. When it cannot be reached the cache reads through to
+        the database (lookups miss, entries are not kept) and recovers by itself.
     """
 
     def __new__(cls, **config: Any) -> CachePlugin:
@@ -78,7 +91,11 @@ class CachePlugin:
         ttls: Mapping[str, float] | None = None,
         entities: bool = True,
         listen: bool = True,
+        l2: str | None = None,
     ) -> None:
+        if l2 is not None and (not isinstance(l2, str) or "://" not in l2):
+            raise ConfigurationError(f"l2 must be a URL such as redis://host:6379/0, got {l2!r}")
+        self.l2 = l2
         if type(l1_size) is not int or l1_size < 0:
             raise ValidationError("must be an integer >= 0", field="l1_size")
         if l1_ttl is not None and (not isinstance(l1_ttl, (int, float)) or l1_ttl < 0):
@@ -106,7 +123,16 @@ class CachePlugin:
     def clonestore_store_opened(self, store: Store) -> None:
         """Attach ``store.cache`` (and start listening for invalidations)."""
         read_through = isinstance(self, _ReadThroughCachePlugin)
-        store.attach("cache", Cache(store, self.config, read_through=read_through))
+        l2: L2Store | None = None
+        if self.l2 is not None:
+            l2 = open_shared_store(store.hook, KIND, self.l2, L2Store)
+        try:
+            cache = Cache(store, self.config, read_through=read_through, l2=l2)
+        except BaseException:
+            if l2 is not None:
+                l2.close()
+            raise
+        store.attach("cache", cache)
 
     @hookimpl
     def clonestore_store_closed(self, store: Store) -> None:

@@ -1,4 +1,5 @@
-"""The two levels under ``store.cache``: L1 in process, L2 in the backend's tables.
+"""The two levels under ``store.cache``: L1 in process, L2 in the backend's tables
+(or in a shared store such as Redis, see :mod:`clonestore_cache._l2`).
 
 :class:`TwoLevelCache` holds the machinery (lookups through both levels,
 invalidation here and in other processes, statistics, maintenance); the
@@ -18,11 +19,12 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from clonestore import ClonestoreError, Operation, Store
-from clonestore.spi import Cond, Increment, ListenNotify, Row, connection_params
+from clonestore import ClonestoreError, Operation, StorageUnavailable, Store
+from clonestore.spi import ListenNotify, Row, connection_params
 from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel, bus, log
 from clonestore_cache._entities import EntityReads
 from clonestore_cache._l1 import L1, MISSING, Flights
+from clonestore_cache._l2 import L2Store, TableL2
 from clonestore_cache._tables import TABLES
 from clonestore_cache._values import check_ttl
 
@@ -53,7 +55,8 @@ FLUSH_SECONDS: Final = 5.0
 #: Seconds a new store waits for its invalidation listener to connect.
 LISTEN_WAIT: Final = 2.0
 _ID_NAMESPACE: Final = uuid.UUID("0b6c5d0e-6f4e-4f47-9a43-6c9d8d1b2a10")
-_ONE: Final = Increment(1)
+#: Seconds between two warnings about an unreachable shared L2.
+WARN_EVERY: Final = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -82,9 +85,21 @@ class CacheStats:
 class TwoLevelCache:
     """Lookups through L1 and L2, invalidation and statistics (see ``Cache``)."""
 
-    def __init__(self, store: Store, config: CacheConfig, *, read_through: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: CacheConfig,
+        *,
+        read_through: bool,
+        l2: L2Store | None = None,
+    ) -> None:
         self._store = store
         self._backend = store.backend
+        #: Where L2 lives; a shared store (not the backend's tables) may be
+        #: unreachable while the database is not: the cache then degrades.
+        self.l2: L2Store = l2 if l2 is not None else TableL2(store.backend)
+        self._shared_l2 = l2 is not None
+        self._warned = 0.0
         self.config = config
         self.origin = uuid.uuid4().hex
         self.l1 = L1(config.l1_size)
@@ -101,9 +116,14 @@ class TwoLevelCache:
         self._notifier: ListenNotify | None = None
         self._own_channel: PostgresChannel | None = None
         self._stop_listening: Callable[[], None] | None = None
+        self._l2_channel: Any = None
         if config.listen:
             backend = store.backend
-            if "listen_notify" in backend.capabilities and isinstance(backend, ListenNotify):
+            if self._shared_l2 and isinstance(self.l2, ListenNotify):
+                # The shared L2 carries invalidations (Redis pub/sub).
+                self._notifier = self.l2
+                self._l2_channel = self.l2
+            elif "listen_notify" in backend.capabilities and isinstance(backend, ListenNotify):
                 self._notifier = backend
             elif backend.name == "postgresql" and (params := connection_params(backend)):
                 from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
@@ -120,11 +140,17 @@ class TwoLevelCache:
         if self._bus_url is not None:
             bus.join(self._bus_url, self)
         if self._notifier is not None:
-            self._stop_listening = self._notifier.listen(CHANNEL, self._on_notify)
-            if self._own_channel is not None:
+            try:
+                self._stop_listening = self._notifier.listen(CHANNEL, self._on_notify)
+            except StorageUnavailable as exc:
+                if self._l2_channel is None:
+                    raise
+                self._degraded(exc)  # the subscriber keeps trying by itself
+            channel = self._own_channel or self._l2_channel
+            if channel is not None:
                 # Rows are cached only while invalidations can arrive: give the
                 # listener a moment, so a new store caches from its first read.
-                self._own_channel.connected.wait(LISTEN_WAIT)
+                getattr(channel, "settled", channel.connected).wait(LISTEN_WAIT)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -145,9 +171,17 @@ class TwoLevelCache:
     def notified(self) -> bool:
         """Whether cross-process invalidations are arriving (always, when there is
         no other process to hear from)."""
-        if self._own_channel is not None:
-            return self._own_channel.connected.is_set()
+        channel = self._own_channel or self._l2_channel
+        if channel is not None:
+            return bool(channel.connected.is_set())
         return True
+
+    def _degraded(self, exc: StorageUnavailable) -> None:
+        """A shared L2 is unreachable: the call goes on without it (logged now and then)."""
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning("cache L2 unreachable; reading through to the database: %s", exc)
 
     def count(self, name: str, which: int) -> None:
         with self._lock:
@@ -228,7 +262,6 @@ class TwoLevelCache:
         on_l2_hit: Callable[[Row], None] | None = None,
         counted: bool = True,
     ) -> Row | None:
-        spec = TABLES[name][0]
         now = self.now()
         stamp = now.timestamp()
         use_l1 = self.use_l1
@@ -239,7 +272,13 @@ class TwoLevelCache:
                     self.count(name, 0)
                 return dict(row)
         epoch = self.epoch(name)
-        found = self._backend.get(spec, self._row_id(name, key))
+        try:
+            found = self.l2.get(name, self._row_id(name, key))
+        except StorageUnavailable as exc:
+            if not self._shared_l2:
+                raise
+            self._degraded(exc)
+            found = None
         if found is not None and found["expires_at"] <= now:
             found = None
         if counted:
@@ -256,7 +295,7 @@ class TwoLevelCache:
     def _keep(
         self, name: str, key_values: Sequence[str], values: Mapping[str, Any], ttl: Any
     ) -> Row:
-        spec, key_columns = TABLES[name]
+        key_columns = TABLES[name][1]
         key = cache_key(key_values)
         lifetime = check_ttl(self.config.ttls.get(name, DEFAULT_TTLS[name]) if ttl is None else ttl)
         now = self.now()
@@ -267,8 +306,13 @@ class TwoLevelCache:
             "created_at": now,
             "expires_at": now + lifetime,
         }
-        changes = {c: v for c, v in row.items() if c != "id" and c not in key_columns}
-        stored = self._backend.upsert(spec, key_columns, row, changes)
+        try:
+            stored = self.l2.put(name, row)
+        except StorageUnavailable as exc:
+            if not self._shared_l2:
+                raise
+            self._degraded(exc)
+            stored = row
         self.publish(Invalidation(keys=((name, key),)))
         if self.use_l1:
             expires = min(stored["expires_at"].timestamp(), now.timestamp() + self.l1_ttl)
@@ -292,9 +336,13 @@ class TwoLevelCache:
         with self._lock:
             pending, self._pending_hits = self._pending_hits, {}
             self._last_flush = time.monotonic()
-        spec = TABLES["llm_response"][0]
-        for row_id, hits in pending.items():
-            self._backend.update(spec, Cond("id", "eq", row_id), {"hit_count": Increment(hits)})
+        try:
+            for row_id, hits in pending.items():
+                self.l2.add_hits("llm_response", row_id, hits)
+        except StorageUnavailable as exc:
+            if not self._shared_l2:
+                raise
+            self._degraded(exc)  # hit counts are statistics: these are lost
         return sum(pending.values())
 
     # ------------------------------------------------------------------ maintenance
@@ -303,10 +351,7 @@ class TwoLevelCache:
         """Remove expired entries from the tables (and L1); how many per cache."""
         self.flush_hit_counts()
         now = self.now()
-        removed = {
-            name: self._backend.delete(spec, Cond("expires_at", "lte", now))
-            for name, (spec, _) in TABLES.items()
-        }
+        removed = {name: self.l2.delete_expired(name, now) for name in TABLES}
         self.l1.drop_expired(now.timestamp())
         return removed
 
@@ -315,8 +360,8 @@ class TwoLevelCache:
         self.flush_hit_counts()
         now = self.now()
         out: dict[str, CacheStats] = {}
-        for name, (spec, _) in TABLES.items():
-            entries = self._backend.count(spec, Cond("expires_at", "gt", now))
+        for name in TABLES:
+            entries = self.l2.count(name, now)
             in_l1 = self.l1.count(name.__eq__)
             out[name] = self._stats(name, entries, in_l1)
         entity_entries = self.l1.count(lambda ns: ns.startswith("entity:"))
@@ -349,15 +394,15 @@ class TwoLevelCache:
     def export_user(self, user_id: str) -> dict[str, Any]:
         """The user's cache entries, JSON-ready."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for name, (spec, _) in TABLES.items():
-            rows = self._backend.select(spec, Cond("user_id", "eq", user_id))
+        for name in TABLES:
+            rows = self.l2.user_rows(name, user_id)
             out[name] = [{k: _plain(v) for k, v in row.items() if k != "id"} for row in rows]
         return {"cache": out}
 
     def erase_user(self, user_id: str) -> None:
         """Remove every entry about the user, here and in the other processes."""
-        for spec, _ in TABLES.values():
-            self._backend.delete(spec, Cond("user_id", "eq", user_id))
+        for name in TABLES:
+            self.l2.delete_user(name, user_id)
         self.publish(Invalidation(users=(user_id,)))
 
     def close(self) -> None:
@@ -373,6 +418,7 @@ class TwoLevelCache:
         except ClonestoreError as exc:
             log.warning("cache hit counts not written: %s", exc)
         self.l1.clear()
+        self.l2.close()
 
 
 def cache_key(values: Sequence[str]) -> str:

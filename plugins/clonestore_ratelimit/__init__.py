@@ -18,6 +18,12 @@ the plugin carries its own)::
     )
     store = clonestore.open(url, plugins=[limiter])
 
+Counters live in the store's backend by default. ``storage="redis://host:6379/0"``
+keeps them in a shared store instead, found by URL scheme through the
+``clonestore_shared_stores`` hook (the ``clonestore_redis`` plugin serves
+``redis://``, ``rediss://`` and ``redis+cluster://``); ``on_unavailable``
+says what a check decides when that store cannot be reached.
+
 With ``enforce``, every write whose context has an ``actor_id`` counts against
 the actor's tier policy for the endpoint of the first matching action pattern,
 and a write over the policy is refused with :class:`clonestore.RateLimited`.
@@ -29,8 +35,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clonestore import Operation, Store, TableSpec, hookimpl
-from clonestore.spi import connection_params
+from clonestore import ConfigurationError, Operation, Store, TableSpec, hookimpl
+from clonestore.secrets import redact_url
+from clonestore.spi import connection_params, open_shared_store
 from clonestore_ratelimit._algorithms import MAX_ATTEMPTS
 from clonestore_ratelimit._policies import (
     ALGORITHMS,
@@ -43,13 +50,17 @@ from clonestore_ratelimit._policies import (
     parse_tiers,
 )
 from clonestore_ratelimit._postgres import set_persistence
-from clonestore_ratelimit._service import RateLimitConfig, RateLimiter, TierOf
+from clonestore_ratelimit._service import ON_UNAVAILABLE, RateLimitConfig, RateLimiter, TierOf
+from clonestore_ratelimit._storage import KIND, BucketState, CounterStore, WindowCount
 from clonestore_ratelimit._tables import BUCKETS, WINDOWS
 
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_TIERS",
     "MAX_ATTEMPTS",
+    "ON_UNAVAILABLE",
+    "BucketState",
+    "CounterStore",
     "Decision",
     "EndpointUsage",
     "Policy",
@@ -57,6 +68,7 @@ __all__ = [
     "RateLimitPlugin",
     "RateLimiter",
     "Usage",
+    "WindowCount",
     "plugin",
 ]
 
@@ -77,6 +89,12 @@ class RateLimitPlugin:
     :param durable: on PostgreSQL, keep counters in logged tables. By default
         they are ``UNLOGGED`` (no WAL flush per check, several times faster;
         emptied by a server crash, so callers then start a fresh window).
+    :param storage: the URL of a shared store for the counters (``redis://...``)
+        instead of the store's backend; see :data:`~clonestore_ratelimit._storage.KIND`.
+    :param on_unavailable: what a check decides when the counters cannot be
+        reached: ``"open"`` admits, ``"closed"`` refuses (``retry_after`` one
+        second), ``"raise"`` raises ``StorageUnavailable``. Default: ``"open"``
+        with ``storage``, ``"raise"`` without (the database itself is down).
     """
 
     def __new__(cls, **config: Any) -> RateLimitPlugin:
@@ -93,19 +111,28 @@ class RateLimitPlugin:
         tier_of: TierOf | None = None,
         tier_ttl: float = 30.0,
         durable: bool = False,
+        storage: str | None = None,
+        on_unavailable: str | None = None,
     ) -> None:
+        if storage is not None and (not isinstance(storage, str) or "://" not in storage):
+            raise ConfigurationError(
+                f"storage must be a URL such as redis://host:6379/0, got {storage!r}"
+            )
         self.durable = durable
+        self.storage = storage
         self.config = RateLimitConfig(
             tiers=parse_tiers(DEFAULT_TIERS if tiers is None else tiers),
             default_tier=default_tier,
             enforce=parse_enforce(enforce),
             tier_of=tier_of,
             tier_ttl=tier_ttl,
+            on_unavailable=on_unavailable or ("open" if storage else "raise"),
         )
 
     def __repr__(self) -> str:
         durable = ", durable" if self.durable else ""
-        return f"<{type(self).__name__} tiers={sorted(self.config.tiers)}{durable}>"
+        storage = f", storage={redact_url(self.storage)}" if self.storage else ""
+        return f"<{type(self).__name__} tiers={sorted(self.config.tiers)}{durable}{storage}>"
 
     @hookimpl
     def clonestore_tables(self) -> Sequence[TableSpec]:
@@ -115,15 +142,27 @@ class RateLimitPlugin:
     @hookimpl
     def clonestore_store_opened(self, store: Store) -> None:
         """Attach ``store.ratelimit`` (on PostgreSQL, set the counters' persistence)."""
-        params = connection_params(store.backend)
+        storage: CounterStore | None = None
+        if self.storage is not None:
+            storage = open_shared_store(store.hook, KIND, self.storage, CounterStore)
+        params = connection_params(store.backend) if storage is None else None
         if params is not None and store.backend.name == "postgresql":
             from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
 
             set_persistence(make_dsn(**params), (WINDOWS.name, BUCKETS.name), durable=self.durable)
         limiter = RateLimiter(
-            store, self.config, can_enforce=isinstance(self, _EnforcingRateLimitPlugin)
+            store,
+            self.config,
+            can_enforce=isinstance(self, _EnforcingRateLimitPlugin),
+            storage=storage,
         )
         store.attach("ratelimit", limiter)
+
+    @hookimpl
+    def clonestore_store_closed(self, store: Store) -> None:
+        """Release the counter store's connections."""
+        limiter: RateLimiter = store.services["ratelimit"]
+        limiter.storage.close()
 
     @hookimpl
     def clonestore_export_user(self, store: Store, user_id: str) -> Mapping[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -12,8 +13,14 @@ from typing import Any
 
 import attrs
 
-from clonestore import ConfigurationError, Operation, RateLimited, Store, ValidationError
-from clonestore.spi import Cond
+from clonestore import (
+    ConfigurationError,
+    Operation,
+    RateLimited,
+    StorageUnavailable,
+    Store,
+    ValidationError,
+)
 from clonestore_ratelimit._algorithms import Counters, from_us, to_us
 from clonestore_ratelimit._policies import (
     Decision,
@@ -24,9 +31,19 @@ from clonestore_ratelimit._policies import (
     parse_enforce,
     parse_tiers,
 )
-from clonestore_ratelimit._tables import BUCKETS, WINDOWS
+from clonestore_ratelimit._storage import CounterStore, TableCounters
 
-__all__ = ["RateLimitConfig", "RateLimiter"]
+__all__ = ["ON_UNAVAILABLE", "RateLimitConfig", "RateLimiter"]
+
+log = logging.getLogger("clonestore.ratelimit")
+
+#: What a check decides when its counter store cannot be reached: admit the
+#: call (``"open"``), refuse it (``"closed"``), or raise ``StorageUnavailable``.
+ON_UNAVAILABLE = ("open", "closed", "raise")
+#: Seconds a refused caller is told to wait when the counters cannot be reached.
+UNAVAILABLE_RETRY = 1.0
+#: Seconds between two warnings about unreachable counters.
+WARN_EVERY = 10.0
 
 TierOf = Callable[[str], "str | None"]
 
@@ -40,8 +57,14 @@ class RateLimitConfig:
     enforce: tuple[tuple[str, str], ...] = ()
     tier_of: TierOf | None = None
     tier_ttl: float = 30.0
+    on_unavailable: str = "raise"
 
     def __attrs_post_init__(self) -> None:
+        if self.on_unavailable not in ON_UNAVAILABLE:
+            raise ConfigurationError(
+                f"on_unavailable must be one of {', '.join(ON_UNAVAILABLE)}; "
+                f"got {self.on_unavailable!r}"
+            )
         if self.default_tier not in self.tiers:
             raise ConfigurationError(
                 f"default tier {self.default_tier!r} has no policies; "
@@ -52,15 +75,25 @@ class RateLimitConfig:
 class RateLimiter:
     """Rate limiting for a store, attached as ``store.ratelimit``.
 
-    Counters live in the store's backend, so every process using the database
-    shares them; time comes from ``store.clock``.
+    Counters live in the store's backend (or in the shared store given as
+    ``storage``), so every process using it shares them; time comes from
+    ``store.clock``.
     """
 
-    def __init__(self, store: Store, config: RateLimitConfig, *, can_enforce: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: RateLimitConfig,
+        *,
+        can_enforce: bool,
+        storage: CounterStore | None = None,
+    ) -> None:
         self._store = store
         self._config = config
         self._can_enforce = can_enforce
-        self._counters = Counters(store.backend)
+        self.storage: CounterStore = storage or TableCounters(store.backend)
+        self._counters = Counters(self.storage)
+        self._warned = 0.0
         self._tiers: dict[str, tuple[str, float]] = {}
         self._tiers_lock = threading.Lock()
 
@@ -189,10 +222,31 @@ class RateLimiter:
             user_id, endpoint, limit, window_seconds, algorithm, tier
         )
         run = getattr(self._counters, policy.algorithm)
-        decision: Decision = run(
-            user_id, endpoint, policy.limit, policy.window_seconds, self._now_us()
-        )
+        try:
+            decision: Decision = run(
+                user_id, endpoint, policy.limit, policy.window_seconds, self._now_us()
+            )
+        except StorageUnavailable as exc:
+            return self._unavailable(exc, policy)
         return decision
+
+    def _unavailable(self, exc: StorageUnavailable, policy: Policy) -> Decision:
+        """The decision when the counters cannot be reached (``on_unavailable``)."""
+        mode = self._config.on_unavailable
+        if mode == "raise":
+            raise exc
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:  # once in a while, not once per call
+            self._warned = now
+            log.warning("rate-limit counters unreachable, failing %s: %s", mode, exc)
+        allowed = mode == "open"
+        return Decision(
+            allowed=allowed,
+            remaining=0,
+            reset_at=from_us(self._now_us() + int(UNAVAILABLE_RETRY * 1_000_000)),
+            retry_after=0.0 if allowed else UNAVAILABLE_RETRY,
+            limit=policy.limit,
+        )
 
     def status(
         self,
@@ -213,9 +267,12 @@ class RateLimiter:
             "sliding_window": "sliding_status",
             "token_bucket": "bucket_status",
         }[policy.algorithm]
-        decision: Decision = getattr(self._counters, name)(
-            user_id, endpoint, policy.limit, policy.window_seconds, self._now_us()
-        )
+        try:
+            decision: Decision = getattr(self._counters, name)(
+                user_id, endpoint, policy.limit, policy.window_seconds, self._now_us()
+            )
+        except StorageUnavailable as exc:
+            return self._unavailable(exc, policy)
         return decision
 
     def cleanup(self, older_than: timedelta | float = timedelta(days=1)) -> int:
@@ -228,16 +285,12 @@ class RateLimiter:
         if older_than < timedelta(0):
             raise ValidationError("must not be negative", field="older_than")
         cutoff_us = self._now_us() - older_than // timedelta(microseconds=1)
-        backend = self._store.backend
-        with backend.transaction():
-            removed = backend.delete(WINDOWS, Cond("window_end", "lt", from_us(cutoff_us)))
-            removed += backend.delete(BUCKETS, Cond("tat_us", "lt", cutoff_us))
-        return removed
+        return self.storage.cleanup(cutoff_us)
 
     def usage(self, user_id: str) -> Usage:
         """Requests, admissions and refusals of ``user_id`` per endpoint."""
         user_id = check_name("user_id", user_id)
-        backend = self._store.backend
+        windows, buckets = self.storage.usage(user_id)
         per: dict[str, dict[str, Any]] = {}
 
         def entry(endpoint: str) -> dict[str, Any]:
@@ -245,26 +298,26 @@ class RateLimiter:
                 endpoint, {"requests": 0, "admitted": 0, "refused": 0, "last": None}
             )
 
-        for row in backend.select(WINDOWS, Cond("user_id", "eq", user_id)):
-            item = entry(row["endpoint"])
-            refused = max(0, row["count"] - row["quota"]) + row["refused"]
-            item["requests"] += row["count"]
+        for window in windows:
+            item = entry(window["endpoint"])
+            refused = max(0, window["count"] - window["quota"]) + window["refused"]
+            item["requests"] += window["count"]
             item["refused"] += refused
-            item["admitted"] += row["count"] - refused
-            if item["last"] is None or row["window_start"] > item["last"]:
-                item["last"] = row["window_start"]
-        for row in backend.select(BUCKETS, Cond("user_id", "eq", user_id)):
-            item = entry(row["endpoint"])
-            item["requests"] += row["admitted"] + row["refused"]
-            item["admitted"] += row["admitted"]
-            item["refused"] += row["refused"]
+            item["admitted"] += window["count"] - refused
+            if item["last"] is None or window["window_start"] > item["last"]:
+                item["last"] = window["window_start"]
+        for bucket in buckets:
+            item = entry(bucket["endpoint"])
+            item["requests"] += bucket["admitted"] + bucket["refused"]
+            item["admitted"] += bucket["admitted"]
+            item["refused"] += bucket["refused"]
         endpoints = {
             name: EndpointUsage(
                 endpoint=name,
                 requests=item["requests"],
                 admitted=item["admitted"],
                 refused=item["refused"],
-                last_window_start=item["last"],
+                last_window_start=None if item["last"] is None else from_us(item["last"]),
             )
             for name, item in sorted(per.items())
         }
@@ -301,9 +354,7 @@ class RateLimiter:
         return {"ratelimit": attrs.asdict(usage, recurse=True)}
 
     def erase_user(self, user_id: str) -> None:
-        backend = self._store.backend
-        backend.delete(WINDOWS, Cond("user_id", "eq", user_id))
-        backend.delete(BUCKETS, Cond("user_id", "eq", user_id))
+        self.storage.erase_user(user_id)
         self._counters.forget_user(user_id)
         with self._tiers_lock:
             self._tiers.pop(user_id, None)
