@@ -18,18 +18,36 @@ from clonestore.records import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "scale-out.md"
-#: users is distributed by its own id (which is every other table's user_id).
-DISTRIBUTION_COLUMN = {name: ("id" if name == "users" else "user_id") for name in TABLES}
+
+
+def _rows(marker: str) -> list[list[str]]:
+    """The cells of the document's table between ``<!-- marker ... -->`` and its end."""
+    text = DOC.read_text(encoding="utf-8")
+    block = re.search(rf"<!-- {marker}.*?-->(.*?)<!-- /{marker} -->", text, re.S)
+    assert block, f"docs/scale-out.md has no {marker} table"
+    lines = block.group(1).strip().splitlines()[2:]
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+
+
+def _table_types() -> dict[str, tuple[str, str]]:
+    """table -> (Citus table type, distribution column), from the document's mapping."""
+    out = {}
+    for names, kind, column in _rows("citus-tables"):
+        for name in re.findall(r"`(\w+)`", names):
+            distribution = column.split()[0].strip("`") if column else ""
+            out[name] = (kind.split()[0].rstrip(","), distribution)
+    return out
+
+
+TYPES = _table_types()
+DISTRIBUTED = {name for name, (kind, _) in TYPES.items() if kind == "distributed"}
+DISTRIBUTION_COLUMN = {name: TYPES[name][1] for name in DISTRIBUTED}
 
 
 def _documented_constraints() -> dict[tuple[str, str], str]:
     """(table, constraint as written) -> its form on Citus, from the document's table."""
-    text = DOC.read_text(encoding="utf-8")
-    block = re.search(r"<!-- citus-constraints.*?-->(.*?)<!-- /citus-constraints -->", text, re.S)
-    assert block, "docs/scale-out.md has no citus-constraints table"
     rows = {}
-    for line in block.group(1).strip().splitlines()[2:]:
-        table, constraint, on_citus, why = (cell.strip() for cell in line.strip("|").split("|"))
+    for table, constraint, on_citus, why in _rows("citus-constraints"):
         assert why, f"no reason given for {table} {constraint}"
         code = re.match(r"`([^`]+)`", constraint)
         assert code, f"constraint cell without code: {constraint}"
@@ -44,12 +62,21 @@ def _written(spec, unique) -> str:
     return text
 
 
+def test_every_table_has_a_documented_citus_type():
+    """Each domain table is in the document's mapping (distributed or reference), and
+    users and the user-owned tables are distributed by the user's id."""
+    assert set(TYPES) == set(TABLES)
+    assert {kind for kind, _ in TYPES.values()} <= {"distributed", "reference"}
+    assert DISTRIBUTION_COLUMN["users"] == "id"
+    owned = {name for name, spec in TABLES.items() if "user_id" in spec.by_name}
+    assert owned <= DISTRIBUTED
+    assert all(DISTRIBUTION_COLUMN[name] == "user_id" for name in owned)
+
+
 def test_every_user_owned_table_carries_user_id():
-    """Each domain table but users has a required user_id column of kind id."""
-    for name, spec in TABLES.items():
-        if name == "users":
-            continue
-        column = spec.by_name.get("user_id")
+    """Each distributed table but users has a required user_id column of kind id."""
+    for name in DISTRIBUTED - {"users"}:
+        column = TABLES[name].by_name.get("user_id")
         assert column is not None, f"{name} has no user_id: it cannot be distributed"
         assert column.kind == "id"
         assert not column.nullable, f"{name}.user_id is nullable"
@@ -61,7 +88,8 @@ def test_unique_constraints_include_the_distribution_column_or_are_documented():
     docs/scale-out.md; every listed constraint exists."""
     documented = _documented_constraints()
     seen = set()
-    for name, spec in TABLES.items():
+    for name in DISTRIBUTED:
+        spec = TABLES[name]
         column = DISTRIBUTION_COLUMN[name]
         for unique in spec.unique:
             written = _written(spec, unique)
