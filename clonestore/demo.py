@@ -1,8 +1,9 @@
 """A realistic demo data set: what ``clonestore seed`` writes.
 
-Each demo user gets a ready, active voice model and face model, a few
-documents (processed into vectors, one failed), a few ended sessions of turns
-with per-stage latencies and costs, and memories with unit-length embeddings.
+A few specializations and, per demo user, a ready, active voice model and face
+model, a few documents (processed into vectors, one failed), a few ended
+sessions of turns with per-stage latencies and costs, and memories with
+unit-length embeddings (episodes linked to the session they came from).
 Everything goes through the repositories, so validation, plugins (audit,
 cache) and the store's clock apply exactly as for application writes. The
 data is drawn from a seeded random generator: the same ``seed`` gives the same
@@ -67,6 +68,13 @@ _MEMORIES: Final = (
 )
 
 
+_SPECIALIZATIONS: Final = (
+    ("storyteller", "Tells family stories in the person's own words"),
+    ("cooking-coach", "Walks through the person's recipes step by step"),
+    ("interview-prep", "Rehearses interviews with the person's advice"),
+)
+
+
 @attrs.frozen
 class SeedReport:
     """How many rows of each kind :func:`seed_demo` wrote (``skipped``: users already there)."""
@@ -79,6 +87,7 @@ class SeedReport:
     sessions: int = 0
     turns: int = 0
     memories: int = 0
+    specializations: int = 0
 
 
 def demo_email(number: int) -> str:
@@ -113,6 +122,12 @@ def seed_demo(
     ``on_user(n)`` is called after each user (for progress).
     """
     counts = dict.fromkeys(attrs.fields_dict(SeedReport), 0)
+    for name, description in _SPECIALIZATIONS:
+        if store.specializations.find_one(name=name) is None:
+            store.specializations.create(
+                name=name, description=description, model_path=f"specializations/{name}.bin"
+            )
+            counts["specializations"] += 1
     for number in range(users):
         rng = random.Random(f"{seed}:{number}")
         email = demo_email(number)
@@ -152,6 +167,7 @@ def _seed_user(
         status="ready",
         quality_score=round(rng.uniform(0.7, 0.99), 3),
         external_voice_id=f"voice-{number:04d}",
+        model_path=f"voices/{number:04d}/model.bin",
         sample_paths=[f"samples/{number:04d}/{i}.wav" for i in range(3)],
     )
     store.voice_models.activate(voice.id)
@@ -162,6 +178,7 @@ def _seed_user(
         status="ready",
         quality_score=round(rng.uniform(0.6, 0.95), 3),
         model_path=f"faces/{number:04d}/model.bin",
+        resolution={"width": 512, "height": 512},
         reference_image_paths=[f"faces/{number:04d}/ref-{i}.jpg" for i in range(2)],
     )
     store.face_models.activate(face.id)
@@ -192,11 +209,14 @@ def _seed_user(
             )
         counts["documents"] += 1
 
+    sessions = []
     for _ in range(rng.randint(2, 3)):
         session = store.sessions.create(
             user_id=user.id,
             voice_model_id=voice.id,
             face_model_id=face.id,
+            llm_provider=rng.choice(("openai", "anthropic", "mistral")),
+            tts_provider="elevenlabs",
             started_at=now - timedelta(days=rng.randint(0, 30), minutes=rng.randint(0, 600)),
             metadata={"client": rng.choice(("ios", "android", "web")), "demo": True},
         )
@@ -216,6 +236,7 @@ def _seed_user(
             )
             counts["turns"] += 1
         store.sessions.end(session.id)
+        sessions.append(session.id)
         counts["sessions"] += 1
 
     for content, memory_type in rng.sample(_MEMORIES, 4):
@@ -226,5 +247,7 @@ def _seed_user(
             memory_type=memory_type,
             importance=round(rng.uniform(0.2, 1.0), 2),
             tags=rng.sample(_TAGS, 1),
+            # An episode is remembered from a conversation.
+            session_id=rng.choice(sessions) if memory_type == "episode" else None,
         )
         counts["memories"] += 1

@@ -12,6 +12,7 @@
     clonestore ratelimit cleanup  remove old rate-limit windows
     clonestore doctor             health, migrations, tables, pgvector, replicas
     clonestore shell              a Python REPL with `store` open
+    clonestore studio             browse the data in a local web app
 
 Every command takes ``--url`` (default: what ``clonestore.open()`` uses,
 ``$CLONESTORE_URL``, else ``sqlite:///clonestore.db``) and ``--plugins``; those
@@ -73,4 +74,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Registering the commands (imported for their side effect on ``cli``).
-from clonestore.cli import data, doctor, maintenance, schema, shell  # noqa: E402, F401
+from clonestore.cli import data, doctor, maintenance, schema, shell, studio  # noqa: E402, F401
