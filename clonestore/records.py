@@ -65,7 +65,7 @@ def _empty_list() -> list[Any]:
 
 
 def _resolution(value: Any) -> str | None:
-    """A face model's resolution: ``{"width": w, "height": h}``, positive integers."""
+    """Must be ``{"width": w, "height": h}`` in positive integers. A face model's resolution."""
     if type(value) is not dict or set(value) != {"width", "height"}:
         return 'must be an object {"width": ..., "height": ...}'
     if not all(type(v) is int and 0 < v <= 1_000_000 for v in value.values()):

@@ -272,7 +272,7 @@ def check(col: Column, value: Any) -> Any:
 
 
 def json_object(value: Any) -> str | None:
-    """A :attr:`Column.validator`: the JSON value must be an object (a ``dict``)."""
+    """Must be a JSON object (a ``dict``). Use it as a :attr:`Column.validator`."""
     if type(value) is not dict:
         return f"must be a JSON object (a dict), got {type(value).__name__}"
     return None

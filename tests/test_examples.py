@@ -8,6 +8,7 @@ installed into a temporary directory, as a third party's package would be.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,11 @@ EXAMPLES = ROOT / "examples"
 PLATFORM = EXAMPLES / "character_platform"
 JSONFILE = EXAMPLES / "jsonfile_backend"
 TIMEOUT = 300
+#: What a copy of the checkout leaves out (as a fresh clone would not have it).
+_NOT_IN_A_CLONE = shutil.ignore_patterns(
+    ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".mypy_cache",
+    ".ruff_cache", ".pytest_cache", ".hypothesis", "*.db", "*.db-wal", "*.db-shm", "*.json.lock",
+)
 
 
 def _run(
@@ -146,3 +152,67 @@ def test_jsonfile_backend_passes_the_conformance_kit(jsonfile_site: Path, tmp_pa
 def test_jsonfile_backend_own_tests_pass(jsonfile_site: Path) -> None:
     """The jsonfile package's own tests (file format, atomic commits, locking) pass."""
     _passed(_pytest(str(JSONFILE / "tests"), pythonpath=jsonfile_site))
+
+
+# ----------------------------------------------------------------------------- as documented
+
+
+def documented_commands(readme: Path) -> list[str]:
+    """The shell commands of a README's ``sh`` blocks, one per line, comments kept."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", readme.read_text(), flags=re.M | re.S)
+    return [
+        line for block in blocks for line in block.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout as a fresh clone has it (no venv, no databases)."""
+    clone = tmp_path_factory.mktemp("clone") / "clonestore"
+    shutil.copytree(ROOT, clone, symlinks=True, ignore=_NOT_IN_A_CLONE)
+    return clone
+
+
+def _shell(command: str, cwd: Path, path_first: Path) -> subprocess.CompletedProcess[str]:
+    """``command`` exactly as written, by ``sh`` in ``cwd``, with ``path_first`` first on
+    PATH (an activated environment: ``python`` and ``pip`` are its own)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join((str(path_first), env.get("PATH", "")))
+    done = subprocess.run(
+        ["sh", "-c", command], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=TIMEOUT, check=False,
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.mark.parametrize("example", ["app_tests", "character_platform"])
+def test_example_readme_commands_run_as_written(fresh_clone: Path, example: str) -> None:
+    """Each command of the example's README runs, exactly as written, from the root of a
+    fresh clone in the development environment, and succeeds (twice where it says so)."""
+    commands = documented_commands(EXAMPLES / example / "README.md")
+    assert len(commands) >= 2, commands
+    for command in commands:
+        for _ in range(2 if "run it twice" in command else 1):
+            done = _shell(command, fresh_clone, Path(sys.executable).parent)
+            if "pytest" in command:
+                _passed(done)
+
+
+@pytest.mark.timeout(900)
+def test_command_1_then_the_jsonfile_readme_as_written(fresh_clone: Path) -> None:
+    """README command 1 (a venv, pip install ., the quickstart on clonestore.db) works on a
+    fresh clone; in that venv, every command of the jsonfile backend's README then runs as
+    written: installing it, the conformance kit on jsonfile://, its own tests."""
+    command_1 = documented_commands(ROOT / "README.md")[0]
+    assert command_1.endswith("examples/quickstart.py"), command_1
+    done = _shell(command_1, fresh_clone, Path(sys.executable).parent)
+    assert "health:    ok=True backend=sqlite" in done.stdout
+    assert (fresh_clone / "clonestore.db").exists()
+    activated = fresh_clone / ".venv" / "bin"
+    for command in documented_commands(JSONFILE / "README.md"):
+        done = _shell(command, fresh_clone, activated)
+        if "pytest" in command:
+            _passed(done)
+    assert (fresh_clone / "kit.json").exists()

@@ -14,8 +14,10 @@ from clonestore.schema import check
 __all__ = ["DOCUMENT_TRANSITIONS", "DocumentRepository"]
 
 #: The document workflow: status -> statuses it may move to (retry from failed).
+#: A pending document may also complete or fail in one step (the original API's
+#: ``updateStatus(id, 'completed')`` right after upload).
 DOCUMENT_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
-    "pending": frozenset({"processing"}),
+    "pending": frozenset({"processing", "completed", "failed"}),
     "processing": frozenset({"completed", "failed"}),
     "completed": frozenset(),
     "failed": frozenset({"processing"}),

@@ -42,6 +42,9 @@ log = logging.getLogger("clonestore.audit")
 
 _PAGE: Final = 1000
 
+#: ``audit.log()`` arguments of the original API -> ours.
+_ORIGINAL_NAMES: Final = {"user_id": "actor_id", "resource": "resource_id", "metadata": "details"}
+
 
 @attrs.frozen(kw_only=True)
 class AuditConfig:
@@ -154,13 +157,29 @@ class AuditLog(ChainWriter):
         user_agent: str | None = None,
         request_id: str | None = None,
         error: str | None = None,
+        **original: Any,
     ) -> AuditEntry:
         """Record an explicit event (``"user.login"``, ``"document.upload"``).
 
         Who and where default to ``store.context(...)``. ``details`` is any JSON
         value (personal: erased with the user). Inside ``store.transaction()``
-        the entry is part of the transaction.
+        the entry is part of the transaction. The original API's names are
+        accepted too: ``user_id`` (``actor_id``), ``resource`` (``resource_id``)
+        and ``metadata`` (``details``).
         """
+        for name, value in original.items():
+            ours = _ORIGINAL_NAMES.get(name)
+            if ours is None:
+                raise ValidationError("unknown argument of audit.log()", field=name)
+            given = {"actor_id": actor_id, "resource_id": resource_id, "details": details}
+            if given[ours] is not None:
+                raise ValidationError(f"give {ours} or {name}, not both", field=name)
+            if ours == "actor_id":
+                actor_id = value
+            elif ours == "resource_id":
+                resource_id = value
+            else:
+                details = value
         return self._log(
             action,
             resource_type=resource_type,
@@ -266,6 +285,12 @@ class AuditLog(ChainWriter):
         if since is not None:
             where = And((where, Cond("created_at", "gte", _aware("since", since))))
         return self._select(where, limit, offset)
+
+    def find_by_user_id(
+        self, user_id: str, *, limit: int = 100, offset: int = 0, since: datetime | None = None
+    ) -> list[AuditEntry]:
+        """The original API's name for :meth:`find_by_user`."""
+        return self.find_by_user(user_id, limit=limit, offset=offset, since=since)
 
     def _select(self, where: Expr, limit: int, offset: int) -> list[AuditEntry]:
         if type(limit) is not int or not 0 <= limit <= 10_000:

@@ -355,6 +355,10 @@ class TwoLevelCache:
         self.l1.drop_expired(now.timestamp())
         return removed
 
+    def clean_all_expired_cache(self) -> dict[str, int]:
+        """The original API's name for :meth:`clean_expired`."""
+        return self.clean_expired()
+
     def stats(self) -> dict[str, CacheStats]:
         """Hits, misses, hit rate and entries per cache (and ``"entity"`` reads)."""
         self.flush_hit_counts()

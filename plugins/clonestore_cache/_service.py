@@ -37,13 +37,13 @@ class Cache(TwoLevelCache):
         self,
         query_hash: str,
         embedding: Sequence[float],
+        ttl: float | timedelta | None = None,
         *,
         model: str | None = None,
         user_id: str | None = None,
-        ttl: float | timedelta | None = None,
     ) -> None:
-        """Keep ``embedding`` for ``query_hash`` (default one hour). ``user_id``
-        marks it as that user's, for ``erase_user``."""
+        """Keep ``embedding`` for ``query_hash`` for ``ttl`` seconds (default one hour).
+        ``user_id`` marks it as that user's, for ``erase_user``."""
         self._keep(
             "embedding",
             (check_text("query_hash", query_hash, HASH_LENGTH),),
@@ -92,7 +92,6 @@ class Cache(TwoLevelCache):
         query_hash: str,
         user_id: str,
         results: Sequence[Any],
-        *,
         ttl: float | timedelta | None = None,
     ) -> None:
         """Keep a user's vector-search results (a JSON list) for ``query_hash`` (default 30 min)."""
@@ -143,11 +142,12 @@ class Cache(TwoLevelCache):
         prompt_hash: str,
         response: str,
         provider: str,
+        ttl: float | timedelta | None = None,
         *,
         user_id: str | None = None,
-        ttl: float | timedelta | None = None,
     ) -> None:
-        """Keep an LLM response for ``prompt_hash`` (default one hour), hit count 0."""
+        """Keep an LLM response for ``prompt_hash`` for ``ttl`` seconds (default one
+        hour), hit count 0."""
         self._keep_llm_response(prompt_hash, response, provider, user_id, ttl)
 
     def _keep_llm_response(

@@ -59,6 +59,12 @@ class Counters:
         count = found["count"] if found else 0
         return _window_decision(count < limit, limit - count, limit, start_us + w_us, now_us)
 
+    def window_quota(self, user_id: str, endpoint: str, window: int, now_us: int) -> int | None:
+        """The limit the last check in the current fixed window used (None: no check yet)."""
+        w_us = window * 1_000_000
+        found = self.storage.read(user_id, endpoint, window, now_us - now_us % w_us)
+        return None if found is None else int(found["quota"])
+
     def _admitted_before(self, user_id: str, endpoint: str, window: int, start_us: int) -> int:
         """Calls admitted in the window that ended at ``start_us`` (cached once read)."""
         key = (user_id, endpoint, window, start_us - window * 1_000_000)

@@ -275,6 +275,24 @@ class RateLimiter:
             return self._unavailable(exc, policy)
         return decision
 
+    def get_status(
+        self, user_id: str, endpoint: str, window_seconds: int, limit: int | None = None
+    ) -> Decision:
+        """The original API's ``getStatus(userId, endpoint, windowSeconds)``: the fixed
+        window of ``window_seconds`` now, without counting a call.
+
+        ``remaining`` is measured against ``limit``, else the limit the last
+        ``check_and_increment`` in this window used, else the user's policy's.
+        """
+        user_id = check_name("user_id", user_id)
+        endpoint = check_name("endpoint", endpoint)
+        Policy(1, window_seconds)  # refuses a window that is not a positive integer
+        if limit is None:
+            limit = self._counters.window_quota(user_id, endpoint, window_seconds, self._now_us())
+        if limit is None:
+            limit = self.policy_for(user_id, endpoint).limit
+        return self.status(user_id, endpoint, limit, window_seconds)
+
     def cleanup(self, older_than: timedelta | float = timedelta(days=1)) -> int:
         """Remove windows that ended, and buckets full since, more than
         ``older_than`` ago (a timedelta or seconds); how many rows went."""

@@ -19,7 +19,7 @@ from clonestore.testing.contract._builders import (
 
 #: The workflow as documented (README, "The document workflow").
 WORKFLOW = {
-    "pending": {"processing"},
+    "pending": {"processing", "completed", "failed"},
     "processing": {"completed", "failed"},
     "failed": {"processing"},
     "completed": set(),
