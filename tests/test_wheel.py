@@ -2,7 +2,7 @@
 
 Fast and isolated: the wheel is built from a copy of the source tree, then
 installed without dependencies into a fresh virtualenv that has no system
-site-packages. Its dependencies (attrs, pluggy, peewee, click, psycopg2) are made
+site-packages. Its dependencies (attrs, pluggy, peewee, click, sortedcontainers, psycopg2) are made
 importable by a ``.pth`` file pointing at a directory of links to just those
 distributions from the running environment, so the venv never sees the
 editable checkout, and nothing is downloaded but the build backend.
@@ -25,7 +25,7 @@ import psycopg2
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEPENDENCIES = ("attrs", "pluggy", "peewee", "click", "psycopg2-binary")
+DEPENDENCIES = ("attrs", "pluggy", "peewee", "click", "sortedcontainers", "psycopg2-binary")
 _SKIP = shutil.ignore_patterns(
     ".git",
     "build",

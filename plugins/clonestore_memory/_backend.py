@@ -91,10 +91,14 @@ class MemoryBackend:
     ) -> list[Row]:
         t = self._table(table)
         with self._db.lock:
-            rows = t.matching(where)
             end = None if limit is None else offset + limit
-            if order:
-                rows = ordered(rows, order, end)
+            found = t.read_ordered(where, order, end) if order else None
+            if found is not None:
+                rows = found
+            else:
+                rows = t.matching(where)
+                if order:
+                    rows = ordered(rows, order, end)
             return [t.copy_out(r) for r in rows[offset:end]]
 
     def nearest(

@@ -8,12 +8,14 @@ is one more class here, built in :class:`clonestore_memory._table.Table`.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Iterator, Sequence, Set
 from typing import Any, Protocol
 
-from clonestore.spi import Row, Unique
+from sortedcontainers import SortedList
 
-__all__ = ["HashIndex", "RowIndex", "UniqueIndex"]
+from clonestore.spi import Index, Row, Unique
+
+__all__ = ["HashIndex", "OrderedIndex", "RowIndex", "UniqueIndex"]
 
 
 class RowIndex(Protocol):
@@ -93,3 +95,51 @@ class HashIndex:
 
 
 _NONE: Set[str] = frozenset()
+
+
+def sort_key(value: Any) -> tuple[Any, ...]:
+    """A value's place in ascending order: NULL after every value, as :func:`sort_rows`."""
+    return (True,) if value is None else (False, value)
+
+
+class OrderedIndex:
+    """Rows in the order of an index's columns (the last one ``id``, so keys are unique).
+
+    A sorted list of keys: reading rows in order from a starting key costs
+    O(log n) to find it plus the rows read, so a keyset page costs the same at
+    any depth and at any table size. ``live`` indexes hold live rows only
+    (``deleted_at IS NULL``), like the SQL backends' partial indexes.
+    """
+
+    def __init__(self, index: Index, soft_delete: bool) -> None:
+        self.columns = index.columns
+        self.live = index.live and soft_delete
+        self.keys: SortedList = SortedList()
+
+    def key(self, row: Row) -> tuple[Any, ...] | None:
+        if self.live and row["deleted_at"] is not None:
+            return None
+        return tuple(sort_key(row[c]) for c in self.columns)
+
+    def add(self, row: Row) -> None:
+        key = self.key(row)
+        if key is not None:
+            self.keys.add(key)
+
+    def discard(self, row: Row) -> None:
+        key = self.key(row)
+        if key is not None:
+            self.keys.discard(key)
+
+    def ids(self, start: Sequence[Any], desc: bool) -> Iterator[str]:
+        """Ids in index order from the first key at or after ``start`` (a key prefix;
+        descending: backwards from the last key at or before it)."""
+        keys = self.keys
+        if desc:
+            # Every key with ``start`` as its prefix sorts before start + (greater than any value,)
+            stop = keys.bisect_right((*start, (True, True)))
+            for i in range(stop - 1, -1, -1):
+                yield keys[i][-1][1]
+        else:
+            for key in keys.islice(keys.bisect_left(tuple(start))):
+                yield key[-1][1]

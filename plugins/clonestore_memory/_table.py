@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clonestore import ConfigurationError
-from clonestore.spi import And, Cond, Expr, Row, TableSpec, Unique, copy_row, matches
-from clonestore_memory._indexes import HashIndex, RowIndex, UniqueIndex
+from clonestore.spi import (
+    And,
+    Cond,
+    Expr,
+    OrderBy,
+    Row,
+    TableSpec,
+    Unique,
+    copy_row,
+    matches,
+    sort_rows,
+)
+from clonestore_memory._indexes import HashIndex, OrderedIndex, RowIndex, UniqueIndex, sort_key
 from clonestore_memory._vectors import VectorIndex
 
 __all__ = ["Table"]
@@ -36,10 +47,18 @@ class Table:
         self.vectors: dict[str, VectorIndex] = {
             c.name: VectorIndex(c.name, partition) for c in spec.columns if c.kind == "vector"
         }
+        # Ordered indexes for keyset reads: the spec's indexes that end with ``id``
+        # ((created_at, id), (user_id, created_at, id)...).
+        self.ordered: tuple[OrderedIndex, ...] = tuple(
+            OrderedIndex(ix, spec.soft_delete)
+            for ix in spec.indexes
+            if len(ix.columns) > 1 and ix.columns[-1] == "id"
+        )
         self.indexes: tuple[RowIndex, ...] = (
             *self.unique,
             *self.lookup.values(),
             *self.vectors.values(),
+            *self.ordered,
         )
 
     def copy_in(self, row: Mapping[str, Any]) -> Row:
@@ -89,3 +108,90 @@ class Table:
 
     def matching(self, where: Expr) -> list[Row]:
         return [row for row in self.candidates(where) if matches(where, row)]
+
+    def read_ordered(
+        self, where: Expr, order: Sequence[OrderBy], end: int | None
+    ) -> list[Row] | None:
+        """The first ``end`` matching rows in ``order`` read from an ordered index, or
+        None when no index serves the read (then the caller filters and sorts).
+
+        An index serves it when its columns are equality-bound columns of ``where``
+        followed by ``order``'s columns, all in one direction; a live-rows index
+        only when ``where`` asks for live rows. A range bound on the first ordered
+        column (``created_at >= v``, as keyset cursors carry) is where reading starts.
+        """
+        if end is None:
+            return None
+        conds = _conjuncts(where)
+        equal: dict[str, Any] = {}
+        bounds: dict[str, tuple[str, Any]] = {}
+        live = False
+        for cond in conds:
+            if not isinstance(cond, Cond):
+                continue
+            if cond.op == "eq" and not self.spec.column(cond.column).casefold:
+                equal[cond.column] = cond.value
+            elif cond.op in ("gte", "gt", "lte", "lt"):
+                bounds[cond.column] = (cond.op, cond.value)
+            elif cond.column == "deleted_at" and cond.op == "isnull" and cond.value is True:
+                live = True
+        names = tuple(o.column for o in order)
+        desc = order[0].desc
+        for index in self.ordered:
+            if index.live and not live:
+                continue
+            prefix = index.columns[: len(index.columns) - len(names)]
+            if index.columns[len(prefix) :] != names or any(c not in equal for c in prefix):
+                continue
+            start = [sort_key(equal[c]) for c in prefix]
+            op, value = bounds.get(names[0], (None, None))
+            if op in (("lte", "lt") if desc else ("gte", "gt")):
+                start.append(sort_key(value))
+            return self._read(index, start, where, order, prefix, equal, end)
+        return None
+
+    def _read(
+        self,
+        index: OrderedIndex,
+        start: list[Any],
+        where: Expr,
+        order: Sequence[OrderBy],
+        prefix: Sequence[str],
+        equal: Mapping[str, Any],
+        end: int,
+    ) -> list[Row]:
+        """Read ``index`` in the first ordered column's direction. When later columns
+        go the other way (``-created_at`` then ``id``), rows that tie on the first
+        column are sorted among themselves before they count."""
+        one_way = len({o.desc for o in order}) == 1
+        first = order[0].column
+        rows = self.rows
+        out: list[Row] = []
+        ties: list[Row] = []
+        for id in index.ids(start, order[0].desc):
+            row = rows[id]
+            if any(row[c] != equal[c] for c in prefix):
+                break  # past the prefix: no more rows of it
+            if not matches(where, row):
+                continue
+            if one_way:
+                out.append(row)
+                if len(out) >= end:
+                    break
+                continue
+            if ties and row[first] != ties[0][first]:
+                out += sort_rows(ties, order)
+                ties = []
+                if len(out) >= end:
+                    break
+            ties.append(row)
+        if ties:
+            out += sort_rows(ties, order)
+        return out[:end]
+
+
+def _conjuncts(expr: Expr) -> list[Expr]:
+    """The terms every matching row satisfies: ``expr``'s ``And`` items, nested ones too."""
+    if not isinstance(expr, And):
+        return [expr]
+    return [term for item in expr.items for term in _conjuncts(item)]
