@@ -244,8 +244,9 @@ def keyset_after(
     ``order`` must end with a non-null unique column (``id``); NULLs sort last
     ascending and first descending, matching :func:`sort_rows`.
 
-    With ``spec``, when the first ordered column cannot be NULL, the expression
-    also carries its range bound (``created_at >= v`` ascending, ``<= v``
+    With ``spec``, columns that cannot be NULL get no ``IS NULL`` branches, and
+    when the first ordered column cannot be NULL the expression also carries its
+    range bound (``created_at >= v`` ascending, ``<= v``
     descending). The bound changes nothing about which rows match (every row
     after ``values`` satisfies it) but gives an index on the ordered columns a
     range to start from, so a deep page costs what the first page costs; the
@@ -253,7 +254,8 @@ def keyset_after(
     """
     expr: Expr = FALSE
     for key, value in reversed(list(zip(order, values, strict=True))):
-        expr = Or((_strictly_after(key, value), And((_same(key, value), expr))))
+        nullable = spec is None or spec.column(key.column).nullable
+        expr = Or((_strictly_after(key, value, nullable), And((_same(key, value), expr))))
     expr = _simplify(expr)
     if spec is not None and order and values[0] is not None and expr not in (TRUE, FALSE):
         first = order[0]
@@ -263,13 +265,15 @@ def keyset_after(
     return expr
 
 
-def _strictly_after(key: OrderBy, value: Any) -> Expr:
+def _strictly_after(key: OrderBy, value: Any, nullable: bool = True) -> Expr:
     if key.desc:
         if value is None:
             return Cond(key.column, "isnull", False)
         return Cond(key.column, "lt", value)
     if value is None:
         return FALSE
+    if not nullable:  # no NULLs to come after the values
+        return Cond(key.column, "gt", value)
     return Or((Cond(key.column, "gt", value), Cond(key.column, "isnull", True)))
 
 
