@@ -6,6 +6,8 @@ update, a page of 50, and create_many of 10,000 rows, through
 * clonestore (``store.users``),
 * plain Peewee (models reflected from the same tables with playhouse.reflection),
 * the raw driver (sqlite3; psycopg2, with ``execute_values`` for bulk),
+* SQLAlchemy 2 Core and ORM (a peer users would pick instead; left out when
+  SQLAlchemy is not installed),
 
 and prints medians (µs per call; ms for bulk) and ratios. memory:// is timed
 with the same repository calls. Targets (DESIGN section 8): single-row calls
@@ -147,6 +149,146 @@ def time_peewee(db: Any, seeded: list[clonestore.User], args: Any, run: Run) -> 
     run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
 
 
+def time_sqlalchemy(
+    url: str, orm: bool, seeded: list[clonestore.User], args: Any, run: Run
+) -> Iterator[None]:
+    """SQLAlchemy 2 on the same tables (reflected): Core with one connection, or the ORM
+    with a session per call (what a request handler does), both with compiled-statement
+    caching as SQLAlchemy does by default."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.automap import automap_base
+    from sqlalchemy.orm import Session
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    meta = sa.MetaData()
+    users = sa.Table("users", meta, autoload_with=engine)
+    n = len(seeded)
+    tag = uuid.uuid4().hex[:8]
+    with engine.connect() as conn:
+        template = dict(conn.execute(sa.select(users).limit(1)).mappings().one())
+
+    def row(i: int, prefix: str) -> dict[str, Any]:
+        email = f"{prefix}-{tag}-{i}@example.com"
+        return {**template, "id": str(uuid.uuid4()), "email": email, "email_key": email}
+
+    by_id = sa.select(users).where(users.c.id == sa.bindparam("id"))
+    by_email = (
+        sa.select(users)
+        .where(users.c.email_key == sa.bindparam("key"), users.c.deleted_at.is_(None))
+        .limit(1)
+    )
+    page = (
+        sa.select(users)
+        .where(users.c.deleted_at.is_(None))
+        .order_by(users.c.created_at, users.c.id)
+        .limit(51)
+    )
+    if not orm:
+        conn = engine.connect()
+        run.us["get"] = median_us(
+            lambda i: conn.execute(by_id, {"id": seeded[i % n].id}).first(), args.calls
+        )
+        run.us["get_by_email"] = median_us(
+            lambda i: conn.execute(by_email, {"key": seeded[i % n].email.casefold()}).first(),
+            args.calls,
+        )
+        run.us["page_50"] = median_us(
+            lambda i: conn.execute(page).all(), max(args.calls // 10, 50)
+        )
+        conn.rollback()
+        yield
+
+        def create(i: int) -> None:
+            conn.execute(sa.insert(users), row(i, "sac"))
+            conn.commit()
+
+        def update(i: int) -> None:
+            conn.execute(
+                sa.update(users)
+                .where(users.c.id == seeded[i % n].id)
+                .values(name=f"S{i}", version=users.c.version + 1)
+            )
+            conn.commit()
+
+        run.us["create"] = median_us(create, args.calls)
+        run.us["update"] = median_us(update, args.calls)
+        yield
+
+        def bulk(r: int) -> None:
+            conn.execute(sa.insert(users), [row(i, f"sacb{r}") for i in range(args.bulk)])
+            conn.commit()
+
+        run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+        conn.close()
+    else:
+        base = automap_base(metadata=meta)
+        base.prepare()
+        User = base.classes.users
+
+        def get(i: int) -> Any:
+            with Session(engine) as session:
+                return session.get(User, seeded[i % n].id)
+
+        def find(i: int) -> Any:
+            with Session(engine) as session:
+                key = seeded[i % n].email.casefold()
+                return session.scalars(
+                    sa.select(User).where(User.email_key == key, User.deleted_at.is_(None))
+                ).first()
+
+        def page50(i: int) -> Any:
+            with Session(engine) as session:
+                return session.scalars(
+                    sa.select(User)
+                    .where(User.deleted_at.is_(None))
+                    .order_by(User.created_at, User.id)
+                    .limit(51)
+                ).all()
+
+        run.us["get"] = median_us(get, args.calls)
+        run.us["get_by_email"] = median_us(find, args.calls)
+        run.us["page_50"] = median_us(page50, max(args.calls // 10, 50))
+        yield
+
+        def create(i: int) -> None:
+            with Session(engine) as session:
+                session.add(User(**row(i, "sao")))
+                session.commit()
+
+        def update(i: int) -> None:
+            with Session(engine) as session:
+                user = session.get(User, seeded[i % n].id)
+                user.name = f"O{i}"
+                user.version = user.version + 1
+                session.commit()
+
+        run.us["create"] = median_us(create, args.calls)
+        run.us["update"] = median_us(update, args.calls)
+        yield
+
+        def bulk(r: int) -> None:
+            with Session(engine) as session:
+                session.add_all([User(**row(i, f"saob{r}")) for i in range(args.bulk)])
+                session.commit()
+
+        run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+    engine.dispose()
+
+
+def _peers(url: str, seeded: list[clonestore.User], args: Any) -> list[tuple[Run, Any]]:
+    """SQLAlchemy Core and ORM runs, when SQLAlchemy is installed (a bench-only peer)."""
+    try:
+        import sqlalchemy  # noqa: F401
+    except ImportError:
+        print("SQLAlchemy is not installed: its columns are left out", file=sys.stderr)
+        return []
+    core, orm = Run("sqlalchemy core"), Run("sqlalchemy orm")
+    return [
+        (core, time_sqlalchemy(url, False, seeded, args, core)),
+        (orm, time_sqlalchemy(url, True, seeded, args, orm)),
+    ]
+
+
 def time_raw(
     conn: Any, paramstyle: str, seeded: list[clonestore.User], args: Any, run: Run
 ) -> Iterator[None]:
@@ -263,10 +405,13 @@ def bench_sqlite(args: Any) -> list[Run]:
             conn = sqlite3.connect(path)
             for name, value in pragmas.items():
                 conn.execute(f"PRAGMA {name}={value}")
+            peers = _peers(f"sqlite:///{path}", seeded, args)
+            runs += [run for run, _ in peers]
             in_phases(
                 time_clonestore(store, seeded, args, runs[0]),
                 time_peewee(db, seeded, args, runs[1]),
                 time_raw(conn, "qmark", seeded, args, runs[2]),
+                *(timing for _, timing in peers),
             )
             db.close()
             conn.close()
@@ -283,10 +428,13 @@ def bench_postgres(args: Any) -> list[Run]:
             seeded = seed_users(store, args.rows, "pg")
             db = connect(url)
             conn = psycopg2.connect(url)
+            peers = _peers(url, seeded, args)
+            runs += [run for run, _ in peers]
             in_phases(
                 time_clonestore(store, seeded, args, runs[0]),
                 time_peewee(db, seeded, args, runs[1]),
                 time_raw(conn, "format", seeded, args, runs[2]),
+                *(timing for _, timing in peers),
             )
             db.close()
             conn.close()
@@ -298,7 +446,8 @@ def bench_postgres(args: Any) -> list[Run]:
 
 def report(results: dict[str, list[Run]]) -> None:
     print(f"\n{'backend':<10} {'call':<14} " + " ".join(f"{r:>14}" for r in
-          ("clonestore", "peewee", "raw driver", "cs/raw", "peewee/raw")))
+          ("clonestore", "peewee", "raw driver", "cs/raw", "peewee/raw", "sa core/raw",
+           "sa orm/raw")))
     for backend, runs in results.items():
         by = {r.label: r for r in runs}
         for op in (*OPS, BULK):
@@ -313,8 +462,11 @@ def report(results: dict[str, list[Run]]) -> None:
             def ratio(a: float | None, b: float | None) -> str:
                 return "-" if a is None or b is None else f"{a / b:.2f}x"
 
+            core = by["sqlalchemy core"].us[op] if "sqlalchemy core" in by else None
+            orm = by["sqlalchemy orm"].us[op] if "sqlalchemy orm" in by else None
             print(f"{backend:<10} {op:<14} {fmt(cs):>14} {fmt(pw):>14} {fmt(raw):>14} "
-                  f"{ratio(cs, raw):>14} {ratio(pw, raw):>14}")
+                  f"{ratio(cs, raw):>14} {ratio(pw, raw):>14} {ratio(core, raw):>14} "
+                  f"{ratio(orm, raw):>14}")
     if "memory" in results and "sqlite" in results:
         print("\nmemory:// speed-up over sqlite:// (same clonestore call):")
         mem, lite = results["memory"][0].us, results["sqlite"][0].us
