@@ -32,6 +32,7 @@ class CloneModelRepository(OwnedRepository[M]):
         model per user means no reader ever sees two active models.
         """
         id = self._check_id(id)
+        refusals = 0
         for _ in range(ACTIVATION_ATTEMPTS):
             try:
                 with self._gateway.atomic():
@@ -55,11 +56,24 @@ class CloneModelRepository(OwnedRepository[M]):
                     if current["is_active"]:
                         return self._load(current)
                     raise Conflict(f"{self.noun} {id} changed during activation")  # retried
-            except (AlreadyExists, Conflict):
-                # Another activation for this user committed first (AlreadyExists), or
-                # the two collided and the engine rolled this one back (Conflict: a
-                # deadlock on PostgreSQL); either way nothing of this attempt remains.
+            except AlreadyExists:
+                # Another activation for this user committed first; nothing of this
+                # attempt remains.
+                refusals += 1
+            except Conflict:
+                # The two collided and the engine rolled this one back (a deadlock).
                 continue
+        if refusals == ACTIVATION_ATTEMPTS:
+            # Every attempt was refused by the one-active-model constraint, although this
+            # attempt had just deactivated every other live active model: the backend's
+            # constraint counts rows it must not.
+            raise Conflict(
+                f"could not activate {self.noun} {id}: the backend's unique constraint on the "
+                f"user's active {self.noun} refused it {refusals} times, also after every other "
+                "live model was deactivated; unless as many activations raced it, the "
+                "constraint counts soft-deleted rows (a live-rows-only unique constraint is "
+                "missing: see the backend guide, Table specs)"
+            )
         raise Conflict(f"could not activate {self.noun} {id}: concurrent activations kept winning")
 
     def deactivate(self, id: str) -> M:

@@ -25,12 +25,13 @@ import clonestore
 from clonestore.spi import TRUE, OrderBy
 from clonestore.testing import FrozenClock
 
-__all__ = ["ResettableIds", "Stores", "canon"]
+__all__ = ["ResettableIds", "Stores", "canon", "canon_row"]
 
 
 def canon(value: Any) -> Any:
     """A form of ``value`` that is equal only for values of the same type and content
-    (``1`` and ``1.0`` differ, ``0.0`` and ``-0.0`` differ)."""
+    (``1``, ``1.0`` and ``True`` differ, ``0.0`` and ``-0.0`` differ, and mappings holding
+    the same items in another key order differ: JSON objects keep their key order)."""
     if attrs.has(type(value)):
         return (
             type(value).__name__,
@@ -49,8 +50,13 @@ def canon(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return ("seq", tuple(canon(v) for v in value))
     if isinstance(value, Mapping):
-        return ("map", tuple(sorted((str(k), canon(v)) for k, v in value.items())))
+        return ("map", tuple((str(k), canon(v)) for k, v in value.items()))
     return (type(value).__name__, value)
+
+
+def canon_row(row: Mapping[str, Any]) -> Any:
+    """:func:`canon` of a row, whose columns may come in any order (their values may not)."""
+    return ("row", tuple(sorted((name, canon(value)) for name, value in row.items())))
 
 
 class ResettableIds:
@@ -124,7 +130,7 @@ class Stores:
         snapshots: dict[str, dict[str, Any]] = {}
         for name, store in self.stores.items():
             snapshots[name] = {
-                spec.name: canon(store.backend.select(spec, TRUE, [OrderBy("id")]))
+                spec.name: [canon_row(r) for r in store.backend.select(spec, TRUE, [OrderBy("id")])]
                 for spec in store.tables.values()
             }
         oracle_name, oracle = next(iter(snapshots.items()))

@@ -29,5 +29,7 @@ MODULES = (
     "erasure",
     "errors",
     "spi",
+    "uniques",
+    "upserts",
     "capabilities",
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -33,6 +33,7 @@ from clonestore.spi import (
     sort_rows,
 )
 from clonestore.testing.contract._builders import aborted
+from clonestore.testing.differential import canon
 
 ITEMS = TableSpec(
     name="contract_spi_items",
@@ -245,6 +246,37 @@ def test_spi_insert_get_round_trips_every_kind(store: Store) -> None:
             assert str(stored["amount"]) == str(row["amount"])
         if row["at"] is not None:
             assert stored["at"].utcoffset() == timedelta(0)
+
+
+#: JSON values whose meaning dict and list equality cannot see: key order (``==`` ignores
+#: it), ``1`` / ``1.0`` / ``True`` (equal under ``==``), ``-0.0``, 64-bit edges.
+JSON_VALUES: Final = (
+    {"zebra": 1, "apple": 2, "mango": {"y": [], "x": {}}, "": None, "Apple": 3, "10": 4, "9": 5},
+    {"b": {"d": 1, "c": 2}, "a": [{"z": 0, "y": 1}, {"y": 1, "z": 0}]},
+    {"int": 1, "float": 1.0, "true": True, "zero": 0, "fzero": 0.0, "false": False},
+    [1, 1.0, True, 0, 0.0, False, -0.0, None],
+    {"big": 2**63 - 1, "small": -(2**63), "huge": 1e16, "tiny": 5e-324, "third": 1 / 3},
+    {"é": "e\u0301", "😀": ["\u2028", "\\", '"'], "key ": "Key"},
+    [[], {}, [[]], [{}], ""],
+    1.0,
+    True,
+)
+
+
+def test_spi_json_round_trips_exactly(store: Store) -> None:
+    """JSON reads back exactly: key order, 1 vs 1.0 vs True, -0.0, 64-bit edges (not ==)."""
+    backend = _fresh(store, ITEMS)
+    rows = [_item(data=value) for value in JSON_VALUES]
+    for row in rows:
+        backend.insert(ITEMS, row)
+    for row in rows:
+        stored = _get(backend, ITEMS, row["id"])["data"]
+        assert canon(stored) == canon(row["data"]), f"stored {stored!r}, wrote {row['data']!r}"
+    for row, value in zip(rows, reversed(JSON_VALUES), strict=True):
+        (updated,) = backend.update(ITEMS, Cond("id", "eq", row["id"]), {"data": value})
+        assert canon(updated["data"]) == canon(value), f"update returned {updated['data']!r}"
+        stored = _get(backend, ITEMS, row["id"])["data"]
+        assert canon(stored) == canon(value), f"stored {stored!r}, wrote {value!r}"
 
 
 def test_spi_get_missing_returns_none(store: Store) -> None:
