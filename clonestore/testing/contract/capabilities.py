@@ -169,8 +169,7 @@ _VECTOR_QUERIES: Final = (
 
 
 def test_capability_vector_search_keeps_exact_results(store_factory: StoreFactory) -> None:
-    """vector_search: similar() and nearest() give the reference's exact rows, order (ties by
-    id) and scores, bit for bit, for both metrics, any limit and cutoff, and memory://'s."""
+    """vector_search: similar() and nearest() give the reference's rows, order and scores."""
     target, oracle = _pair(store_factory)
     _declared(target, "vector_search")
     with oracle:
