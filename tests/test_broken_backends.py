@@ -150,8 +150,9 @@ class _CollatingUniqueIndex(UniqueIndex):
 class _CollatingTable(Table):
     def __init__(self, spec):
         super().__init__(spec)
-        self.unique = tuple(_CollatingUniqueIndex(u, spec.soft_delete) for u in spec.unique)
-        self.indexes = (*self.unique, *self.lookup.values())
+        folded = {id(ix): _CollatingUniqueIndex(ix.unique, spec.soft_delete) for ix in self.unique}
+        self.indexes = tuple(folded.get(id(ix), ix) for ix in self.indexes)
+        self.unique = tuple(folded[id(ix)] for ix in self.unique)
 
 
 class CollatingUnique(_WithTables):
