@@ -33,6 +33,7 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
+from clonestore.operations import current_context
 from clonestore.query import FALSE, TRUE, And, Cond, Expr, Or, OrderBy, matches, sort_rows
 from clonestore.schema import (
     KINDS,
@@ -93,6 +94,7 @@ __all__ = [
     "connection_params",
     "copy_row",
     "copy_value",
+    "current_context",
     "engine_distance",
     "engine_safe",
     "error_bound",

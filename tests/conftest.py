@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -48,6 +49,14 @@ def pytest_configure(config: pytest.Config) -> None:
 # ----------------------------------------------------------------------------- the matrix
 
 BACKENDS = ("memory", "sqlite", "postgres")
+#: A PostgreSQL primary with two hot standbys the session starts (streaming
+#: replication; reads routed to the standbys). It joins the matrix for the
+#: contract modules where routing could change an answer (reads right after
+#: writes, transactions, queries, pages), not for all of them: CI time.
+REPLICATED = "replicated"
+REPLICATED_CONTRACT_MODULES = frozenset(
+    {"entities", "transactions", "queries", "paging", "sessions", "users", "spi"}
+)
 #: The backends whose storage outlives a process and is shared between processes
 #: (memory:// lives inside one). Modules that need shared storage override
 #: ``clonestore_url`` with ``shared_url``, so the kit's fixtures follow.
@@ -59,13 +68,28 @@ def _url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if backend == "sqlite":
         return "sqlite:///" + str((tmp_path / "clonestore.db").resolve())
+    if backend == REPLICATED:
+        return str(request.getfixturevalue("replicated_url"))
     return str(request.getfixturevalue("postgres_url"))
 
 
-@pytest.fixture(params=BACKENDS, ids=BACKENDS)
-def clonestore_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The matrix: every test using ``clonestore_url`` (this file's) runs per backend;
+    the contract modules of REPLICATED_CONTRACT_MODULES also on the replicated entry."""
+    if "backend_name" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rpartition(".")[2]
+    in_contract = ".contract." in f".{metafunc.module.__name__}."
+    backends = BACKENDS
+    if in_contract and module in REPLICATED_CONTRACT_MODULES:
+        backends = (*BACKENDS, REPLICATED)
+    metafunc.parametrize("backend_name", backends, ids=backends)
+
+
+@pytest.fixture
+def clonestore_url(backend_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of the backend under test (overrides the plugin's single URL)."""
-    return _url(request.param, request, tmp_path)
+    return _url(backend_name, request, tmp_path)
 
 
 @pytest.fixture(params=SHARED_BACKENDS, ids=SHARED_BACKENDS)
@@ -129,6 +153,45 @@ def redis_cluster_url() -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+# ----------------------------------------------------------------------------- replicas
+
+
+@pytest.fixture(scope="session")
+def postgres_replicas() -> Iterator[Any]:
+    """A throwaway PostgreSQL primary and two hot standbys (``pg_basebackup -R``) on free
+    loopback ports, from the installed server binaries; stopped at the session's end.
+    Never the machine's server. Fails, never skips, when they cannot start."""
+    from tests.servers import PostgresPair, ServerError
+
+    pair = PostgresPair()
+    try:
+        pair.start_primary()
+        pair.add_standby()
+        pair.add_standby()
+    except (ServerError, OSError, subprocess.TimeoutExpired) as exc:
+        pair.stop()
+        pytest.fail(f"could not start a PostgreSQL primary with hot standbys: {exc}", pytrace=False)
+    try:
+        yield pair
+    finally:
+        pair.stop()
+
+
+@pytest.fixture(scope="session")
+def replicated_url(postgres_replicas: Any) -> str:
+    """A database on the replicated pair, reached as a primary with its standbys."""
+    pair = postgres_replicas
+    name = f"clonestore_test_{secrets.token_hex(6)}"
+    admin = _connect(pair.url(pair.primary_port))
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    replicas = "&".join(f"replica=127.0.0.1:{port}" for port in pair.standbys)
+    return f"{pair.url(pair.primary_port, name)}?{replicas}&replica_check_interval=0.05"
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

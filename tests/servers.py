@@ -9,6 +9,7 @@ the fixtures turn that into a test failure (never a skip).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
+    "PostgresPair",
     "RedisCluster",
     "RedisServer",
     "ServerError",
@@ -191,3 +193,113 @@ def delete_prefixed(url: str, prefix: str) -> None:
             client.delete(key)
     finally:
         client.close()
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def postgres_bin() -> Path:
+    """The directory of the PostgreSQL server binaries: those on PATH, else
+    ``pg_config --bindir``'s, else the ``pgserver`` package's."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    config = shutil.which("pg_config")
+    if config:
+        bindir = subprocess.run([config, "--bindir"], capture_output=True, text=True, check=False)
+        candidate = Path(bindir.stdout.strip())
+        if (candidate / "initdb").exists():
+            return candidate
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        raise ServerError("no PostgreSQL server binaries (initdb) found") from None
+    return Path(POSTGRES_BIN_PATH)
+
+
+_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "hot_standby": "on",
+    "hot_standby_feedback": "on",
+    "shared_buffers": "16MB",
+    "max_connections": "60",
+    "fsync": "off",  # a throwaway server: durability is not under test
+    "full_page_writes": "off",
+    "wal_sender_timeout": "5s",
+    "wal_receiver_status_interval": "1s",
+    "log_min_messages": "warning",
+}
+
+
+class PostgresPair:
+    """A throwaway PostgreSQL primary (``wal_level=replica``) and hot standbys made
+    with ``pg_basebackup -R``, each on a free loopback port, run as ``postgres``
+    when the tests run as root. ``stop()`` removes them."""
+
+    def __init__(self) -> None:
+        self.bin = postgres_bin()
+        self.directory = Path(tempfile.mkdtemp(prefix="clonestore-replicas-"))
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self.primary_port = free_port()
+        self.standbys: dict[int, Path] = {}
+
+    def _run(self, *args: str, timeout: float = 60) -> str:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise ServerError(f"{args[0]} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def url(self, port: int, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+    def _start(self, data: Path, port: int) -> None:
+        log = data.parent / f"{data.name}.log"
+        self._run(
+            "pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60",
+            "-o", f"-p {port} -k {self.directory}", "start",
+        )  # fmt: skip
+
+    def start_primary(self) -> None:
+        data = self.directory / "primary"
+        self._run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                  "--no-sync")  # fmt: skip
+        with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.writelines(f"{k} = {v}\n" for k, v in _SETTINGS.items())
+        with open(data / "pg_hba.conf", "w", encoding="utf-8") as hba:
+            hba.write("local all all trust\n")
+            hba.write("host all all 127.0.0.1/32 trust\n")
+            hba.write("host replication all 127.0.0.1/32 trust\n")
+        self._start(data, self.primary_port)
+
+    def add_standby(self) -> int:
+        """A new hot standby streaming from the primary; its port."""
+        port = free_port()
+        data = self.directory / f"standby-{port}"
+        self._run(
+            "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary_port), "-U", "postgres",
+            "-D", str(data), "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        self._start(data, port)
+        self.standbys[port] = data
+        return port
+
+    def stop_standby(self, port: int, mode: str = "immediate") -> None:
+        """Stop a standby (``immediate``: as a crash would)."""
+        self._run("pg_ctl", "-D", str(self.standbys[port]), "-m", mode, "-w", "stop")
+
+    def restart_standby(self, port: int) -> None:
+        self._start(self.standbys[port], port)
+
+    def stop(self) -> None:
+        for data in [*self.standbys.values(), self.directory / "primary"]:
+            if (data / "postmaster.pid").exists():
+                with contextlib.suppress(ServerError, subprocess.TimeoutExpired):
+                    self._run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.directory, ignore_errors=True)

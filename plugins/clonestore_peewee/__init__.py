@@ -34,7 +34,9 @@ def open_sqlite(url: str, **options: Any) -> Backend:
 
 
 def open_postgres(url: str, **options: Any) -> Backend:
-    """A backend for ``postgresql://user@host:port/dbname`` (pooled connections)."""
+    """A backend for ``postgresql://user@host:port/dbname`` (pooled connections); with
+    ``replicas`` (or ``?replica=`` in the URL), reads go to hot standbys
+    (see :mod:`clonestore_peewee.replicas`)."""
     try:
         import psycopg2  # noqa: F401
     except ImportError:
@@ -42,8 +44,24 @@ def open_postgres(url: str, **options: Any) -> Backend:
             "postgresql:// needs the psycopg2 driver: pip install 'clonestore[postgres]'"
         ) from None
     from .postgres import PostgresBackend
+    from .replicas import REPLICA_OPTIONS, ReplicatedBackend, split_replica_options
 
-    return PostgresBackend(url, **options)
+    if not any(name in options for name in REPLICA_OPTIONS) and "replica" not in url:
+        return PostgresBackend(url, **options)
+    primary_url, settings, pool_options = split_replica_options(url, options)
+    replica_urls = settings.pop("replicas")
+    primary = PostgresBackend(primary_url, **pool_options)
+    if not replica_urls:
+        return primary
+    replicas: list[PostgresBackend] = []
+    try:
+        for replica_url in replica_urls:
+            replicas.append(PostgresBackend(replica_url, **pool_options))
+        return ReplicatedBackend(primary, replicas, **settings)
+    except BaseException:
+        for backend in (primary, *replicas):
+            backend.close()
+        raise
 
 
 @hookimpl
