@@ -9,7 +9,8 @@ Every failure a user can see is one of these classes, on every backend::
      +-- Conflict                          stale ``expected_version`` or a lost race
      +-- InvalidTransition                 a state machine refused a move
      +-- RateLimited                       a rate-limit policy refused the call
-     +-- ConfigurationError (ValueError)   unknown URL scheme, plugin or option
+     +-- ConfigurationError (ValueError)   unknown URL scheme, plugin or option; a refused
+     |                                     login or a missing database (not retryable)
      +-- StorageUnavailable (ConnectionError)  the storage cannot be reached; retryable
      +-- BackendError                      any other storage failure; keeps ``.orig``
 
@@ -83,7 +84,8 @@ class RateLimited(ClonestoreError):
 
 
 class ConfigurationError(ClonestoreError, ValueError):
-    """The store was opened with an unknown scheme, plugin or option."""
+    """The store was opened with an unknown scheme, plugin or option, or the server
+    refused the URL's login or lacks its database: the message says what to fix."""
 
 
 class StorageUnavailable(ClonestoreError, ConnectionError):

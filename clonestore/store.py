@@ -138,7 +138,10 @@ class Store:
         create_tables: bool = True,
         **options: Any,
     ) -> None:
-        self.url = url
+        #: The URL the store was opened on, its password replaced by ``***`` (safe to
+        #: log or show); the raw URL stays private to the store and its backend.
+        self.url = redact_url(url)
+        self._url = url
         self.clock: Clock = clock or utc_now
         self.id_factory: Callable[[], str] = id_factory or new_id
         self.options = dict(options)
@@ -386,7 +389,7 @@ class Store:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<clonestore.Store {redact_url(self.url)} {state}>"
+        return f"<clonestore.Store {self.url} {state}>"
 
 
 def _plugin_list(plugins: Any) -> list[str | object]:

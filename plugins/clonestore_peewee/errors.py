@@ -5,6 +5,8 @@ failure                                          clonestore error
 ===============================================  ======================
 unique / primary key violation                   AlreadyExists
 serialization failure, deadlock                  Conflict
+wrong password, unknown role, missing database   ConfigurationError (not retryable:
+                                                 the URL or the server's set-up is wrong)
 lost connection, cannot connect, timeout,        StorageUnavailable
 busy database, pool exhausted
 anything else                                    BackendError (``orig``)
@@ -17,6 +19,7 @@ an email address).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
@@ -24,7 +27,14 @@ from typing import Any, Final
 import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
-from clonestore import AlreadyExists, BackendError, ClonestoreError, Conflict, StorageUnavailable
+from clonestore import (
+    AlreadyExists,
+    BackendError,
+    ClonestoreError,
+    ConfigurationError,
+    Conflict,
+    StorageUnavailable,
+)
 from clonestore.secrets import redact
 
 __all__ = ["closed_error", "translate_postgres", "translate_sqlite", "unwrap"]
@@ -41,6 +51,14 @@ _PG_UNIQUE: Final = "23505"
 _PG_CONFLICT: Final = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 _PG_UNAVAILABLE_CLASSES: Final = ("08", "53", "57P")  # connection, resources, operator action
 _PG_TIMEOUTS: Final = frozenset({"57014", "55P03"})  # query_canceled, lock_not_available
+_PG_AUTH: Final = frozenset({"28P01", "28000"})  # invalid_password, invalid_authorization
+_PG_NO_DATABASE: Final = "3D000"  # invalid_catalog_name
+# What libpq says when it refuses to connect (psycopg2 gives no SQLSTATE then).
+_AUTH_MESSAGES: Final = re.compile(
+    r"password authentication failed|no password supplied|authentication failed"
+    r"|role \"[^\"]*\" does not exist|no pg_hba\.conf entry|permission denied for database"
+)
+_NO_DATABASE_MESSAGE: Final = re.compile(r'database "([^"]*)" does not exist')
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -114,6 +132,9 @@ def translate_postgres(
         return AlreadyExists(
             f"{table}: value already used by another row ({constraint})", orig=orig
         )
+    setup = _setup_error(code, message, where, orig)
+    if setup is not None:
+        return setup
     if code in _PG_CONFLICT:
         return Conflict(f"{where}: concurrent transactions collided ({message}); retry", orig=orig)
     if code in _PG_TIMEOUTS:
@@ -123,3 +144,26 @@ def translate_postgres(
     ):
         return StorageUnavailable(f"{where}: the server cannot be reached ({message})", orig=orig)
     return BackendError(f"{where}: {message}", orig=orig)
+
+
+def _setup_error(
+    code: str | None, message: str, where: str, orig: BaseException
+) -> ConfigurationError | None:
+    """A refused login or a missing database: what to fix, as a ConfigurationError."""
+    # Without a SQLSTATE the message is libpq's refusal to connect; with one, only
+    # the codes count (a statement's own "role ... does not exist" is not a login).
+    missing = _NO_DATABASE_MESSAGE.search(message) if code in (None, _PG_NO_DATABASE) else None
+    if code == _PG_NO_DATABASE or missing is not None:
+        name = missing.group(1) if missing is not None else "the URL's database"
+        return ConfigurationError(
+            f"{where}: database {name!r} does not exist on the server; create it "
+            f"(createdb {name}) or fix the database name in the URL",
+            orig=orig,
+        )
+    if code in _PG_AUTH or (code is None and _AUTH_MESSAGES.search(message) is not None):
+        return ConfigurationError(
+            f"{where}: the server refused the login ({message.split('FATAL:')[-1].strip()}); "
+            "fix the user name or password in the URL, or the role's rights on the server",
+            orig=orig,
+        )
+    return None
