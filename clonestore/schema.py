@@ -193,6 +193,21 @@ _UUID_RE: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 _EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
+#: Ids that passed the check lately. An id is checked on every call that names one (get,
+#: update, add_turn...), mostly the same few ids again and again; a set lookup costs a
+#: fraction of the regex (a str caches its hash). Bounded: cleared when full. Only valid
+#: ids enter, and the check is a pure function of the string, so a hit means what a
+#: match means.
+_VALID_IDS: set[str] = set()
+_VALID_IDS_MAX: Final = 65_536
+
+
+def _remember_id(value: str) -> None:
+    if len(_VALID_IDS) >= _VALID_IDS_MAX:
+        _VALID_IDS.clear()
+    _VALID_IDS.add(value)
+
+
 def _fail(col: Column, message: str) -> ValidationError:
     return ValidationError(message, field=col.name)
 
@@ -292,11 +307,14 @@ def _check_kind(col: Column, value: Any) -> Any:
             raise _fail(col, f"not a valid email address: {value!r}")
         return value
     if kind == "id":
+        if type(value) is str and value in _VALID_IDS:
+            return value
         if isinstance(value, uuid.UUID):
             return str(value)
         if type(value) is not str or not _UUID_RE.fullmatch(value):
             raise _fail(col, f"expected a UUID, got {value!r}")
-        return str(value)
+        _remember_id(value)
+        return value
     if kind == "int":
         if type(value) is not int:
             raise _fail(col, f"expected an integer, got {type(value).__name__}")
