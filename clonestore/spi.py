@@ -98,6 +98,7 @@ __all__ = [
     "engine_distance",
     "engine_safe",
     "error_bound",
+    "iter_leaves",
     "matches",
     "nearest_reference",
     "open_shared_store",

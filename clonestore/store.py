@@ -31,6 +31,7 @@ from clonestore.records import TABLES
 from clonestore.schema import TableSpec
 from clonestore.secrets import redact_url
 from clonestore.spi import Backend
+from clonestore.spi_versions import check_spi_version
 
 if TYPE_CHECKING:
     from clonestore.repositories import (
@@ -205,7 +206,13 @@ class Store:
                 f"no backend for URL {redact_url(url)!r}; known schemes: {known}{why}",
                 orig=broken[0].orig if broken else None,
             )
-        return factories[scheme](url, **options)
+        backend = factories[scheme](url, **options)
+        try:
+            check_spi_version(backend)
+        except BaseException:
+            backend.close()
+            raise
+        return backend
 
     # ------------------------------------------------------------------ plugins
 

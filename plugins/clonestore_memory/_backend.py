@@ -33,6 +33,8 @@ class MemoryBackend:
 
     name = "memory"
     capabilities: frozenset[str] = frozenset({"vector_search"})
+    #: The storage SPI this backend is written against (clonestore.spi_versions).
+    spi_version = 2
 
     def __init__(self, url: str = "memory://", **options: Any) -> None:
         if options:

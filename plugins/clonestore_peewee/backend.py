@@ -81,6 +81,8 @@ class SQLBackend(abc.ABC):
 
     name: str = "sql"
     capabilities: frozenset[str] = frozenset()
+    #: The storage SPI this backend is written against (clonestore.spi_versions).
+    spi_version = 2
     dialect: Dialect
     #: The URL with any password redacted, used in messages.
     label: str = "sql"

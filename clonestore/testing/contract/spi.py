@@ -32,6 +32,7 @@ from clonestore.spi import (
     matches,
     sort_rows,
 )
+from clonestore.spi_versions import RETIRED_CAPABILITIES, SPI_VERSION
 from clonestore.testing.contract._builders import aborted
 from clonestore.testing.differential import canon
 
@@ -174,12 +175,15 @@ def _expect(
 
 
 def test_spi_backend_satisfies_the_protocol(store: Store) -> None:
-    """store.backend implements Backend, has a name and declares only known capabilities."""
+    """store.backend implements Backend, has a name, an SPI version and known capabilities."""
     backend = store.backend
     assert isinstance(backend, Backend)
     assert isinstance(backend.name, str)
     assert backend.name
-    assert set(backend.capabilities) <= CAPABILITIES
+    version = getattr(backend, "spi_version", 1)
+    assert 1 <= version <= SPI_VERSION
+    retired = RETIRED_CAPABILITIES if version < SPI_VERSION else frozenset()
+    assert set(backend.capabilities) - retired <= CAPABILITIES
 
 
 def test_spi_health(store: Store) -> None:
