@@ -1,35 +1,56 @@
 """The one choke point between repositories and the backend.
 
 Every read and write a repository makes passes through :class:`Gateway`, so
-plugins see all of them, bulk ones included. When no plugin implements a hook,
-the gateway skips it entirely: with no plugins a call costs one SPI call.
+plugins see all of them, bulk ones included. Its methods are the SPI's
+(:class:`clonestore.spi.Backend`), each with an ``action`` naming the call for
+plugins (``"user.create"``); each builds the :class:`~clonestore.Operation`
+plugins see and makes the SPI call.
+
+When no plugin implements a hook, the gateway skips it entirely: with no
+plugins and no transaction open a call costs one SPI call.
+
+A method for a new SPI call follows the same pattern: call the backend
+directly on the fast path, else describe the call as an ``Operation`` and
+hand it with the bound SPI method and its arguments to ``_read`` or
+``_write``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from clonestore.errors import ClonestoreError
+from clonestore.errors import AlreadyExists, ClonestoreError
 from clonestore.operations import Operation
+from clonestore.query import Expr, OrderBy
+from clonestore.schema import TableSpec
+from clonestore.spi import Aggregate, Backend, Row, VectorSearch
+from clonestore.unit_of_work import UnitOfWork
+from clonestore.vectors import nearest_reference
 
-if TYPE_CHECKING:
-    from clonestore.store import Store
+__all__ = ["ExplainConflict", "Gateway"]
 
-__all__ = ["Gateway"]
+T = TypeVar("T")
 
-R = TypeVar("R")
+#: Rewrites a backend's :class:`AlreadyExists` for the caller (naming the fields
+#: a caller knows: ``email``, not ``email_key``); plugins see the rewritten one.
+ExplainConflict = Callable[[AlreadyExists], AlreadyExists]
 
 
 class Gateway:
-    """Runs SPI calls for repositories, with the plugins' hooks around them."""
+    """Runs SPI calls for repositories, with the plugins' hooks around them.
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.backend = store.backend
-        hook = store.plugin_manager.hook
+    :param backend: the store's backend.
+    :param hook: the store's hook relay (``plugin_manager.hook``).
+    :param unit: the store's unit of work (transactions, recorded writes).
+    :param store: what the hooks are given as ``store``.
+    """
+
+    def __init__(self, backend: Backend, hook: Any, unit: UnitOfWork, store: object) -> None:
+        self.backend = backend
+        self.unit = unit
         self._hook = hook
+        self._store = store
 
         def implemented(name: str) -> bool:
             return bool(getattr(hook, name).get_hookimpls())
@@ -37,67 +58,261 @@ class Gateway:
         self._before = implemented("clonestore_before_write")
         self._after = implemented("clonestore_after_write")
         self._failed = implemented("clonestore_write_failed")
-        self._commit = implemented("clonestore_after_commit")
-        self._read = implemented("clonestore_read")
-        self._write_hooks = self._before or self._after or self._failed or self._commit
+        self._reads = implemented("clonestore_read")
+        self._write_hooks = (
+            self._before or self._after or self._failed or implemented("clonestore_after_commit")
+        )
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """A transaction for one repository operation (a savepoint inside the
-        caller's transaction), shared by the SPI calls the operation makes."""
-        tx = self.store._tx
-        if tx.levels and tx.op_depth:
-            tx.op_depth += 1
-            try:
-                yield
-            finally:
-                tx.op_depth -= 1
-            return
-        with self.store.transaction():
-            tx.op_depth += 1
-            try:
-                yield
-            finally:
-                tx.op_depth -= 1
+    # ------------------------------------------------------------------ reads
 
-    def write(self, make_op: Callable[[], Operation], run: Callable[[], R]) -> R:
-        """Run one write: ``before_write``, the SPI call, ``after_write``, atomically.
+    def get(self, table: TableSpec, id: str, *, action: str) -> Row | None:
+        """``backend.get``: the row with this id (live or not), or None."""
+        if not self._reads:
+            return self.backend.get(table, id)
+        op = Operation(action=action, kind="get", table=table, key=id)
+        row: Row | None = self._read(op, self.backend.get, table, id)
+        return row
 
-        ``make_op`` describes the write; it is only called when a plugin looks.
+    def select(
+        self,
+        table: TableSpec,
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+        *,
+        action: str,
+    ) -> list[Row]:
+        """``backend.select``: matching rows in ``order``, sliced."""
+        if not self._reads:
+            return self.backend.select(table, where, order, limit, offset)
+        op = Operation(action=action, kind="select", table=table, where=where)
+        rows: list[Row] = self._read(op, self.backend.select, table, where, order, limit, offset)
+        return rows
+
+    def count(self, table: TableSpec, where: Expr, *, action: str) -> int:
+        """``backend.count``: how many rows match."""
+        if not self._reads:
+            return self.backend.count(table, where)
+        op = Operation(action=action, kind="count", table=table, where=where)
+        n: int = self._read(op, self.backend.count, table, where)
+        return n
+
+    def aggregate(
+        self,
+        table: TableSpec,
+        where: Expr,
+        group_by: Sequence[str],
+        aggregates: Mapping[str, Aggregate],
+        *,
+        action: str,
+    ) -> list[Row]:
+        """``backend.aggregate``: one row per group."""
+        if not self._reads:
+            return self.backend.aggregate(table, where, group_by, aggregates)
+        op = Operation(action=action, kind="aggregate", table=table, where=where)
+        rows: list[Row] = self._read(
+            op, self.backend.aggregate, table, where, group_by, aggregates
+        )
+        return rows
+
+    def nearest(
+        self,
+        table: TableSpec,
+        where: Expr,
+        column: str,
+        query: Sequence[float],
+        metric: str,
+        limit: int,
+        cutoff: float | None = None,
+        approximate: bool = False,
+        *,
+        action: str,
+    ) -> list[tuple[Row, float]]:
+        """``backend.nearest`` (capability ``vector_search``): the best ``limit`` rows
+        and their scores; on a backend without the capability, the same answer
+        computed here from the matching rows (:func:`clonestore.vectors.nearest_reference`).
         """
-        store = self.store
-        if not self._write_hooks and not store._tx.levels:
-            return run()  # a single SPI call is atomic by itself
-        op = make_op()
+        if not self._reads:
+            return self._nearest(table, where, column, query, metric, limit, cutoff, approximate)
+        op = Operation(action=action, kind="nearest", table=table, where=where)
+        found: list[tuple[Row, float]] = self._read(
+            op, self._nearest, table, where, column, query, metric, limit, cutoff, approximate
+        )
+        return found
+
+    def _nearest(
+        self,
+        table: TableSpec,
+        where: Expr,
+        column: str,
+        query: Sequence[float],
+        metric: str,
+        limit: int,
+        cutoff: float | None,
+        approximate: bool,
+    ) -> list[tuple[Row, float]]:
+        backend = self.backend
+        if "vector_search" in backend.capabilities and isinstance(backend, VectorSearch):
+            return backend.nearest(table, where, column, query, metric, limit, cutoff, approximate)
+        rows = backend.select(table, where)
+        return nearest_reference(rows, column, query, metric, limit, cutoff)
+
+    # ------------------------------------------------------------------ writes
+
+    def insert(
+        self,
+        table: TableSpec,
+        row: Row,
+        *,
+        action: str,
+        explain_conflict: ExplainConflict | None = None,
+    ) -> None:
+        """``backend.insert``: one complete row.
+
+        :param explain_conflict: rewrites the backend's :class:`AlreadyExists`.
+        """
+        if not self._write_hooks and not self.unit.active:
+            return _call(explain_conflict, self.backend.insert, table, row)
+        op = Operation(action=action, kind="insert", table=table, key=row["id"], changes=row)
+        self._write(op, explain_conflict, self.backend.insert, table, row)
+        return None
+
+    def insert_many(
+        self,
+        table: TableSpec,
+        rows: Sequence[Row],
+        *,
+        action: str,
+        explain_conflict: ExplainConflict | None = None,
+    ) -> None:
+        """``backend.insert_many``: complete rows, all or none."""
+        if not self._write_hooks and not self.unit.active:
+            return _call(explain_conflict, self.backend.insert_many, table, rows)
+        op = Operation(action=action, kind="insert_many", table=table, rows=rows)
+        self._write(op, explain_conflict, self.backend.insert_many, table, rows)
+        return None
+
+    def update(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        *,
+        action: str,
+        key: str | None = None,
+        explain_conflict: ExplainConflict | None = None,
+    ) -> list[Row]:
+        """``backend.update``: the changed rows as they are after the change.
+
+        :param key: the id of the one row concerned, when there is one.
+        """
+        if not self._write_hooks and not self.unit.active:
+            return _call(explain_conflict, self.backend.update, table, where, changes)
+        op = Operation(
+            action=action, kind="update", table=table, key=key, where=where, changes=changes
+        )
+        rows: list[Row] = self._write(
+            op, explain_conflict, self.backend.update, table, where, changes
+        )
+        return rows
+
+    def delete(self, table: TableSpec, where: Expr, *, action: str, key: str | None = None) -> int:
+        """``backend.delete``: how many rows were removed for good.
+
+        :param key: the id of the one row concerned, when there is one.
+        """
+        if not self._write_hooks and not self.unit.active:
+            return self.backend.delete(table, where)
+        op = Operation(action=action, kind="delete", table=table, key=key, where=where)
+        n: int = self._write(op, None, self.backend.delete, table, where)
+        return n
+
+    def upsert(
+        self,
+        table: TableSpec,
+        key_columns: Sequence[str],
+        insert_row: Row,
+        changes: Mapping[str, Any],
+        *,
+        action: str,
+        key: str | None = None,
+    ) -> Row:
+        """``backend.upsert``: insert ``insert_row`` or apply ``changes`` to the row with
+        the same ``key_columns`` values; the row as stored.
+
+        Plugins see ``insert_row`` as ``op.changes``. :param key: ``op.key``.
+        """
+        if not self._write_hooks and not self.unit.active:
+            return self.backend.upsert(table, key_columns, insert_row, changes)
+        op = Operation(action=action, kind="upsert", table=table, key=key, changes=insert_row)
+        row: Row = self._write(
+            op, None, self.backend.upsert, table, key_columns, insert_row, changes
+        )
+        return row
+
+    # ------------------------------------------------------------------ store-level hooks
+
+    def export_user(self, user_id: str) -> list[Mapping[str, Any]]:
+        """What plugins hold about a user (``clonestore_export_user``), one section each."""
+        sections: list[Mapping[str, Any]] = self._hook.clonestore_export_user(
+            store=self._store, user_id=user_id
+        )
+        return sections
+
+    def erase_user(self, user_id: str) -> None:
+        """Let plugins erase what they hold about a user (``clonestore_erase_user``)."""
+        self._hook.clonestore_erase_user(store=self._store, user_id=user_id)
+
+    # ------------------------------------------------------------------ with hooks
+
+    def _write(
+        self,
+        op: Operation,
+        explain_conflict: ExplainConflict | None,
+        call: Callable[..., T],
+        *args: Any,
+    ) -> T:
+        """``call(*args)`` with ``before_write`` and ``after_write``, atomically; recorded
+        for ``after_commit``, reported to ``write_failed`` if it fails."""
+        hook = self._hook
         try:
-            with self.atomic():
+            with self.unit.atomic():
                 if self._before:
-                    self._hook.clonestore_before_write(store=store, op=op)
-                result = run()
+                    hook.clonestore_before_write(store=self._store, op=op)
+                result = _call(explain_conflict, call, *args)
                 if self._after:
-                    self._hook.clonestore_after_write(store=store, op=op, result=result)
-                store._record(op)
+                    hook.clonestore_after_write(store=self._store, op=op, result=result)
+                self.unit.record(op)
         except ClonestoreError as error:
             if self._failed:
-                store._write_failed(op, error)
+                self.unit.failed(op, error)
             raise
         return result
 
-    def read(self, make_op: Callable[[], Operation], run: Callable[[], Any]) -> Any:
-        """Run one read, letting plugins answer it first (``clonestore_read``).
+    def _read(self, op: Operation, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``, letting plugins answer it first (``clonestore_read``).
 
         What a plugin fetched stands: the backend is never asked twice.
         """
-        if not self._read:
-            return run()
         fetched: list[Any] = []
 
         def fetch() -> Any:
-            value = run()
+            value = call(*args)
             fetched.append(value)
             return value
 
-        result = self._hook.clonestore_read(store=self.store, op=make_op(), fetch=fetch)
+        result = self._hook.clonestore_read(store=self._store, op=op, fetch=fetch)
         if result is not None:
             return result
-        return fetched[-1] if fetched else run()
+        return fetched[-1] if fetched else call(*args)
+
+
+def _call(explain_conflict: ExplainConflict | None, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, its :class:`AlreadyExists` rewritten by ``explain_conflict``."""
+    if explain_conflict is None:
+        return call(*args)
+    try:
+        return call(*args)
+    except AlreadyExists as exc:
+        raise explain_conflict(exc) from exc.orig

@@ -44,6 +44,7 @@ __all__ = [
     "User",
     "VoiceModel",
     "record",
+    "to_json",
 ]
 
 SUBSCRIPTION_TIERS: Final = ("free", "pro", "enterprise")
@@ -315,3 +316,18 @@ TABLES: Final[dict[str, TableSpec]] = {
         Specialization, "specializations", unique=[Unique(("name",))]
     ),
 }
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-ready copy: records become dicts, datetimes ISO 8601, Decimals strings."""
+    if attrs.has(type(value)):
+        return {f.name: to_json(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value

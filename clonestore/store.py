@@ -11,14 +11,12 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import pluggy
@@ -26,25 +24,27 @@ import pluggy
 from clonestore import hookspecs
 from clonestore.errors import ClonestoreError, ConfigurationError, ValidationError
 from clonestore.gateway import Gateway
-from clonestore.operations import Context, Operation, current_context, pop_context, push_context
+from clonestore.operations import Context, current_context, pop_context, push_context
 from clonestore.records import TABLES
+from clonestore.repositories import (
+    Clock,
+    DocumentRepository,
+    FaceModelRepository,
+    MemoryRepository,
+    RepositoryContext,
+    SessionRepository,
+    SpecializationRepository,
+    TurnRepository,
+    UserRepository,
+    VoiceModelRepository,
+    build_repositories,
+)
 from clonestore.schema import TableSpec
 from clonestore.secrets import redact_url
 from clonestore.spi import Backend
 from clonestore.spi_versions import check_spi_version
-
-if TYPE_CHECKING:
-    from clonestore.repositories import (
-        DocumentRepository,
-        FaceModelRepository,
-        MemoryRepository,
-        SessionRepository,
-        SpecializationRepository,
-        TurnRepository,
-        UserRepository,
-        VoiceModelRepository,
-    )
-    from clonestore.tenancy import UserView
+from clonestore.tenancy import UserView
+from clonestore.unit_of_work import UnitOfWork
 
 __all__ = ["DEFAULT_URL", "Store", "open"]
 
@@ -52,8 +52,6 @@ __all__ = ["DEFAULT_URL", "Store", "open"]
 DEFAULT_URL = "sqlite:///clonestore.db"
 
 _log = logging.getLogger("clonestore")
-
-Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
@@ -101,18 +99,6 @@ def _offers_storage(plugin: object) -> bool:
     )
 
 
-class _TxState(threading.local):
-    def __init__(self) -> None:
-        # One list of recorded writes per open transaction level (outermost first).
-        self.levels: list[list[Operation]] = []
-        # How many repository operations are running inside the innermost level:
-        # their SPI calls share its savepoint instead of opening one each.
-        self.op_depth = 0
-        # Failed writes whose clonestore_write_failed waits for the outermost
-        # transaction to end, so that what the hook writes is not rolled back.
-        self.failures: list[tuple[Operation, ClonestoreError]] = []
-
-
 class Store:
     """An open clonestore: repositories over one backend, with plugins.
 
@@ -148,9 +134,9 @@ class Store:
         self.options = dict(options)
         self.services: dict[str, Any] = {}
         self._closed = False
-        self._tx = _TxState()
         self.plugin_manager = self._make_plugin_manager(plugins)
         self.backend = self._open_backend(url, options)
+        hook = self.plugin_manager.hook
         try:
             self.tables: dict[str, TableSpec] = dict(TABLES)
             for specs in self.plugin_manager.hook.clonestore_tables():
@@ -160,11 +146,23 @@ class Store:
                     self.tables[spec.name] = spec
             if create_tables:
                 self.backend.create_tables(list(self.tables.values()))
-            self.gateway = Gateway(self)
-            from clonestore.repositories import attach_repositories
-
-            attach_repositories(self)
-            self.plugin_manager.hook.clonestore_store_opened(store=self)
+            self.unit_of_work = UnitOfWork(
+                self.backend.transaction,
+                lambda ops: hook.clonestore_after_commit(store=self, ops=ops),
+                lambda op, error: hook.clonestore_write_failed(store=self, op=op, error=error),
+            )
+            self.gateway = Gateway(self.backend, hook, self.unit_of_work, self)
+            #: What repositories get of the store (a plugin's own repositories too).
+            self.repository_context = RepositoryContext(
+                gateway=self.gateway,
+                unit=self.unit_of_work,
+                clock=self.clock,
+                id_factory=self.id_factory,
+                tables=self.tables,
+            )
+            for name, repository in build_repositories(self.repository_context).items():
+                setattr(self, name, repository)
+            hook.clonestore_store_opened(store=self)
         except BaseException:
             self.backend.close()
             raise
@@ -271,11 +269,10 @@ class Store:
 
     @property
     def in_transaction(self) -> bool:
-        """Whether the calling thread is inside ``store.transaction()``."""
-        return bool(self._tx.levels)
+        """Whether the calling thread or task is inside ``store.transaction()``."""
+        return self.unit_of_work.active
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """All-or-nothing on every backend; nested blocks are savepoints.
 
         ``clonestore_after_commit`` runs once the outermost block commits, with
@@ -284,54 +281,7 @@ class Store:
         block once the outermost block has ended, committed or rolled back.
         """
         self._check_open()
-        levels = self._tx.levels
-        levels.append([])
-        saved_depth, self._tx.op_depth = self._tx.op_depth, 0
-        committed = False
-        try:
-            with self.backend.transaction():
-                yield
-            committed = True
-        finally:
-            self._tx.op_depth = saved_depth
-            ops = levels.pop()
-            try:
-                if committed:
-                    if levels:
-                        levels[-1].extend(ops)
-                    elif ops:
-                        self.plugin_manager.hook.clonestore_after_commit(store=self, ops=ops)
-            finally:
-                if not levels and self._tx.failures:
-                    self._report_failures()
-
-    def _record(self, op: Operation) -> None:
-        if self._tx.levels:
-            self._tx.levels[-1].append(op)
-
-    def _write_failed(self, op: Operation, error: ClonestoreError) -> None:
-        """Report a failed write now, or when the outermost transaction ends."""
-        if self._tx.levels:
-            self._tx.failures.append((op, error))
-        else:
-            self.plugin_manager.hook.clonestore_write_failed(store=self, op=op, error=error)
-
-    def _report_failures(self) -> None:
-        failures, self._tx.failures = self._tx.failures, []
-        # When the transaction's own error is propagating, it is the one the
-        # caller must see; a hook's error is attached to it as a note.
-        propagating = sys.exception()
-        first: Exception | None = None
-        for op, error in failures:
-            try:
-                self.plugin_manager.hook.clonestore_write_failed(store=self, op=op, error=error)
-            except Exception as exc:
-                if propagating is not None:
-                    propagating.add_note(f"clonestore_write_failed({op.action}) raised {exc!r}")
-                elif first is None:
-                    first = exc
-        if first is not None:
-            raise first
+        return self.unit_of_work.transaction()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -356,23 +306,17 @@ class Store:
 
     def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything stored about a user, plugins included, as JSON-ready data."""
-        from clonestore.repositories.erasure import export_user
-
-        return export_user(self, user_id)
+        return self.users.export(user_id)
 
     def erase_user(self, user_id: str) -> dict[str, int]:
         """Remove everything about a user (right to be forgotten); rows removed per table."""
-        from clonestore.repositories.erasure import erase_user
-
-        return erase_user(self, user_id)
+        return self.users.erase(user_id)
 
     def for_user(self, user_id: str) -> UserView:
         """The repositories limited to one user's rows (see :mod:`clonestore.tenancy`):
         another user's rows are :class:`NotFound`, lists and counts see only the owner's."""
         self._check_open()
-        from clonestore.tenancy import UserView
-
-        return UserView(self, user_id)
+        return UserView(self.repository_context.repositories, self.unit_of_work, user_id)
 
     def close(self) -> None:
         """Close the store and its backend. Idempotent."""
@@ -382,6 +326,7 @@ class Store:
             self.plugin_manager.hook.clonestore_store_closed(store=self)
         finally:
             self._closed = True
+            self.unit_of_work.close()
             self.backend.close()
 
     @property

@@ -25,31 +25,34 @@ A view is cheap (no query is made to build one): make one per request.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from clonestore.errors import NotFound
-from clonestore.records import TABLES
+from clonestore.repositories import (
+    REPOSITORIES,
+    DocumentRepository,
+    FaceModelRepository,
+    MemoryRepository,
+    Repository,
+    SessionRepository,
+    TurnRepository,
+    UserRepository,
+    VoiceModelRepository,
+)
 from clonestore.schema import check
-
-if TYPE_CHECKING:
-    from clonestore.repositories import (
-        DocumentRepository,
-        FaceModelRepository,
-        MemoryRepository,
-        SessionRepository,
-        TurnRepository,
-        UserRepository,
-        VoiceModelRepository,
-    )
-    from clonestore.store import Store
+from clonestore.unit_of_work import UnitOfWork
 
 __all__ = ["UserView"]
 
 
 class UserView:
-    """The repositories of ``store`` limited to the rows of one user (``user_id``)."""
+    """The repositories of a store limited to the rows of one user (``user_id``).
+
+    :param repositories: the store's repositories by table name.
+    :param unit: the store's unit of work (``transaction()``).
+    """
 
     users: UserRepository
     voice_models: VoiceModelRepository
@@ -59,13 +62,16 @@ class UserView:
     documents: DocumentRepository
     memories: MemoryRepository
 
-    def __init__(self, store: Store, user_id: str) -> None:
-        from clonestore.repositories import REPOSITORIES
-
-        self.store = store
-        self.user_id: str = check(TABLES["users"].column("id"), user_id)
+    def __init__(
+        self, repositories: Mapping[str, Repository[Any]], unit: UnitOfWork, user_id: str
+    ) -> None:
+        users = cast(UserRepository, repositories["users"])
+        self.user_id: str = check(users.spec.column("id"), user_id)
+        self._unit = unit
+        scoped: dict[str, Repository[Any]] = {}
         for name in REPOSITORIES:
-            setattr(self, name, getattr(store, name).scoped(self.user_id, self))
+            scoped[name] = repositories[name].scoped(self.user_id, scoped)
+            setattr(self, name, scoped[name])
 
     def _own(self, user_id: str | None) -> str:
         if user_id is not None and user_id != self.user_id:
@@ -74,17 +80,17 @@ class UserView:
 
     def export_user(self, user_id: str | None = None) -> dict[str, Any]:
         """Everything stored about the owner (see :meth:`clonestore.Store.export_user`)."""
-        return self.store.export_user(self._own(user_id))
+        return self.users.export(self._own(user_id))
 
     def erase_user(self, user_id: str | None = None) -> dict[str, int]:
         """Erase the owner (see :meth:`clonestore.Store.erase_user`)."""
-        return self.store.erase_user(self._own(user_id))
+        return self.users.erase(self._own(user_id))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """The store's transaction (all-or-nothing; nested blocks are savepoints)."""
-        with self.store.transaction():
+        with self._unit.transaction():
             yield
 
     def __repr__(self) -> str:
-        return f"<clonestore.UserView user_id={self.user_id} of {self.store!r}>"
+        return f"<clonestore.UserView user_id={self.user_id}>"

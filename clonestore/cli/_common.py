@@ -155,7 +155,7 @@ def json_option(command: F) -> F:
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON (datetimes ISO 8601, Decimals as strings)."""
-    from clonestore.repositories.erasure import to_json
+    from clonestore.records import to_json
 
     click.echo(json.dumps(to_json(data), indent=2, sort_keys=False, default=str))
 

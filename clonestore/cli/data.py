@@ -21,7 +21,7 @@ from clonestore.cli._common import (
     url_option,
 )
 from clonestore.demo import seed_demo
-from clonestore.repositories.erasure import to_json
+from clonestore.records import to_json
 
 
 @cli.command(short_help="write a realistic demo data set")

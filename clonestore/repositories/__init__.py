@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Mapping
+from typing import Any, Final
 
-from clonestore.records import TABLES
-from clonestore.repositories.base import MAX_PAGE_SIZE, Page, Repository
+from clonestore.repositories.base import (
+    MAX_PAGE_SIZE,
+    Clock,
+    Page,
+    Repository,
+    RepositoryContext,
+)
 from clonestore.repositories.documents import DOCUMENT_TRANSITIONS, DocumentRepository
 from clonestore.repositories.memories import METRICS, MemoryRepository, ScoredMemory
 from clonestore.repositories.models import (
@@ -22,18 +28,18 @@ from clonestore.repositories.sessions import (
     TurnRepository,
 )
 from clonestore.repositories.specializations import SpecializationRepository
-from clonestore.repositories.users import UserRepository
-
-if TYPE_CHECKING:
-    from clonestore.store import Store
+from clonestore.repositories.users import CASCADE_TABLES, OWNED_TABLES, UserRepository
 
 __all__ = [
+    "CASCADE_TABLES",
     "CATALOGUES",
     "DOCUMENT_TRANSITIONS",
     "MAX_PAGE_SIZE",
     "METRICS",
+    "OWNED_TABLES",
     "REPOSITORIES",
     "SESSION_TRANSITIONS",
+    "Clock",
     "CloneModelRepository",
     "DocumentRepository",
     "FaceModelRepository",
@@ -41,6 +47,7 @@ __all__ = [
     "OwnedRepository",
     "Page",
     "Repository",
+    "RepositoryContext",
     "ScoredMemory",
     "SessionRepository",
     "SessionStatistics",
@@ -49,7 +56,7 @@ __all__ = [
     "TurnRepository",
     "UserRepository",
     "VoiceModelRepository",
-    "attach_repositories",
+    "build_repositories",
 ]
 
 #: Store attribute -> repository class; the attribute is also the table name.
@@ -70,7 +77,9 @@ CATALOGUES: Final[dict[str, type[Repository[Any]]]] = {
 }
 
 
-def attach_repositories(store: Store) -> None:
-    """Give the store one repository per domain table."""
+def build_repositories(context: RepositoryContext) -> Mapping[str, Repository[Any]]:
+    """One repository per domain table (owned ones, then catalogues), entered in
+    ``context.repositories``, where each finds its siblings."""
     for name, cls in (*REPOSITORIES.items(), *CATALOGUES.items()):
-        setattr(store, name, cls(store, TABLES[name]))
+        context.repositories[name] = cls(context, context.tables[name])
+    return context.repositories

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from datetime import datetime
+from typing import Any, Generic, Self, TypeAlias, TypeVar, cast
 
 import attrs
 
 from clonestore.errors import AlreadyExists, Conflict, NotFound, ValidationError
-from clonestore.operations import Operation
+from clonestore.gateway import Gateway
 from clonestore.query import (
     TRUE,
     Cond,
@@ -24,17 +25,38 @@ from clonestore.query import (
 )
 from clonestore.schema import INT64_MAX, Column, TableSpec, check
 from clonestore.spi import Increment, Row
+from clonestore.unit_of_work import UnitOfWork
 
-if TYPE_CHECKING:
-    from typing import Self
-
-    from clonestore.store import Store
-    from clonestore.tenancy import UserView
-
-__all__ = ["MAX_PAGE_SIZE", "Page", "Repository", "check_rows"]
+__all__ = ["MAX_PAGE_SIZE", "Clock", "Page", "Repository", "RepositoryContext", "check_rows"]
 
 R = TypeVar("R")
 MAX_PAGE_SIZE = 1000
+
+#: Returns the current time, timezone-aware UTC (``clonestore.open(clock=...)``).
+Clock: TypeAlias = Callable[[], datetime]
+
+
+@attrs.frozen(kw_only=True)
+class RepositoryContext:
+    """What a repository needs of its store, and nothing more (``store.repository_context``).
+
+    A plugin building a repository of its own passes the store's context:
+    ``CharacterRepository(store.repository_context, CHARACTERS)``.
+    """
+
+    #: The choke point every read and write passes (plugins see them there).
+    gateway: Gateway
+    #: The store's transactions (``unit.atomic()`` around a multi-call operation).
+    unit: UnitOfWork
+    #: The store's clock, for timestamps.
+    clock: Clock
+    #: The store's id factory, for new rows.
+    id_factory: Callable[[], str]
+    #: Every table of the store (domain and plugin tables) by name.
+    tables: Mapping[str, TableSpec]
+    #: The repositories a repository finds its siblings among (``"users"``...), by
+    #: table name: the store's, or a user's view's (see :mod:`clonestore.tenancy`).
+    repositories: dict[str, Repository[Any]] = attrs.field(factory=dict, eq=False)
 
 
 @attrs.frozen
@@ -66,16 +88,15 @@ class Repository(Generic[R]):
     #: The owning user this repository is limited to (see :mod:`clonestore.tenancy`).
     owner: str | None = None
 
-    def __init__(self, store: Store, spec: TableSpec) -> None:
+    def __init__(self, context: RepositoryContext, spec: TableSpec) -> None:
         if spec.record is None:
             raise TypeError(f"table {spec.name} has no record class")
-        self.store = store
-        #: Where sibling repositories are found: the store, or a user's view.
-        self.repos: Store | UserView = store
+        self.context = context
         self.spec = spec
         self.record: type[R] = spec.record
-        self._gateway = store.gateway
-        self._backend = store.backend
+        self._gateway = context.gateway
+        self._unit = context.unit
+        self._clock = context.clock
         self._fields = tuple(f.name for f in attrs.fields(cast(Any, self.record)))
         self._id_col = spec.column("id")
         self._derived = tuple(c for c in spec.columns if c.derived_from is not None)
@@ -96,11 +117,16 @@ class Repository(Generic[R]):
         self._scope: Expr = TRUE
         self._load = self._make_loader()
 
-    def scoped(self, owner: str, repos: UserView) -> Self:
-        """A copy limited to the rows of user ``owner``, finding siblings in ``repos``."""
+    @property
+    def repos(self) -> Mapping[str, Repository[Any]]:
+        """Where sibling repositories are found (``self.repos["users"]``)."""
+        return self.context.repositories
+
+    def scoped(self, owner: str, repositories: dict[str, Repository[Any]]) -> Self:
+        """A copy limited to the rows of user ``owner``, finding siblings in ``repositories``."""
         clone = copy.copy(self)
         clone.owner = owner
-        clone.repos = repos
+        clone.context = attrs.evolve(self.context, repositories=repositories)
         clone._scope = Cond(self.owner_column, "eq", owner)
         return clone
 
@@ -144,9 +170,6 @@ class Repository(Generic[R]):
             row[name] = None
         return row
 
-    def _op(self, verb: str, kind: str, **details: Any) -> Operation:
-        return Operation(action=f"{self.noun}.{verb}", kind=kind, table=self.spec, **details)
-
     def _check_id(self, id: Any) -> str:
         value: str = check(self._id_col, id)
         return value
@@ -174,9 +197,9 @@ class Repository(Generic[R]):
         missing = self._required.difference(fields)
         if missing:
             raise ValidationError("is required", field=sorted(missing)[0])
-        now = self.store.clock()
+        now = self._clock()
         values: dict[str, Any] = {
-            "id": self.store.id_factory(),
+            "id": self.context.id_factory(),
             "created_at": now,
             "updated_at": now,
             "version": 1,
@@ -211,7 +234,7 @@ class Repository(Generic[R]):
 
     def _stamp(self, changes: dict[str, Any]) -> dict[str, Any]:
         """``changes`` plus the bookkeeping every update makes."""
-        changes["updated_at"] = self.store.clock()
+        changes["updated_at"] = self._clock()
         changes["version"] = Increment(1)
         return changes
 
@@ -234,16 +257,12 @@ class Repository(Generic[R]):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Row]:
-        rows: list[Row] = self._gateway.read(
-            lambda: self._op(verb, "select", where=where),
-            lambda: self._backend.select(self.spec, where, order, limit, offset),
+        return self._gateway.select(
+            self.spec, where, order, limit, offset, action=f"{self.noun}.{verb}"
         )
-        return rows
 
     def _get_row(self, id: str) -> Row | None:
-        row: Row | None = self._gateway.read(
-            lambda: self._op("get", "get", key=id), lambda: self._backend.get(self.spec, id)
-        )
+        row = self._gateway.get(self.spec, id, action=f"{self.noun}.get")
         if row is not None and self.owner is not None and row[self.owner_column] != self.owner:
             return None  # another user's row does not exist for this view
         return row
@@ -273,34 +292,24 @@ class Repository(Generic[R]):
         return exc
 
     def _insert(self, verb: str, row: Row) -> None:
-        def run() -> None:
-            try:
-                self._backend.insert(self.spec, row)
-            except AlreadyExists as exc:
-                raise self._unique_error(exc) from exc.orig
-
-        self._gateway.write(lambda: self._op(verb, "insert", key=row["id"], changes=row), run)
+        self._gateway.insert(
+            self.spec, row, action=f"{self.noun}.{verb}", explain_conflict=self._unique_error
+        )
 
     def _update(
         self, verb: str, where: Expr, changes: Mapping[str, Any], key: str | None = None
     ) -> list[Row]:
-        def run() -> list[Row]:
-            try:
-                return self._backend.update(self.spec, where, changes)
-            except AlreadyExists as exc:
-                raise self._unique_error(exc) from exc.orig
-
-        rows: list[Row] = self._gateway.write(
-            lambda: self._op(verb, "update", key=key, where=where, changes=changes), run
+        return self._gateway.update(
+            self.spec,
+            where,
+            changes,
+            action=f"{self.noun}.{verb}",
+            key=key,
+            explain_conflict=self._unique_error,
         )
-        return rows
 
     def _delete(self, verb: str, where: Expr, key: str | None = None) -> int:
-        count: int = self._gateway.write(
-            lambda: self._op(verb, "delete", key=key, where=where),
-            lambda: self._backend.delete(self.spec, where),
-        )
-        return count
+        return self._gateway.delete(self.spec, where, action=f"{self.noun}.{verb}", key=key)
 
     # ------------------------------------------------------------------ reads
 
@@ -376,12 +385,11 @@ class Repository(Generic[R]):
         self, where: Mapping[str, Any] | None = None, with_deleted: bool = False, **lookups: Any
     ) -> int:
         """How many records match ``where`` and keyword ``lookups``."""
-        expr = self._where(_merge_lookups(where, lookups), with_deleted)
-        n: int = self._gateway.read(
-            lambda: self._op("count", "count", where=expr),
-            lambda: self._backend.count(self.spec, expr),
+        return self._gateway.count(
+            self.spec,
+            self._where(_merge_lookups(where, lookups), with_deleted),
+            action=f"{self.noun}.count",
         )
-        return n
 
     def exists(self, **where: Any) -> bool:
         """Whether any live record matches the lookups."""
@@ -402,7 +410,7 @@ class Repository(Generic[R]):
         if not self.has_references:
             self._insert("create", row)
             return rec
-        with self._gateway.atomic():
+        with self._unit.atomic():
             self._check_references([row])
             self._insert("create", row)
         return rec
@@ -418,16 +426,14 @@ class Repository(Generic[R]):
         if not records:
             return []
         stored = [self._row(r) for r in records]
-
-        def run() -> None:
-            try:
-                self._backend.insert_many(self.spec, stored)
-            except AlreadyExists as exc:
-                raise self._unique_error(exc) from exc.orig
-
-        with self._gateway.atomic():
+        with self._unit.atomic():
             self._check_references(stored)
-            self._gateway.write(lambda: self._op("create_many", "insert_many", rows=stored), run)
+            self._gateway.insert_many(
+                self.spec,
+                stored,
+                action=f"{self.noun}.create_many",
+                explain_conflict=self._unique_error,
+            )
         return records
 
     def update(self, id: str, /, expected_version: int | None = None, **changes: Any) -> R:
@@ -486,7 +492,7 @@ class Repository(Generic[R]):
         if not self.spec.soft_delete:
             self.hard_delete(id)
             return
-        changes = self._stamp({"deleted_at": self.store.clock()})
+        changes = self._stamp({"deleted_at": self._clock()})
         if not self._update("delete", self._by_id(id), changes, key=id):
             raise NotFound(f"no {self.noun} with id {id}")
 
@@ -496,7 +502,7 @@ class Repository(Generic[R]):
         id = self._check_id(id)
         if not self.spec.soft_delete:
             raise ValidationError(f"{self.spec.name} are removed for good; nothing to restore")
-        with self._gateway.atomic():
+        with self._unit.atomic():
             row = self._get_row(id)
             if row is None or row["deleted_at"] is None:
                 raise NotFound(f"no deleted {self.noun} with id {id}")

@@ -63,7 +63,7 @@ class DocumentRepository(OwnedRepository[Document]):
         elif status == "processing":
             changes["error_message"] = None
         elif status == "completed":
-            changes["processed_at"] = self.store.clock()
+            changes["processed_at"] = self._clock()
             if chunk_count is not None:
                 changes["chunk_count"] = self._check("chunk_count", chunk_count)
         for _ in range(_CAS_ATTEMPTS):

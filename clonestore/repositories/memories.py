@@ -8,12 +8,10 @@ from typing import Any
 import attrs
 
 from clonestore.errors import ValidationError
-from clonestore.query import Expr
 from clonestore.records import Memory
 from clonestore.repositories.owned import OwnedRepository
 from clonestore.schema import check
-from clonestore.spi import Row, VectorSearch
-from clonestore.vectors import METRICS, nearest_reference
+from clonestore.vectors import METRICS
 
 __all__ = ["METRICS", "MemoryRepository", "ScoredMemory"]
 
@@ -98,10 +96,16 @@ class MemoryRepository(OwnedRepository[Memory]):
         query = check(column, embedding)
         if metric == "cosine" and not any(query):
             raise ValidationError("a zero vector has no cosine similarity", field="embedding")
-        expr = self._where(where)
-        found: list[tuple[Row, float]] = self._gateway.read(
-            lambda: self._op(verb, "nearest", where=expr),
-            lambda: self._nearest_rows(expr, query, metric, limit, cutoff, approximate),
+        found = self._gateway.nearest(
+            self.spec,
+            self._where(where),
+            "embedding",
+            query,
+            metric,
+            limit,
+            cutoff,
+            approximate,
+            action=f"{self.noun}.{verb}",
         )
         return [ScoredMemory(self._load(row), value) for row, value in found]
 
@@ -122,22 +126,3 @@ class MemoryRepository(OwnedRepository[Memory]):
         if type(given) is not float or given != given or given in (float("inf"), float("-inf")):
             raise ValidationError("must be a finite number", field=name)
         return float(given)
-
-    def _nearest_rows(
-        self,
-        where: Expr,
-        query: list[float],
-        metric: str,
-        limit: int,
-        cutoff: float | None,
-        approximate: bool,
-    ) -> list[tuple[Row, float]]:
-        backend = self._backend
-        if "vector_search" in backend.capabilities and isinstance(backend, VectorSearch):
-            return backend.nearest(
-                self.spec, where, "embedding", query, metric, limit, cutoff, approximate
-            )
-        # The reference path, for backends without the capability: score every match.
-        rows = backend.select(self.spec, where)
-        return nearest_reference(rows, "embedding", query, metric, limit, cutoff)
-

@@ -35,7 +35,7 @@ class CloneModelRepository(OwnedRepository[M]):
         refusals = 0
         for _ in range(ACTIVATION_ATTEMPTS):
             try:
-                with self._gateway.atomic():
+                with self._unit.atomic():
                     row = self._live_row(id)
                     others = conjoin(
                         self._live,

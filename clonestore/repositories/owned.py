@@ -22,7 +22,7 @@ class OwnedRepository(Repository[R]):
     has_references = True
 
     def _check_references(self, rows: Sequence[Row]) -> None:
-        users = self.repos.users
+        users = self.repos["users"]
         for user_id in dict.fromkeys(row["user_id"] for row in rows):
             users._live_row(user_id)
 

@@ -79,7 +79,7 @@ class SessionRepository(OwnedRepository[Session]):
             ):
                 if row.get(field) is None:
                     continue
-                model = getattr(self.repos, repo_name)._live_row(row[field])
+                model = self.repos[repo_name]._live_row(row[field])
                 if model["user_id"] != row["user_id"]:
                     raise NotFound(f"no {repo_name[:-1]} with id {row[field]} for this user")
 
@@ -112,9 +112,9 @@ class SessionRepository(OwnedRepository[Session]):
         (the sum of its four stages) and ``total_cost`` by its exact cost.
         """
         session_id = self._check_id(session_id)
-        turns: TurnRepository = self.repos.turns
+        turns = self.repos["turns"]
         probe = turns._build({"session_id": session_id, **fields}, user_id=session_id, turn_index=1)
-        with self._gateway.atomic():
+        with self._unit.atomic():
             changes = self._stamp(
                 {
                     "total_turns": Increment(1),
@@ -139,7 +139,7 @@ class SessionRepository(OwnedRepository[Session]):
         """End the session (``ended_at`` set); ending twice is an :class:`InvalidTransition`."""
         id = self._check_id(id)
         where = conjoin(self._by_id(id), Cond("ended_at", "isnull", True))
-        rows = self._update("end", where, self._stamp({"ended_at": self.store.clock()}), key=id)
+        rows = self._update("end", where, self._stamp({"ended_at": self._clock()}), key=id)
         if not rows:
             self._live_row(id)
             raise InvalidTransition(f"session {id} has already ended")
@@ -148,7 +148,9 @@ class SessionRepository(OwnedRepository[Session]):
     def get_with_turns(self, id: str) -> SessionWithTurns:
         """The session and its turns in order."""
         session = self.get(id)
-        turns = self.repos.turns.find_many(where={"session_id": session.id}, order_by="turn_index")
+        turns = self.repos["turns"].find_many(
+            where={"session_id": session.id}, order_by="turn_index"
+        )
         return SessionWithTurns(session, turns)
 
     def user_statistics(self, user_id: str, since: datetime | None = None) -> SessionStatistics:
@@ -166,9 +168,8 @@ class SessionRepository(OwnedRepository[Session]):
             "first_started_at": Aggregate("min", "started_at"),
             "last_started_at": Aggregate("max", "started_at"),
         }
-        (row,) = self._gateway.read(
-            lambda: self._op("user_statistics", "aggregate", where=expr),
-            lambda: self._backend.aggregate(self.spec, expr, (), aggregates),
+        (row,) = self._gateway.aggregate(
+            self.spec, expr, (), aggregates, action="session.user_statistics"
         )
         return SessionStatistics(
             total_sessions=row["total_sessions"],
@@ -187,12 +188,12 @@ class SessionRepository(OwnedRepository[Session]):
         ``delete`` does the same: sessions have no soft delete.
         """
         id = self._check_id(id)
-        with self._gateway.atomic():
+        with self._unit.atomic():
             # The session first: a turn being added concurrently then either lands
             # before it (and goes with the turns below) or finds no session.
             super().hard_delete(id)
-            self.repos.turns._delete("hard_delete", Cond("session_id", "eq", id))
-            memories = self.repos.memories
+            self.repos["turns"]._delete("hard_delete", Cond("session_id", "eq", id))
+            memories = self.repos["memories"]
             memories._update(
                 "session_deleted",
                 Cond("session_id", "eq", id),
@@ -219,18 +220,18 @@ class TurnRepository(OwnedRepository[Turn]):
         if "session_id" not in fields:
             raise ValidationError("is required", field="session_id")
         session_id = fields.pop("session_id")
-        turn: Turn = self.repos.sessions.add_turn(session_id, **fields)
-        return turn
+        sessions = cast(SessionRepository, self.repos["sessions"])
+        return sessions.add_turn(session_id, **fields)
 
     def create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[Turn]:
         """Add each turn to its session, all or none."""
         checked = check_rows(rows)
-        with self._gateway.atomic():
+        with self._unit.atomic():
             return [self.create(**dict(row)) for row in checked]
 
     def _adjust_session(self, row: Mapping[str, Any]) -> None:
         turn = self._load(row)
-        sessions: SessionRepository = self.repos.sessions
+        sessions = self.repos["sessions"]
         changes = sessions._stamp(
             {
                 "total_turns": Increment(-1),
@@ -245,7 +246,7 @@ class TurnRepository(OwnedRepository[Turn]):
     def hard_delete(self, id: str) -> None:
         """Remove a turn and take it out of its session's totals."""
         id = self._check_id(id)
-        with self._gateway.atomic():
+        with self._unit.atomic():
             row = self._get_row(id)
             # Delete first: of two concurrent deletes only one removes the row, and only
             # that one may take the turn out of the session's totals.

@@ -1,21 +1,21 @@
-"""Users, with a cascading soft delete that restore undoes exactly."""
+"""Users, with a cascading soft delete that restore undoes exactly; export and erasure
+of everything about a user."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
 from clonestore.errors import NotFound
 from clonestore.query import Cond, conjoin
-from clonestore.records import User
+from clonestore.records import User, to_json
 from clonestore.repositories.base import Repository
 
-if TYPE_CHECKING:
-    from clonestore.repositories.owned import OwnedRepository
-
-__all__ = ["CASCADE_TABLES", "UserRepository"]
+__all__ = ["CASCADE_TABLES", "OWNED_TABLES", "UserRepository"]
 
 #: What a user's soft delete hides with them, and restore brings back.
 CASCADE_TABLES: Final = ("voice_models", "face_models", "documents", "memories")
+#: Tables holding rows owned by a user, in the order they are erased.
+OWNED_TABLES: Final = ("turns", "sessions", "memories", "documents", "face_models", "voice_models")
 
 
 class UserRepository(Repository[User]):
@@ -31,14 +31,14 @@ class UserRepository(Repository[User]):
         rows = self._select("find_by_email", self._where({"email": email}), (), limit=1)
         return self._load(rows[0]) if rows else None
 
-    def _children(self) -> list[OwnedRepository[object]]:
-        return [getattr(self.repos, name) for name in CASCADE_TABLES]
+    def _children(self) -> list[Repository[Any]]:
+        return [self.repos[name] for name in CASCADE_TABLES]
 
     def delete(self, id: str) -> None:
         """Soft-delete the user and, with them, their live models, documents and memories."""
         id = self._check_id(id)
-        with self._gateway.atomic():
-            now = self.store.clock()
+        with self._unit.atomic():
+            now = self._clock()
             if not self._update(
                 "delete", self._by_id(id), self._stamp({"deleted_at": now}), key=id
             ):
@@ -49,7 +49,7 @@ class UserRepository(Repository[User]):
 
     def restore(self, id: str) -> User:
         """Restore the user and exactly the rows their soft delete removed."""
-        with self._gateway.atomic():
+        with self._unit.atomic():
             user = super().restore(id)
             for repo in self._children():
                 where = Cond("deleted_by_cascade", "eq", user.id)
@@ -58,8 +58,43 @@ class UserRepository(Repository[User]):
         return user
 
     def hard_delete(self, id: str) -> None:
-        """Remove the user and everything they own for good (see ``store.erase_user``)."""
+        """Remove the user and everything about them for good (see :meth:`erase`)."""
+        self.erase(id)
+
+    def _any_row(self, id: Any) -> dict[str, Any]:
         id = self._check_id(id)
-        if self._get_row(id) is None:
+        row = self._get_row(id)
+        if row is None:
             raise NotFound(f"no user with id {id}")
-        self.store.erase_user(id)
+        return row
+
+    def export(self, id: str) -> dict[str, Any]:
+        """Everything about the user (deleted or not), deleted rows and plugins'
+        sections (``clonestore_export_user``) included, as JSON-ready data.
+
+        This is ``store.export_user``.
+        """
+        row = self._any_row(id)
+        out: dict[str, Any] = {"user": to_json(self._load(row))}
+        for name in reversed(OWNED_TABLES):
+            records = self.repos[name].find_many(where={"user_id": row["id"]}, with_deleted=True)
+            out[name] = [to_json(r) for r in records]
+        for section in self._gateway.export_user(row["id"]):
+            out.update(to_json(dict(section)))
+        return out
+
+    def erase(self, id: str) -> dict[str, int]:
+        """Remove the user (deleted or not) and every row about them, plugins' first
+        (``clonestore_erase_user``), in one transaction; rows removed per table.
+
+        This is ``store.erase_user``, the right to be forgotten.
+        """
+        id = self._any_row(id)["id"]
+        removed: dict[str, int] = {}
+        with self._unit.atomic():
+            self._gateway.erase_user(id)
+            for name in OWNED_TABLES:
+                removed[name] = self.repos[name]._delete("erase_user", Cond("user_id", "eq", id))
+            removed["users"] = self._delete("erase_user", Cond("id", "eq", id), key=id)
+        return removed
+

@@ -22,9 +22,9 @@ from starlette.templating import Jinja2Templates
 
 import clonestore
 from clonestore.errors import ClonestoreError, NotFound, ValidationError
+from clonestore.records import to_json
 from clonestore.repositories import CATALOGUES
 from clonestore.repositories import REPOSITORIES as DOMAIN_REPOSITORIES
-from clonestore.repositories.erasure import to_json
 from clonestore.secrets import redact_url
 from clonestore.store import Store
 from clonestore.studio._values import RESERVED, display, form_text, parse_filters, parse_value

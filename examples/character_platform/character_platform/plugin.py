@@ -52,7 +52,8 @@ class CharacterPlatform:
         quota = DailyQuota(store, self.tier_limits)
         store.attach("generation_quota", quota)
         store.attach(
-            "character_templates", TemplateRepository(store, TABLES["character_templates"])
+            "character_templates",
+            TemplateRepository(store.repository_context, TABLES["character_templates"]),
         )
         store.attach("characters", CharacterRepository(store, TABLES["characters"]))
         store.attach("generations", GenerationRepository(store, TABLES["generations"], quota))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from character_platform.records import USAGE
-from clonestore import Operation, RateLimited, ValidationError
+from clonestore import RateLimited, ValidationError
 from clonestore.query import parse_where
 from clonestore.spi import Increment
 
@@ -87,12 +87,7 @@ class DailyQuota:
         user = self.store.users.get(user_id)
         day = day or utc_day(self.store.clock())
         where = parse_where(USAGE, {"user_id": user.id, "day": day})
-        rows = self.store.gateway.read(
-            lambda: Operation(
-                action="generation_usage.get", kind="select", table=USAGE, where=where
-            ),
-            lambda: self.store.backend.select(USAGE, where, (), 1),
-        )
+        rows = self.store.gateway.select(USAGE, where, (), 1, action="generation_usage.get")
         used = rows[0]["used"] if rows else 0
         tier = user.subscription_tier
         return QuotaStatus(
@@ -118,15 +113,13 @@ class DailyQuota:
         }
         changes = {"used": Increment(1), "updated_at": now}
         with self.store.transaction():  # a savepoint inside the caller's transaction
-            row = self.store.gateway.write(
-                lambda: Operation(
-                    action="generation_usage.consume",
-                    kind="upsert",
-                    table=USAGE,
-                    key=user.id,
-                    changes=insert_row,
-                ),
-                lambda: self.store.backend.upsert(USAGE, ("user_id", "day"), insert_row, changes),
+            row = self.store.gateway.upsert(
+                USAGE,
+                ("user_id", "day"),
+                insert_row,
+                changes,
+                action="generation_usage.consume",
+                key=user.id,
             )
             if row["used"] > limit:
                 raise QuotaExceeded(

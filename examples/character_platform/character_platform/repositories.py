@@ -4,9 +4,9 @@ Everything the generic repository offers (``get``, ``find_many``, keyset
 ``page``, ``create``, ``update`` with ``expected_version``, soft ``delete``,
 ``restore``...) comes for free. Domain operations that need more than that
 (compare-and-set moves of the generation queue, per-status counts) use only
-public machinery: they describe the call as a :class:`clonestore.Operation`
-and run the SPI call through ``store.gateway``, so plugins (audit, cache)
-see them like any other read or write.
+public machinery: they make the SPI call through the repository's gateway
+(``repo.context.gateway``), naming it with an action, so plugins (audit,
+cache) see them like any other read or write.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from character_platform.records import (
 from clonestore import (
     InvalidTransition,
     NotFound,
-    Operation,
     Page,
     Repository,
+    TableSpec,
     ValidationError,
 )
 from clonestore.query import And, Cond, Expr, parse_where
@@ -88,18 +88,10 @@ def _compare_and_set(
         name: v if isinstance(v, Increment) else check(repo.spec.column(name), v)
         for name, v in changes.items()
     }
-    values["updated_at"] = repo.store.clock()
+    values["updated_at"] = repo.context.clock()
     values["version"] = Increment(1)
-    rows = repo.store.gateway.write(
-        lambda: Operation(
-            action=f"{repo.noun}.{verb}",
-            kind="update",
-            table=repo.spec,
-            key=id,
-            where=where,
-            changes=values,
-        ),
-        lambda: repo.store.backend.update(repo.spec, where, values),
+    rows = repo.context.gateway.update(
+        repo.spec, where, values, action=f"{repo.noun}.{verb}", key=id
     )
     return _to_record(repo, rows[0]) if rows else None
 
@@ -110,11 +102,8 @@ def _count_by(
     """How many live rows match ``lookups``, per value of ``column`` (one SPI aggregate)."""
     where = _where(repo, lookups)
     aggregates = {"n": Aggregate("count")}
-    rows = repo.store.gateway.read(
-        lambda: Operation(
-            action=f"{repo.noun}.{verb}", kind="aggregate", table=repo.spec, where=where
-        ),
-        lambda: repo.store.backend.aggregate(repo.spec, where, (column,), aggregates),
+    rows = repo.context.gateway.aggregate(
+        repo.spec, where, (column,), aggregates, action=f"{repo.noun}.{verb}"
     )
     return {row[column]: row["n"] for row in rows}
 
@@ -122,13 +111,7 @@ def _count_by(
 def _delete_where(repo: Repository[Any], verb: str, lookups: Mapping[str, Any]) -> int:
     """Remove every row (live or not) matching ``lookups`` for good; how many."""
     where = _where(repo, lookups, live=False)
-    count: int = repo.store.gateway.write(
-        lambda: Operation(
-            action=f"{repo.noun}.{verb}", kind="delete", table=repo.spec, where=where
-        ),
-        lambda: repo.store.backend.delete(repo.spec, where),
-    )
-    return count
+    return repo.context.gateway.delete(repo.spec, where, action=f"{repo.noun}.{verb}")
 
 
 def _check_style(style: Any) -> None:
@@ -186,6 +169,11 @@ class CharacterRepository(OwnedRepository[Character]):
     """
 
     noun = "character"
+
+    def __init__(self, store: Store, spec: TableSpec) -> None:
+        super().__init__(store.repository_context, spec)
+        #: The store, for the platform's other services (templates, generations, quota).
+        self.store = store
 
     def create_from_template(self, user_id: str, template_id: str, **fields: Any) -> Character:
         """A new character for ``user_id`` from a template; ``fields`` override its values."""
@@ -278,8 +266,10 @@ class GenerationRepository(Repository[Generation]):
 
     noun = "generation"
 
-    def __init__(self, store: Store, spec: Any, quota: DailyQuota) -> None:
-        super().__init__(store, spec)
+    def __init__(self, store: Store, spec: TableSpec, quota: DailyQuota) -> None:
+        super().__init__(store.repository_context, spec)
+        #: The store, for the users and characters a generation belongs to.
+        self.store = store
         self.quota = quota
 
     def enqueue(self, user_id: str, character_id: str, prompt: str | None = None) -> Generation:
@@ -340,7 +330,7 @@ class GenerationRepository(Repository[Generation]):
                     {
                         "status": "running",
                         "worker": worker,
-                        "started_at": self.store.clock(),
+                        "started_at": self.context.clock(),
                         "attempts": Increment(1),
                     },
                 )
@@ -351,12 +341,12 @@ class GenerationRepository(Repository[Generation]):
     def complete(self, id: str, result_url: str) -> Generation:
         """A running generation succeeded with the image at ``result_url``."""
         return self._move(
-            id, "running", "succeeded", result_url=result_url, finished_at=self.store.clock()
+            id, "running", "succeeded", result_url=result_url, finished_at=self.context.clock()
         )
 
     def fail(self, id: str, error: str) -> Generation:
         """A running generation failed; ``error`` says why."""
-        return self._move(id, "running", "failed", error=error, finished_at=self.store.clock())
+        return self._move(id, "running", "failed", error=error, finished_at=self.context.clock())
 
     def retry(self, id: str) -> Generation:
         """Put a failed generation back in the queue (it does not count against the quota)."""
@@ -390,10 +380,7 @@ def erase_user_rows(store: Store, user_id: str) -> dict[str, int]:
         "characters": _delete_where(store.characters, "erase_user", {"user_id": user_id}),
     }
     where = parse_where(USAGE, {"user_id": user_id})
-    removed["generation_usage"] = store.gateway.write(
-        lambda: Operation(
-            action="generation_usage.erase_user", kind="delete", table=USAGE, where=where
-        ),
-        lambda: store.backend.delete(USAGE, where),
+    removed["generation_usage"] = store.gateway.delete(
+        USAGE, where, action="generation_usage.erase_user"
     )
     return removed
