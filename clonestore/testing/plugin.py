@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import clonestore
-from clonestore.spi import TRUE
 from clonestore.testing import StoreFactory
+from clonestore.testing.wiping import ALLOW_WIPE_OPTION, TableClaims, WipeRefused
 
 # Before anything imports them (neither import above does): a failing kit test then shows
 # the values it compared.
@@ -70,6 +70,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="URL",
         help="store URL the clonestore fixtures open (default: the clonestore_url ini "
         f"value, else {DEFAULT_TEST_URL})",
+    )
+    group.addoption(
+        ALLOW_WIPE_OPTION,
+        dest="clonestore_allow_wipe",
+        action="store_true",
+        default=False,
+        help="let the kit empty tables holding rows it did not create (a throwaway "
+        "database); without it the run stops before deleting anything",
     )
     parser.addini(
         "clonestore_url",
@@ -157,11 +165,33 @@ def clonestore_url(request: pytest.FixtureRequest) -> str:
     return configured_url(request.config)
 
 
+_CLAIMS = pytest.StashKey[TableClaims]()
+
+
+def table_claims(config: pytest.Config) -> TableClaims:
+    """The session's :class:`~clonestore.testing.wiping.TableClaims` (what the kit may empty)."""
+    claims = config.stash.get(_CLAIMS, None)
+    if claims is None:
+        allow = bool(config.getoption("clonestore_allow_wipe", default=False))
+        claims = config.stash[_CLAIMS] = TableClaims(allow_wipe=allow)
+    return claims
+
+
+def empty_or_stop(claims: TableClaims, store: clonestore.Store, spec: Any) -> None:
+    """Empty a table for a test; stop the whole run if it holds rows the kit did not make."""
+    try:
+        claims.empty(store, spec)
+    except WipeRefused as refused:
+        store.close()
+        pytest.exit(str(refused), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 class _Factory:
     """Opens stores on one URL, empties each table once per test, closes them all."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, claims: TableClaims | None = None) -> None:
         self.url = url
+        self._claims = claims if claims is not None else TableClaims()
         self._stores: list[clonestore.Store] = []
         self._wiped: set[str] = set()
 
@@ -171,7 +201,7 @@ class _Factory:
         try:
             for spec in store.tables.values():
                 if spec.name not in self._wiped:
-                    store.backend.delete(spec, TRUE)
+                    empty_or_stop(self._claims, store, spec)
                     self._wiped.add(spec.name)
         except BaseException:
             store.close()
@@ -191,10 +221,12 @@ class _Factory:
 
 
 @pytest.fixture
-def store_factory(clonestore_url: str) -> Iterator[StoreFactory]:
+def store_factory(
+    clonestore_url: str, request: pytest.FixtureRequest
+) -> Iterator[StoreFactory]:
     """``store_factory(**kwargs)``: a store on ``clonestore_url`` (kwargs go to
     :func:`clonestore.open`). Tables start empty; every store is closed at teardown."""
-    factory = _Factory(clonestore_url)
+    factory = _Factory(clonestore_url, table_claims(request.config))
     try:
         yield factory
     finally:
@@ -227,7 +259,11 @@ def differential_stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
     under test (``--clonestore-url``), sharing one clock; closed after the module."""
     from clonestore.testing.differential import Stores
 
-    stores = Stores({"memory": "memory://", "target": configured_url(request.config)})
+    claims = table_claims(request.config)
+    stores = Stores(
+        {"memory": "memory://", "target": configured_url(request.config)},
+        empty=lambda store, spec: empty_or_stop(claims, store, spec),
+    )
     try:
         yield stores
     finally:

@@ -1,0 +1,76 @@
+"""The kit empties only tables whose rows it made: it never destroys your data.
+
+Each test starts on empty tables, so the kit deletes every row of a table
+before its first use. Before it does that on a table for the first time in a
+database, it looks for the table in its claim table, :data:`CLAIMS`
+(``clonestore_kit_tables``):
+
+* claimed: the rows are the kit's own, from an earlier run; they go;
+* not claimed and empty: the kit claims it, then uses it;
+* not claimed and holding rows: the rows are someone else's. The run stops
+  with :class:`WipeRefused`, before anything is deleted, unless
+  ``--clonestore-allow-wipe`` says the database is a throwaway one.
+
+So point the kit at an empty database (or a throwaway copy). The kit's own
+tables (``contract_*`` and ``clonestore_kit_tables``) stay in it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Final
+
+import clonestore
+from clonestore.errors import AlreadyExists, ClonestoreError
+from clonestore.spi import TRUE, Column, Cond, TableSpec, Unique
+
+__all__ = ["ALLOW_WIPE_OPTION", "CLAIMS", "TableClaims", "WipeRefused"]
+
+#: The command-line flag that lets the kit empty tables holding rows it did not make.
+ALLOW_WIPE_OPTION: Final = "--clonestore-allow-wipe"
+
+#: Tables the kit has claimed in a database: their rows are the kit's to delete.
+CLAIMS: Final = TableSpec(
+    name="clonestore_kit_tables",
+    columns=(Column(name="id", kind="id"), Column(name="table_name", kind="key", max_length=200)),
+    unique=(Unique(("table_name",)),),
+)
+
+
+class WipeRefused(ClonestoreError):
+    """The kit found rows it did not make in a table it would have to empty."""
+
+
+class TableClaims:
+    """Empties tables for the kit's tests, refusing tables that hold others' rows."""
+
+    def __init__(self, allow_wipe: bool = False) -> None:
+        self.allow_wipe = allow_wipe
+        self._claimed: set[tuple[str, str]] = set()
+
+    def empty(self, store: clonestore.Store, spec: TableSpec) -> None:
+        """Delete every row of ``spec``'s table, claiming it first (see the module)."""
+        key = (store.url, spec.name)
+        if key not in self._claimed and store.url.rstrip("/") != "memory:":
+            self._claim(store, spec)
+        self._claimed.add(key)
+        store.backend.delete(spec, TRUE)
+
+    def _claim(self, store: clonestore.Store, spec: TableSpec) -> None:
+        backend = store.backend
+        if (store.url, CLAIMS.name) not in self._claimed:
+            backend.create_tables([CLAIMS])
+            self._claimed.add((store.url, CLAIMS.name))
+        if backend.select(CLAIMS, Cond("table_name", "eq", spec.name), limit=1):
+            return
+        rows = backend.count(spec, TRUE)
+        if rows and not self.allow_wipe:
+            raise WipeRefused(
+                f"{store.url}: table {spec.name} holds {rows} row(s) the clonestore kit did "
+                "not create, and the kit empties every table it tests; nothing was deleted. "
+                "Point --clonestore-url at an empty or throwaway database, or pass "
+                f"{ALLOW_WIPE_OPTION} if this one's data may be destroyed"
+            )
+        with contextlib.suppress(AlreadyExists):  # another process claimed it first
+            backend.insert(CLAIMS, {"id": str(uuid.uuid4()), "table_name": spec.name})
