@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -121,8 +122,11 @@ def _replicas(health: dict[str, Any]) -> list[Check]:
             if "lag" in field and value is not None
         )
         detail = f"{name}: {lags or 'lag unknown'}"
-        if replica.get("ok", True):
+        if replica.get("ok", True) and replica.get("healthy", True):
             checks.append(Check("replica", "ok", detail))
+        elif replica.get("ok", True):
+            checks.append(Check("replica", "warn", f"{detail}; lagging, reads skip it",
+                                "check the standby's replication from the primary"))
         else:
             error = replica.get("error", "not healthy")
             checks.append(Check("replica", "fail", f"{detail}; {error}",
@@ -130,9 +134,24 @@ def _replicas(health: dict[str, Any]) -> list[Check]:
     return checks
 
 
+def _lag_unknown(health: dict[str, Any]) -> bool:
+    replicas = health.get("replicas") or []
+    entries = replicas.values() if isinstance(replicas, dict) else replicas
+    return any(
+        isinstance(r, dict) and r.get("ok", True) and r.get("lag_seconds", 0) is None
+        for r in entries
+    )
+
+
 def diagnose(store: Store) -> list[Check]:
     """Every check of ``clonestore doctor`` on an open store."""
     health = store.health()
+    # A store just opened may not have measured its replicas' lag yet: give it a moment.
+    for _ in range(20):
+        if not _lag_unknown(health):
+            break
+        time.sleep(0.1)
+        health = store.health()
     checks = [_connection(health)]
     if not health.get("ok"):
         return checks

@@ -20,6 +20,7 @@ import peewee
 from clonestore import ClonestoreError, ConfigurationError
 from clonestore.spi import Aggregate, Expr, Increment, OrderBy, Row, TableSpec
 
+from . import query_log
 from .compiler import Compiler, TableInfo, walk
 from .dialects import Dialect
 from .migration_runner import apply_pending, migration_status
@@ -96,6 +97,15 @@ class SQLBackend(abc.ABC):
         self._tables_lock = threading.Lock()
         self._tx = _TxState()
         self._closed = False
+
+    def use_query_log(self, log_queries: bool, slow_query_ms: float | None) -> None:
+        """Log statements to ``clonestore.sql`` (see :mod:`.query_log`); a no-op, costing
+        nothing per statement, when neither is asked for nor that logger at DEBUG."""
+        logged = query_log.logged_execute(
+            self._execute, self.label, log_queries=log_queries, slow_query_ms=slow_query_ms
+        )
+        if logged is not None:
+            self.__dict__["_execute"] = logged  # this instance's statements go through it
 
     # ------------------------------------------------------------------ engine hooks
 

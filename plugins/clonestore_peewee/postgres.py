@@ -45,6 +45,7 @@ from playhouse.pool import PooledPostgresqlDatabase
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable, ValidationError
 from clonestore.secrets import redact_url
 
+from . import query_log
 from .backend import MANY, NONE, ONE, SQLBackend, fetch
 from .codecs import load_json
 from .dialects import POSTGRES
@@ -77,6 +78,7 @@ OPTIONS: Final = {
     "statement_timeout": (positive_float, None),
     "application_name": (text, "clonestore"),
     **dict.fromkeys(LIBPQ_PARAMETERS, (text, None)),
+    **query_log.OPTIONS,
 }
 
 #: Rows inserted per statement by insert_many (psycopg2's execute_values pages).
@@ -207,6 +209,7 @@ class PostgresBackend(SQLBackend):
             **params,
         )
         super().__init__(database)
+        self.use_query_log(opts["log_queries"], opts["slow_query_ms"])
         # Peewee's per-thread connection state, read directly on the hot path.
         self._state = database._state
         self._listeners: list[Listener] = []

@@ -30,6 +30,7 @@ import peewee
 
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
 
+from . import query_log
 from .backend import MANY, NONE, ONE, SQLBackend, fetch
 from .dialects import SQLITE
 from .errors import closed_error, translate_sqlite
@@ -78,6 +79,7 @@ def _file_problem(path: str) -> str:
 OPTIONS: Final = {
     "busy_timeout": (positive_float, 10.0),
     "synchronous": (_synchronous, "NORMAL"),
+    **query_log.OPTIONS,
 }
 
 
@@ -179,6 +181,7 @@ class SqliteBackend(SQLBackend):
         # Peewee's per-thread connection state, read directly on the hot path.
         self._state = database._state
         self.label = f"sqlite://{'/' + path if not self.memory else '/:memory:'}"
+        self.use_query_log(opts["log_queries"], opts["slow_query_ms"])
 
     def __repr__(self) -> str:
         return f"<SqliteBackend {self.label}{' closed' if self._closed else ''}>"
