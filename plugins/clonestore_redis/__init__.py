@@ -27,7 +27,7 @@ __all__ = ["KINDS", "RedisClient", "RedisCounters", "RedisL2", "clonestore_share
 
 
 def _counters(url: str) -> RedisCounters:
-    return RedisCounters(RedisClient(url))
+    return RedisCounters(RedisClient(url, retries=0))
 
 
 def _l2(url: str) -> RedisL2:

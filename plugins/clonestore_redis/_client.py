@@ -7,7 +7,9 @@ package (``socket_timeout=0.5``...). Every key starts with ``prefix``
 (default ``clonestore:``), so several applications share one server and a
 test run removes only its own keys.
 
-A server that cannot be reached raises :class:`clonestore.StorageUnavailable`
+A command is retried at once when its connection failed (``retries``, one by
+default; none for the rate limiter's counting scripts, which must never count
+twice). A server that cannot be reached raises :class:`clonestore.StorageUnavailable`
 at once, and for ``retry_interval`` seconds after that (default 1) without
 trying again, so an outage costs each call microseconds, not a timeout. Any
 other Redis failure is :class:`clonestore.BackendError` with ``orig``.
@@ -40,7 +42,7 @@ class RedisClient:
     """A ``redis.Redis`` (or ``redis.cluster.RedisCluster``) with key prefix and error
     translation; thread-safe (the ``redis`` package pools connections)."""
 
-    def __init__(self, url: str, *, retry_interval: float = 1.0) -> None:
+    def __init__(self, url: str, *, retry_interval: float = 1.0, retries: int = 1) -> None:
         try:
             import redis
             import redis.cluster
@@ -75,16 +77,17 @@ class RedisClient:
             OSError,
         )
         self._redis_error = redis.exceptions.RedisError
-        # One quick retry covers a connection the server closed (a restart);
-        # a server that is down fails fast.
+        # ``retries`` quick retries of a command whose connection failed: one covers a
+        # connection the server closed (a restart). Counting scripts take none: a
+        # script whose reply was lost may have counted, and must not count twice.
         try:
             if self.cluster:
                 self.redis: Any = redis.cluster.RedisCluster.from_url(
-                    plain, decode_responses=True, retry=Retry(NoBackoff(), 1)
+                    plain, decode_responses=True, retry=Retry(NoBackoff(), retries)
                 )
             else:
                 self.redis = redis.Redis.from_url(
-                    plain, decode_responses=True, retry=Retry(NoBackoff(), 1)
+                    plain, decode_responses=True, retry=Retry(NoBackoff(), retries)
                 )
         except self._errors as exc:
             raise StorageUnavailable(f"cannot reach Redis at {self.label}: {exc}") from exc
@@ -100,28 +103,56 @@ class RedisClient:
 
     def run(self, call: Callable[[], T]) -> T:
         """Run ``call()`` (which talks to Redis) with clonestore's errors."""
-        if self._down_until and time.monotonic() < self._down_until:
-            raise StorageUnavailable(f"Redis at {self.label} is unreachable (retrying soon)")
+        if self._down_until:
+            self._check_down()
         try:
             result = call()
-        except ClonestoreError:
-            raise
-        except self._errors as exc:
-            with self._lock:
-                self._down_until = time.monotonic() + self.retry_interval
-            raise StorageUnavailable(f"cannot reach Redis at {self.label}: {exc}") from exc
-        except self._redis_error as exc:
-            raise BackendError(f"Redis at {self.label} failed: {exc}", orig=exc) from exc
+        except Exception as exc:
+            raise self._translate(exc) from exc
         if self._down_until:
             self._down_until = 0.0
         return result
 
+    def _check_down(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise StorageUnavailable(f"Redis at {self.label} is unreachable (retrying soon)")
+
+    def _translate(self, exc: Exception) -> Exception:
+        """The clonestore error for a failure of the ``redis`` package."""
+        if isinstance(exc, ClonestoreError):
+            return exc
+        if isinstance(exc, self._errors):
+            with self._lock:
+                self._down_until = time.monotonic() + self.retry_interval
+            return StorageUnavailable(f"cannot reach Redis at {self.label}: {exc}")
+        if isinstance(exc, self._redis_error):
+            return BackendError(f"Redis at {self.label} failed: {exc}", orig=exc)
+        return exc
+
     def script(self, source: str) -> Callable[..., Any]:
-        """A Lua script run by its digest (``EVALSHA``), loaded on first use."""
-        script = self.redis.register_script(source)
+        """A Lua script run by its digest (``EVALSHA``, one round trip), loaded on
+        first use and again after a server restart forgot it."""
+        import hashlib
+
+        from redis.exceptions import NoScriptError
+
+        sha = hashlib.sha1(source.encode()).hexdigest()
+        evalsha = self.redis.evalsha
 
         def call(keys: list[str], args: list[Any]) -> Any:
-            return self.run(lambda: script(keys=keys, args=args))
+            # run()'s work, inline: this is every rate-limit check's path. Never
+            # retried: a script whose reply was lost may have counted.
+            if self._down_until:
+                self._check_down()
+            try:
+                result = evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                result = self.run(lambda: self.redis.eval(source, len(keys), *keys, *args))
+            except Exception as exc:
+                raise self._translate(exc) from exc
+            if self._down_until:
+                self._down_until = 0.0
+            return result
 
         return call
 

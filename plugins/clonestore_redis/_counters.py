@@ -28,16 +28,19 @@ from clonestore_redis._client import RedisClient
 
 __all__ = ["RedisCounters"]
 
+# A window's expiry instant is fixed (one window after its end), so the key's and
+# the index's expiry are set once, when the window's first call creates it.
 _HIT: Final = """
 local c = redis.call('HINCRBY', KEYS[1], 'c', 1)
+redis.call('HSET', KEYS[1], 'q', ARGV[3])
 if c == 1 then
   redis.call('HSET', KEYS[1], 'e', ARGV[1], 's', ARGV[2], 'r', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('SADD', KEYS[2], KEYS[1])
-end
-redis.call('HSET', KEYS[1], 'q', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+  return {1, 0}
 end
 return {c, tonumber(redis.call('HGET', KEYS[1], 'r'))}
 """
