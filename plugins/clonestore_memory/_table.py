@@ -10,11 +10,12 @@ from clonestore.spi import (
     And,
     Cond,
     Expr,
+    Or,
     OrderBy,
     Row,
     TableSpec,
     Unique,
-    copy_row,
+    copy_value,
     matches,
     sort_rows,
 )
@@ -34,7 +35,8 @@ class Table:
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
         self.rows: dict[str, Row] = {}
-        self.mutable = spec.mutable_columns
+        self.flat = tuple(c.name for c in spec.columns if c.kind in ("list", "vector"))
+        self.nested = tuple(c.name for c in spec.columns if c.kind == "json")
         self.unique: tuple[UniqueIndex, ...] = tuple(
             UniqueIndex(u, spec.soft_delete) for u in spec.unique
         )
@@ -63,11 +65,23 @@ class Table:
 
     def copy_in(self, row: Mapping[str, Any]) -> Row:
         """A copy to store: callers keep no handle on stored lists and dicts."""
-        return copy_row(row, self.mutable)
+        return self._copy(row)
 
     def copy_out(self, row: Row) -> Row:
         """A copy to return: callers get no handle on stored lists and dicts."""
-        return copy_row(row, self.mutable)
+        return self._copy(row)
+
+    def _copy(self, row: Mapping[str, Any]) -> Row:
+        # List and vector items are text and floats (the core checked them): a slice
+        # copies them in C. Only JSON values nest, and need copy_value's walk.
+        out = dict(row)
+        for name in self.flat:
+            value = out[name]
+            if value is not None:
+                out[name] = value[:]
+        for name in self.nested:
+            out[name] = copy_value(out[name])
+        return out
 
     def conflicts(self, row: Row) -> Unique | None:
         """The unique constraint another row already holds ``row``'s key of, if any."""
@@ -144,10 +158,21 @@ class Table:
             if index.columns[len(prefix) :] != names or any(c not in equal for c in prefix):
                 continue
             start = [sort_key(equal[c]) for c in prefix]
+            keyset = _keyset_values(conds, order)
             op, value = bounds.get(names[0], (None, None))
-            if op in (("lte", "lt") if desc else ("gte", "gt")):
+            after: list[Any] | None = None
+            if keyset is not None:
+                # Read on from the cursor's own key. Every row past it satisfies the
+                # continuation (and its range bound), so only the rest of ``where`` is
+                # evaluated per row.
+                after, term = keyset
+                start += [sort_key(v) for v in after]
+                bound = Cond(names[0], "lte" if desc else "gte", after[0])
+                rest = [c for c in conds if c is not term and c != bound]
+                where = And(tuple(rest)) if len(rest) != 1 else rest[0]
+            elif op in (("lte", "lt") if desc else ("gte", "gt")):
                 start.append(sort_key(value))
-            return self._read(index, start, where, order, prefix, equal, end)
+            return self._read(index, start, where, order, prefix, equal, end, after)
         return None
 
     def _read(
@@ -159,12 +184,15 @@ class Table:
         prefix: Sequence[str],
         equal: Mapping[str, Any],
         end: int,
+        after: Sequence[Any] | None = None,
     ) -> list[Row]:
         """Read ``index`` in the first ordered column's direction. When later columns
         go the other way (``-created_at`` then ``id``), rows that tie on the first
-        column are sorted among themselves before they count."""
+        column are sorted among themselves before they count. With ``after`` (a
+        cursor's values) the row holding exactly those values is skipped."""
         one_way = len({o.desc for o in order}) == 1
         first = order[0].column
+        names = [o.column for o in order]
         rows = self.rows
         out: list[Row] = []
         ties: list[Row] = []
@@ -172,6 +200,10 @@ class Table:
             row = rows[id]
             if any(row[c] != equal[c] for c in prefix):
                 break  # past the prefix: no more rows of it
+            if after is not None:
+                if [row[c] for c in names] == list(after):
+                    continue  # the cursor's row; every later one is past it
+                after = None
             if not matches(where, row):
                 continue
             if one_way:
@@ -195,3 +227,46 @@ def _conjuncts(expr: Expr) -> list[Expr]:
     if not isinstance(expr, And):
         return [expr]
     return [term for item in expr.items for term in _conjuncts(item)]
+
+
+def _keyset_values(
+    conds: Sequence[Expr], order: Sequence[OrderBy]
+) -> tuple[list[Any], Expr] | None:
+    """The cursor's values when ``conds`` hold a keyset continuation in ``order`` over
+    columns that cannot be NULL, all one way (``c1 > v1 OR (c1 = v1 AND (c2 > v2 ...))``,
+    as :func:`clonestore.query.keyset_after` writes it), with that term; None otherwise.
+
+    Reading from the cursor's key instead of from ``c1 >= v1`` skips the rows that tie
+    with the cursor on ``c1`` and come before it."""
+    if len({o.desc for o in order}) != 1:
+        return None
+    strictly = "lt" if order[0].desc else "gt"
+    for cond in conds:
+        values: list[Any] = []
+        expr: Expr = cond
+        for position, key in enumerate(order):
+            last = position == len(order) - 1
+            if last:
+                if isinstance(expr, Cond) and expr.column == key.column and expr.op == strictly:
+                    values.append(expr.value)
+                break
+            if not (isinstance(expr, Or) and len(expr.items) == 2):
+                break
+            beyond, same = expr.items
+            if not (
+                isinstance(beyond, Cond)
+                and beyond.column == key.column
+                and beyond.op == strictly
+                and isinstance(same, And)
+                and len(same.items) == 2
+                and isinstance(same.items[0], Cond)
+                and same.items[0].column == key.column
+                and same.items[0].op == "eq"
+                and same.items[0].value == beyond.value
+            ):
+                break
+            values.append(beyond.value)
+            expr = same.items[1]
+        if len(values) == len(order):
+            return values, cond
+    return None

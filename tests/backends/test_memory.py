@@ -44,6 +44,8 @@ def test_pages_in_every_shape_read_an_ordered_index_and_equal_a_sort() -> None:
         ("users", {}, "-created_at"),
         ("memories", {"user_id": users[5]}, None),
         ("memories", {"user_id": users[9]}, "-created_at"),
+        ("users", {"name__startswith": "U1"}, None),
+        ("users", {"name__startswith": "U2"}, ["-created_at", "-id"]),
     ]
     for table_name, where, order_by in cases:
         spec = TABLES[table_name]
