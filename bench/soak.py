@@ -171,10 +171,12 @@ def kill_connections(admin_url: str, application_name: str) -> int:
         conn.close()
 
 
-def _hold_lock(path: str, seconds: float) -> None:
+def _hold_lock(path: str, seconds: float, held: Any = None) -> None:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         conn.execute("BEGIN EXCLUSIVE")
+        if held is not None:
+            held.set()
         time.sleep(seconds)
         conn.execute("ROLLBACK")
     finally:
@@ -183,10 +185,17 @@ def _hold_lock(path: str, seconds: float) -> None:
 
 @contextmanager
 def lock_sqlite(path: str, seconds: float) -> Iterator[multiprocessing.Process]:
-    """Another process holding the database's write lock for ``seconds`` (started, joined)."""
-    proc = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(path, seconds))
+    """Another process holding the database's write lock for ``seconds`` (started, joined).
+
+    Yields once the other process holds the lock (a spawned interpreter can take seconds
+    to start on a loaded machine)."""
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    proc = context.Process(target=_hold_lock, args=(path, seconds, held))
     proc.start()
     try:
+        if not held.wait(60):
+            raise RuntimeError("the lock-holding process did not take the lock within 60 s")
         yield proc
     finally:
         proc.join(seconds + 30)
