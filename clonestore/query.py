@@ -118,7 +118,24 @@ class OrderBy:
 def _value_column(col: Column) -> Column:
     """The rules a filter value obeys: the column's type and enum, not its range
     (``size_bytes__gt=-1`` is a fine question) nor its minimum length."""
-    return attrs.evolve(col, nullable=False, minimum=None, maximum=None, min_length=0)
+    return _derived(col, "value", nullable=False, minimum=None, maximum=None, min_length=0)
+
+
+#: Columns derived from a spec's columns for checking filter values, built once per
+#: column: ``attrs.evolve`` costs microseconds, and a frozen Column hashes all its fields,
+#: so the cache is keyed by identity (and holds the column, so the identity stays its).
+_DERIVED: dict[tuple[int, str], tuple[Column, Column]] = {}
+
+
+def _derived(col: Column, purpose: str, **changes: Any) -> Column:
+    entry = _DERIVED.get((id(col), purpose))
+    if entry is not None and entry[0] is col:
+        return entry[1]
+    derived = attrs.evolve(col, **changes)
+    if len(_DERIVED) > 10_000:  # columns made on the fly (tests): start again
+        _DERIVED.clear()
+    _DERIVED[id(col), purpose] = (col, derived)
+    return derived
 
 
 def _parse_one(spec: TableSpec, key: str, value: Any) -> Expr:
@@ -141,10 +158,10 @@ def _parse_one(spec: TableSpec, key: str, value: Any) -> Expr:
         raise ValidationError("None is only allowed with eq, ne or isnull", field=key)
     kind = col.kind
     if op in ("contains", "overlap") and kind == "list":
-        items = check(attrs.evolve(_value_column(col), max_length=None, min_length=0), value)
+        items = check(_derived(_value_column(col), "items", max_length=None, min_length=0), value)
         return Cond(name, op, tuple(items))
     if op in ("contains", "startswith", "endswith") and kind in ("text", "key"):
-        probe = attrs.evolve(_value_column(col), choices=None, email=False, min_length=0)
+        probe = _derived(_value_column(col), "probe", choices=None, email=False, min_length=0)
         return Cond(name, op, check(probe, value))
     if op in ("contains", "overlap", "startswith", "endswith"):
         raise ValidationError(f"lookup {op!r} does not apply to a {kind} field", field=key)
