@@ -42,8 +42,14 @@ REDIS_ENV = "CLONESTORE_TEST_REDIS_URL"
 
 def pytest_configure(config: pytest.Config) -> None:
     """Load the kit's ``dev`` or ``ci`` profile (clonestore.testing.profiles, registered by
-    its pytest plugin): ``HYPOTHESIS_PROFILE``, else ``ci`` under ``CI``, else ``dev``."""
+    its pytest plugin): ``HYPOTHESIS_PROFILE``, else ``ci`` under ``CI``, else ``dev``.
+
+    Every database this suite's tests use is its own throwaway one (a file in the test's
+    tmp_path, the PostgreSQL database created for the session below), written to by kit
+    and non-kit tests alike: the kit may empty their tables (``--clonestore-allow-wipe``),
+    whatever order the tests run in. tests/test_kit_keeps_data.py runs the kit without it."""
     load_default_profile()
+    config.option.clonestore_allow_wipe = True
 
 
 # ----------------------------------------------------------------------------- the matrix
