@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pluggy
 
+from clonestore.async_store import AsyncStore, open_async
 from clonestore.errors import (
     AlreadyExists,
     BackendError,
@@ -58,6 +59,7 @@ hookimpl = pluggy.HookimplMarker("clonestore")
 __all__ = [
     "DEFAULT_URL",
     "AlreadyExists",
+    "AsyncStore",
     "BackendError",
     "ClonestoreError",
     "Column",
@@ -93,6 +95,7 @@ __all__ = [
     "column",
     "hookimpl",
     "open",
+    "open_async",
     "record",
     "table_spec",
 ]

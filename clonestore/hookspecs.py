@@ -37,6 +37,26 @@ def clonestore_backends() -> Mapping[str, BackendFactory]:
 
 
 @hookspec
+def clonestore_async_backends() -> Mapping[str, BackendFactory]:
+    """Offer storage backends that run under :func:`clonestore.open_async` without
+    blocking the event loop.
+
+    Such a backend implements the same :class:`clonestore.spi.Backend` protocol,
+    with the same meaning; it is called inside the greenlet bridge
+    (:mod:`clonestore.bridge`): it waits for I/O with
+    :func:`clonestore.bridge.await_`, keeps per-caller state per asyncio task
+    (:class:`clonestore.bridge.TaskLocal`) and holds locks that tasks await
+    (:class:`clonestore.bridge.RLock`). A scheme offered only by
+    ``clonestore_backends`` still opens under ``open_async``: its backend runs
+    on worker threads (:class:`clonestore.worker_thread.WorkerThreadBackend`).
+
+    :return: a mapping of URL scheme to a factory called as
+        ``factory(url, **options)`` inside the bridge; it returns the backend.
+        The first plugin offering a scheme wins.
+    """
+
+
+@hookspec
 def clonestore_shared_stores(kind: str) -> Mapping[str, Callable[..., Any]] | None:
     """Offer storage, outside the store's backend, for state a feature plugin shares
     between processes (the cache's second level, the rate limiter's counters).

@@ -190,12 +190,17 @@ class Store:
                 pm.register(item)
         return pm
 
-    def _open_backend(self, url: str, options: Mapping[str, Any]) -> Backend:
-        scheme = urlsplit(url).scheme if "://" in url else ""
+    def _backend_factories(self) -> dict[str, Callable[..., Backend]]:
+        """Backend factories by URL scheme (the first plugin offering a scheme wins)."""
         factories: dict[str, Callable[..., Backend]] = {}
         for offered in self.plugin_manager.hook.clonestore_backends():
             for name, factory in offered.items():
                 factories.setdefault(name, factory)
+        return factories
+
+    def _open_backend(self, url: str, options: Mapping[str, Any]) -> Backend:
+        scheme = urlsplit(url).scheme if "://" in url else ""
+        factories = self._backend_factories()
         if scheme not in factories:
             known = ", ".join(f"{s}://" for s in sorted(factories)) or "none installed"
             broken = list(self._broken_plugins.values())

@@ -17,7 +17,8 @@ CORE = ROOT / "clonestore"
 PLUGINS = ROOT / "plugins"
 
 #: The clonestore modules a plugin may import: the public API and the SPI/hookspec modules.
-PUBLIC_MODULES = {"clonestore", "clonestore.spi", "clonestore.hookspecs", "clonestore.secrets"}
+PUBLIC_MODULES = {"clonestore", "clonestore.spi", "clonestore.hookspecs", "clonestore.secrets",
+                  "clonestore.bridge"}
 PUBLIC_PACKAGES = ("clonestore.testing",)
 
 

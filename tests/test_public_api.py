@@ -21,6 +21,8 @@ DOCUMENTED = {
     # opening a store
     "open",
     "Store",
+    "open_async",
+    "AsyncStore",
     "DEFAULT_URL",
     # records of the clone domain
     "User",

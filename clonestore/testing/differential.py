@@ -14,7 +14,7 @@ need hypothesis.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -81,7 +81,12 @@ class Stores:
         urls: Mapping[str, str],
         clock: FrozenClock | None = None,
         empty: Callable[[clonestore.Store, TableSpec], None] | None = None,
+        *,
+        asynchronous: Collection[str] = (),
     ) -> None:
+        """Open a store per URL; those named in ``asynchronous`` through
+        :func:`clonestore.open_async` (each call awaited on an event loop, see
+        :mod:`clonestore.testing.blocking`)."""
         self.clock = clock if clock is not None else FrozenClock()
         #: How ``reset`` empties a table (the kit passes one that refuses others' rows).
         self._empty = empty or (lambda store, spec: store.backend.delete(spec, TRUE))
@@ -89,9 +94,15 @@ class Stores:
         self.stores: dict[str, clonestore.Store] = {}
         try:
             for name, url in urls.items():
-                self.stores[name] = clonestore.open(
-                    url, clock=self.clock, id_factory=self.ids[name]
-                )
+                if name in asynchronous:
+                    from clonestore.testing.blocking import open_blocking
+
+                    opened: Any = open_blocking(url, clock=self.clock, id_factory=self.ids[name])
+                    self.stores[name] = opened
+                else:
+                    self.stores[name] = clonestore.open(
+                        url, clock=self.clock, id_factory=self.ids[name]
+                    )
         except BaseException:
             self.close()
             raise

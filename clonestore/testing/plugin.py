@@ -2,9 +2,11 @@
 
 Adds ``--clonestore-url`` (ini: ``clonestore_url``) and the fixtures described
 in :mod:`clonestore.testing`: ``clonestore_url``, ``store_factory``,
-``store``, ``clonestore_plugins``, ``clonestore_store`` and
-``differential_stores``. When hypothesis is installed it also registers the
-``dev`` and ``ci`` profiles of :mod:`clonestore.testing.profiles`.
+``store``, ``clonestore_plugins``, ``clonestore_store``,
+``clonestore_async_store`` and ``differential_stores``. ``--clonestore-async``
+runs every store of the kit through :func:`clonestore.open_async`. When
+hypothesis is installed it also registers the ``dev`` and ``ci`` profiles of
+:mod:`clonestore.testing.profiles`.
 
 It collects the kit's modules as test modules of their own (:class:`KitModule`),
 so each test's id names its module: ``contract/users.py::test_...`` under
@@ -19,7 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,8 @@ __all__ = [
     "KIT_PACKAGES",
     "KitModule",
     "StoreFactory",
+    "async_mode",
+    "clonestore_async_store",
     "clonestore_plugins",
     "clonestore_store",
     "clonestore_url",
@@ -83,6 +87,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "clonestore_url",
         help=f"store URL the clonestore fixtures open (default {DEFAULT_TEST_URL})",
         default=None,
+    )
+    group.addoption(
+        "--clonestore-async",
+        dest="clonestore_async",
+        action="store_true",
+        default=False,
+        help="run the kit through clonestore.open_async: store_factory's stores call an "
+        "AsyncStore on an event loop for every operation",
     )
 
 
@@ -186,17 +198,34 @@ def empty_or_stop(claims: TableClaims, store: clonestore.Store, spec: Any) -> No
         pytest.exit(str(refused), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
-class _Factory:
-    """Opens stores on one URL, empties each table once per test, closes them all."""
+def async_mode(config: pytest.Config) -> bool:
+    """Whether the kit runs through ``open_async`` (``--clonestore-async``)."""
+    return bool(config.getoption("clonestore_async", default=False))
 
-    def __init__(self, url: str, claims: TableClaims | None = None) -> None:
+
+class _Factory:
+    """Opens stores on one URL, empties each table once per test, closes them all.
+
+    With ``asynchronous``, each store is a :class:`~clonestore.testing.blocking.BlockingStore`:
+    the synchronous API, every call made through an ``AsyncStore``.
+    """
+
+    def __init__(
+        self, url: str, claims: TableClaims | None = None, *, asynchronous: bool = False
+    ) -> None:
         self.url = url
         self._claims = claims if claims is not None else TableClaims()
-        self._stores: list[clonestore.Store] = []
+        self.asynchronous = asynchronous
+        self._stores: list[Any] = []
         self._wiped: set[str] = set()
 
     def __call__(self, **kwargs: Any) -> clonestore.Store:
-        store = clonestore.open(self.url, **kwargs)
+        if self.asynchronous:
+            from clonestore.testing.blocking import open_blocking
+
+            store: Any = open_blocking(self.url, **kwargs)
+        else:
+            store = clonestore.open(self.url, **kwargs)
         self._stores.append(store)
         try:
             for spec in store.tables.values():
@@ -206,7 +235,8 @@ class _Factory:
         except BaseException:
             store.close()
             raise
-        return store
+        opened: clonestore.Store = store
+        return opened
 
     def close_all(self) -> None:
         errors: list[BaseException] = []
@@ -225,8 +255,11 @@ def store_factory(
     clonestore_url: str, request: pytest.FixtureRequest
 ) -> Iterator[StoreFactory]:
     """``store_factory(**kwargs)``: a store on ``clonestore_url`` (kwargs go to
-    :func:`clonestore.open`). Tables start empty; every store is closed at teardown."""
-    factory = _Factory(clonestore_url, table_claims(request.config))
+    :func:`clonestore.open`). Tables start empty; every store is closed at teardown.
+    Under ``--clonestore-async`` every call goes through :func:`clonestore.open_async`."""
+    factory = _Factory(
+        clonestore_url, table_claims(request.config), asynchronous=async_mode(request.config)
+    )
     try:
         yield factory
     finally:
@@ -253,6 +286,29 @@ def clonestore_store(
     return store_factory(plugins=list(clonestore_plugins))
 
 
+@pytest.fixture
+async def clonestore_async_store(
+    clonestore_url: str, clonestore_plugins: Sequence[str | object]
+) -> AsyncIterator[clonestore.AsyncStore]:
+    """A fresh :class:`~clonestore.AsyncStore` (``open_async``) for async application
+    tests, on ``clonestore_url`` with ``clonestore_plugins``; its tables start empty.
+    Needs an async test runner: anyio's pytest plugin (``@pytest.mark.anyio``) or
+    pytest-asyncio."""
+    store = await clonestore.open_async(clonestore_url, plugins=list(clonestore_plugins))
+    try:
+        await store.run_sync(_wipe)
+        yield store
+    finally:
+        await store.close()
+
+
+def _wipe(store: clonestore.Store) -> None:
+    from clonestore.spi import TRUE
+
+    for spec in store.tables.values():
+        store.backend.delete(spec, TRUE)
+
+
 @pytest.fixture(scope="module")
 def differential_stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
     """The differential properties' stores: ``memory://`` (the oracle) and the URL
@@ -260,9 +316,11 @@ def differential_stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
     from clonestore.testing.differential import Stores
 
     claims = table_claims(request.config)
+    asynchronous = ("target",) if async_mode(request.config) else ()
     stores = Stores(
         {"memory": "memory://", "target": configured_url(request.config)},
         empty=lambda store, spec: empty_or_stop(claims, store, spec),
+        asynchronous=asynchronous,
     )
     try:
         yield stores

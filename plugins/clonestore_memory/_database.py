@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from clonestore import AlreadyExists
+from clonestore.bridge import RLock
 from clonestore.spi import Row
 from clonestore_memory._table import Table
 
@@ -24,7 +25,8 @@ class Database:
 
     def __init__(self) -> None:
         self.tables: dict[str, Table] = {}
-        self.lock = threading.RLock()
+        # Held by a transaction until it ends; under open_async, tasks await it.
+        self.lock = RLock()
         # Undo entries of the open transaction: (table, id, row before or None).
         self.undo: list[tuple[Table, str, Row | None]] | None = None
 

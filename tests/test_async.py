@@ -1,0 +1,194 @@
+"""open_async: the AsyncStore's own behaviour on the backend matrix (the contract tests' async
+twin is tests/test_contract_async.py): transactions per task, cancellation, the
+``clonestore_async_backends`` hook and the worker-thread fallback for synchronous backends."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+from clonestore_memory import MemoryBackend
+
+import clonestore
+from clonestore import AsyncStore, ConfigurationError, NotFound, hookimpl
+from clonestore.repositories import REPOSITORIES
+from clonestore.spi import TRUE
+from clonestore.worker_thread import WorkerThreadBackend
+
+
+def _run(main: Any) -> Any:
+    return asyncio.run(main)
+
+
+async def _opened(url: str, **kwargs: Any) -> AsyncStore:
+    store = await clonestore.open_async(url, **kwargs)
+
+    def wipe(sync: clonestore.Store) -> None:
+        for spec in sync.tables.values():
+            sync.backend.delete(spec, TRUE)
+
+    await store.run_sync(wipe)
+    return store
+
+
+def test_async_store_offers_the_store_api() -> None:
+    """Every public method of Store and of each repository exists on the AsyncStore side,
+    awaitable where the synchronous one does I/O."""
+
+    async def main() -> None:
+        async with clonestore.open_async("memory://") as store:
+            for name in ("health", "migrate", "migration_status", "export_user", "erase_user"):
+                assert inspect.iscoroutinefunction(getattr(store, name)), name
+            for attr in REPOSITORIES:
+                sync_repo = getattr(store._store, attr)
+                for name in dir(sync_repo):
+                    if name.startswith("_") or not inspect.ismethod(getattr(sync_repo, name)):
+                        continue
+                    assert inspect.iscoroutinefunction(getattr(getattr(store, attr), name)), name
+
+    _run(main())
+
+
+def test_transaction_belongs_to_its_task(clonestore_url: str) -> None:
+    """A task never sees another task's uncommitted write; a rolled-back one leaves nothing."""
+
+    async def main() -> None:
+        store = await _opened(clonestore_url)
+        try:
+            written = asyncio.Event()
+            seen: list[int] = []
+
+            async def writer() -> None:
+                try:
+                    async with store.transaction():
+                        await store.users.create(email="tx@example.com", name="Tx")
+                        written.set()
+                        await asyncio.sleep(0.05)
+                        raise RuntimeError("roll back")
+                except RuntimeError:
+                    pass
+
+            async def reader() -> None:
+                await written.wait()
+                seen.append(await store.users.count())
+
+            await asyncio.gather(writer(), reader())
+            assert seen == [0]
+            assert await store.users.count() == 0
+            assert not store.in_transaction
+        finally:
+            await store.close()
+
+    _run(main())
+
+
+def test_cancelled_task_rolls_back_and_frees_the_store(clonestore_url: str) -> None:
+    """A task cancelled inside a transaction rolls it back: nothing it wrote survives, and
+    other tasks go on using the store (its connection came back)."""
+
+    async def main() -> None:
+        store = await _opened(clonestore_url)
+        try:
+            inside = asyncio.Event()
+
+            async def victim() -> None:
+                async with store.transaction():
+                    user = await store.users.create(email="gone@example.com", name="Gone")
+                    await store.users.update(user.id, name="Still gone")
+                    inside.set()
+                    await asyncio.sleep(60)
+
+            task = asyncio.create_task(victim())
+            await inside.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await store.users.count() == 0
+            assert await store.users.find_by_email("gone@example.com") is None
+            for i in range(3):  # the store (and its pool) still serves
+                await store.users.create(email=f"after{i}@example.com", name="After")
+            assert await store.users.count() == 3
+            assert (await store.health())["ok"]
+        finally:
+            await store.close()
+
+    _run(main())
+
+
+def test_errors_are_the_synchronous_classes() -> None:
+    """An AsyncStore raises the synchronous API's error classes."""
+
+    async def main() -> None:
+        async with clonestore.open_async("memory://") as store:
+            with pytest.raises(NotFound):
+                await store.users.get("00000000-0000-4000-8000-000000000001")
+            with pytest.raises(clonestore.ValidationError):
+                await store.users.create(email="not an email", name="X")
+
+    _run(main())
+
+
+class _AsyncMemory:
+    """A plugin offering an async-capable backend for its own scheme."""
+
+    def __init__(self) -> None:
+        self.opened: list[MemoryBackend] = []
+
+    @hookimpl
+    def clonestore_async_backends(self) -> dict[str, Any]:
+        def factory(url: str, **options: Any) -> MemoryBackend:
+            backend = MemoryBackend("memory://")
+            self.opened.append(backend)
+            return backend
+
+        return {"asyncmem": factory}
+
+
+def test_clonestore_async_backends() -> None:
+    """open_async opens a scheme offered by clonestore_async_backends with that factory,
+    called in the bridge; clonestore.open does not know the scheme."""
+    plugin = _AsyncMemory()
+
+    async def main() -> None:
+        async with clonestore.open_async("asyncmem://", plugins=[plugin]) as store:
+            user = await store.users.create(email="a@example.com", name="A")
+            assert (await store.users.get(user.id)) == user
+            assert store._store.backend is plugin.opened[0]
+
+    _run(main())
+    with pytest.raises(ConfigurationError):
+        clonestore.open("asyncmem://", plugins=[plugin])
+
+
+class _SyncOnlyMemory:
+    """A third party's backend offered only for synchronous use."""
+
+    @hookimpl
+    def clonestore_backends(self) -> dict[str, Any]:
+        return {"syncmem": lambda url, **options: MemoryBackend("memory://")}
+
+
+def test_sync_only_backend_runs_on_worker_threads() -> None:
+    """A backend without clonestore_async_backends works under open_async on worker threads:
+    same results, transactions per task, rollback included."""
+
+    async def main() -> None:
+        async with clonestore.open_async("syncmem://", plugins=[_SyncOnlyMemory()]) as store:
+            assert isinstance(store._store.backend, WorkerThreadBackend)
+            user = await store.users.create(email="w@example.com", name="W")
+            with pytest.raises(RuntimeError):
+                async with store.transaction():
+                    await store.users.update(user.id, name="Changed")
+                    raise RuntimeError
+            assert (await store.users.get(user.id)).name == "W"
+
+            async def rename(i: int) -> None:
+                async with store.transaction():
+                    await store.users.update(user.id, name=f"N{i}")
+
+            await asyncio.gather(*(rename(i) for i in range(4)))
+            assert (await store.users.get(user.id)).version == 5
+
+    _run(main())
