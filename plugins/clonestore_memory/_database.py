@@ -54,9 +54,11 @@ class Database:
         while len(undo) > mark:
             table, id, before = undo.pop()
             current = table.rows.get(id)
-            if current is not None:
+            if current is not None and before is not None:
+                table.relink(current, before)
+            elif current is not None:
                 table.unlink(current)
-            if before is not None:
+            elif before is not None:
                 table.link(before)
 
     def put(self, table: Table, row: Row) -> None:
@@ -68,8 +70,9 @@ class Database:
             )
         before = table.rows.get(row["id"])
         if before is not None:
-            table.unlink(before)
-        table.link(row)
+            table.relink(before, row)
+        else:
+            table.link(row)
         assert self.undo is not None
         self.undo.append((table, row["id"], before))
 

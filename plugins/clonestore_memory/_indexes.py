@@ -85,6 +85,12 @@ class HashIndex:
     def add(self, row: Row) -> None:
         self.ids.setdefault(row[self.column], set()).add(row["id"])
 
+    def replace(self, before: Row, after: Row) -> None:
+        old, new = before[self.column], after[self.column]
+        if type(old) is not type(new) or old != new:
+            self.discard(before)
+            self.add(after)
+
     def discard(self, row: Row) -> None:
         value = row[self.column]
         ids = self.ids.get(value)
@@ -130,6 +136,14 @@ class OrderedIndex:
         key = self.key(row)
         if key is not None:
             self.keys.discard(key)
+
+    def replace(self, before: Row, after: Row) -> None:
+        old, new = self.key(before), self.key(after)
+        if old != new:
+            if old is not None:
+                self.keys.discard(old)
+            if new is not None:
+                self.keys.add(new)
 
     def ids(self, start: Sequence[Any], desc: bool) -> Iterator[str]:
         """Ids in index order from the first key at or after ``start`` (a key prefix;

@@ -107,6 +107,17 @@ class Table:
         for index in self.indexes:
             index.discard(row)
 
+    def relink(self, before: Row, row: Row) -> None:
+        """``row`` replaces ``before`` (same id): each index moves it only if its key moved."""
+        self.rows[row["id"]] = row
+        for index in self.indexes:
+            replace = getattr(index, "replace", None)
+            if replace is not None:
+                replace(before, row)
+            else:
+                index.discard(before)
+                index.add(row)
+
     def candidates(self, where: Expr) -> list[Row]:
         """Rows that may match: narrowed by an indexed equality when there is one."""
         conds = where.items if isinstance(where, And) else (where,)
