@@ -79,6 +79,14 @@ def _caught_up(store) -> bool:
     return all(r["healthy"] for r in store.health()["replicas"])
 
 
+def _freeze_standbys(store, pair, url: str) -> None:
+    """Once both standbys hold everything written so far, pause their replay: from
+    then on they answer with what they hold."""
+    wait_for(lambda: _caught_up(store), 10, "standbys catching up")
+    for port in pair.standbys:
+        _pause(url, port)
+
+
 def _reads(store) -> list[int]:
     return [r["reads"] for r in store.health()["replicas"]]
 
@@ -97,9 +105,7 @@ def test_reads_outside_transactions_go_to_replicas(pair, replicated_url, writer)
     store = _open(replicated_url.split("&replica_check")[0], read_your_writes=False)
     try:
         user = writer.users.create(email="route@example.com", name="before")
-        wait_for(lambda: _caught_up(store), 10, "standbys catching up")
-        for port in pair.standbys:
-            _pause(replicated_url, port)
+        _freeze_standbys(store, pair, replicated_url)
         writer.users.update(user.id, name="after")
         assert {store.users.get(user.id).name for _ in range(6)} == {"before"}
         assert all(n >= 3 for n in _reads(store))  # both standbys served, in turn
@@ -139,9 +145,7 @@ def test_read_your_writes_waits_for_a_paused_replica(pair, replicated_url):
     store = _open(replicated_url)
     try:
         user = store.users.create(email="paused@example.com", name="old")
-        wait_for(lambda: _caught_up(store), 10, "catching up")
-        for port in pair.standbys:
-            _pause(replicated_url, port)
+        _freeze_standbys(store, pair, replicated_url)
         before = _reads(store)
         store.users.update(user.id, name="new")
         time.sleep(0.2)  # several monitor checks: the replicas stay behind
@@ -157,9 +161,7 @@ def test_context_policy_tracks_each_context(pair, replicated_url):
     store = _open(replicated_url, read_your_writes="context")
     try:
         user = store.users.create(email="ctx@example.com", name="old")
-        wait_for(lambda: _caught_up(store), 10, "catching up")
-        for port in pair.standbys:
-            _pause(replicated_url, port)
+        _freeze_standbys(store, pair, replicated_url)
         with store.context(request_id="writer"):
             store.users.update(user.id, name="new")
             assert store.users.get(user.id).name == "new"
@@ -175,9 +177,7 @@ def test_time_bound_policy(pair, replicated_url):
     store = _open(replicated_url, read_your_writes=0.5)
     try:
         user = store.users.create(email="bound@example.com", name="old")
-        wait_for(lambda: _caught_up(store), 10, "catching up")
-        for port in pair.standbys:
-            _pause(replicated_url, port)
+        _freeze_standbys(store, pair, replicated_url)
         store.users.update(user.id, name="new")
         assert store.users.get(user.id).name == "new"
         time.sleep(0.6)
@@ -222,9 +222,7 @@ def test_no_healthy_replica_reads_the_primary(pair, replicated_url, writer):
     store = _open(replicated_url, read_your_writes=False, max_replica_lag=0.2)
     try:
         user = writer.users.create(email="none@example.com", name="old")
-        wait_for(lambda: _caught_up(store), 10, "catching up")
-        for port in pair.standbys:
-            _pause(replicated_url, port)
+        _freeze_standbys(store, pair, replicated_url)
         writer.users.update(user.id, name="new")
         wait_for(
             lambda: not any(r["healthy"] for r in store.health()["replicas"]), 10, "lag"
