@@ -54,6 +54,7 @@ class WorkerThreadBackend:
         self.capabilities = backend.capabilities
         self._executor = executor
         self._pins: TaskLocal[_Pin] = TaskLocal(_Pin)
+        self._closed = False
 
     @classmethod
     def opener(cls, factory: Callable[..., Backend]) -> Callable[..., WorkerThreadBackend]:
@@ -71,6 +72,8 @@ class WorkerThreadBackend:
         return open_backend
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._closed:
+            return fn(*args)  # a closed backend only raises its closed error: no I/O
         pin = self._pins.get()
         return _run_on(pin.executor or self._executor, fn, *args)
 
@@ -109,10 +112,13 @@ class WorkerThreadBackend:
                 pin.executor = None
 
     def close(self) -> None:
-        """Close the backend, then the workers."""
+        """Close the backend, then the workers. Idempotent."""
+        if self._closed:
+            return
         try:
             self._call(self.backend.close)
         finally:
+            self._closed = True
             self._executor.shutdown(wait=False)
 
     def __repr__(self) -> str:

@@ -23,7 +23,13 @@ from typing import Any
 from clonestore import ConfigurationError, hookimpl
 from clonestore.spi import Backend
 
-__all__ = ["clonestore_backends", "open_postgres", "open_sqlite"]
+__all__ = [
+    "clonestore_async_backends",
+    "clonestore_backends",
+    "open_async_sqlite",
+    "open_postgres",
+    "open_sqlite",
+]
 
 
 def open_sqlite(url: str, **options: Any) -> Backend:
@@ -62,6 +68,26 @@ def open_postgres(url: str, **options: Any) -> Backend:
         for backend in (primary, *replicas):
             backend.close()
         raise
+
+
+def open_async_sqlite(url: str, **options: Any) -> Backend:
+    """``sqlite://`` under ``open_async``: the SQLite backend on aiosqlite."""
+    try:
+        import aiosqlite  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "sqlite:// under open_async needs aiosqlite: pip install 'clonestore[async]'"
+        ) from None
+    from .async_sqlite import AsyncSqliteBackend
+
+    return AsyncSqliteBackend(url, **options)
+
+
+@hookimpl
+def clonestore_async_backends() -> dict[str, Any]:
+    """Serve ``sqlite://`` under ``open_async`` without blocking the event loop
+    (``postgresql://`` runs on worker threads)."""
+    return {"sqlite": open_async_sqlite}
 
 
 @hookimpl
