@@ -194,3 +194,13 @@ def test_sync_only_backend_runs_on_worker_threads() -> None:
             assert (await store.users.get(user.id)).version == 5
 
     _run(main())
+
+
+def test_readme_async_example_runs() -> None:
+    """The README's open_async example runs as written and its assertions hold."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- async-example:start -->")[1].split("<!-- async-example:end -->")[0]
+    code = block.split("```python\n", 1)[1].rsplit("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})

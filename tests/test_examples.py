@@ -109,6 +109,11 @@ def test_character_platform_tests_pass(clonestore_url: str) -> None:
     _passed(_pytest(str(PLATFORM / "tests"), f"--clonestore-url={clonestore_url}"))
 
 
+def test_asgi_app_tests_pass(clonestore_url: str) -> None:
+    """The ASGI example's tests (open_async, httpx's ASGI transport) pass on the backend."""
+    _passed(_pytest(str(EXAMPLES / "asgi_app"), f"--clonestore-url={clonestore_url}"))
+
+
 def test_app_tests_pass_on_the_default_in_memory_store() -> None:
     """The application test suite passes with nothing but the clonestore_store fixture."""
     summary = _passed(_pytest(str(EXAMPLES / "app_tests")))

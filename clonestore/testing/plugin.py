@@ -288,25 +288,24 @@ def clonestore_store(
 
 @pytest.fixture
 async def clonestore_async_store(
-    clonestore_url: str, clonestore_plugins: Sequence[str | object]
+    request: pytest.FixtureRequest, clonestore_url: str, clonestore_plugins: Sequence[str | object]
 ) -> AsyncIterator[clonestore.AsyncStore]:
     """A fresh :class:`~clonestore.AsyncStore` (``open_async``) for async application
-    tests, on ``clonestore_url`` with ``clonestore_plugins``; its tables start empty.
-    Needs an async test runner: anyio's pytest plugin (``@pytest.mark.anyio``) or
-    pytest-asyncio."""
+    tests, on ``clonestore_url`` with ``clonestore_plugins``; its tables start empty
+    (as ``store_factory``'s). Needs an async test runner: anyio's pytest plugin
+    (``@pytest.mark.anyio``) or pytest-asyncio."""
+    claims = table_claims(request.config)
     store = await clonestore.open_async(clonestore_url, plugins=list(clonestore_plugins))
     try:
-        await store.run_sync(_wipe)
+
+        def wipe(sync: clonestore.Store) -> None:
+            for spec in sync.tables.values():
+                empty_or_stop(claims, sync, spec)
+
+        await store.run_sync(wipe)
         yield store
     finally:
         await store.close()
-
-
-def _wipe(store: clonestore.Store) -> None:
-    from clonestore.spi import TRUE
-
-    for spec in store.tables.values():
-        store.backend.delete(spec, TRUE)
 
 
 @pytest.fixture(scope="module")
