@@ -31,5 +31,7 @@ MODULES = (
     "spi",
     "uniques",
     "upserts",
+    "plugins",
+    "server",
     "capabilities",
 )
