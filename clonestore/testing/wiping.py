@@ -59,9 +59,9 @@ class TableClaims:
 
     def _claim(self, store: clonestore.Store, spec: TableSpec) -> None:
         backend = store.backend
-        if (store.url, CLAIMS.name) not in self._claimed:
-            backend.create_tables([CLAIMS])
-            self._claimed.add((store.url, CLAIMS.name))
+        # Every time (it is idempotent): stores on one URL need not share a database
+        # (a scheme serving a private in-process one per store, as memory:// does).
+        backend.create_tables([CLAIMS])
         if backend.select(CLAIMS, Cond("table_name", "eq", spec.name), limit=1):
             return
         rows = backend.count(spec, TRUE)
