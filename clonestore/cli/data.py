@@ -8,7 +8,6 @@ from pathlib import Path
 import attrs
 import click
 
-from clonestore.cli import cli
 from clonestore.cli._common import (
     Failure,
     Progress,
@@ -20,6 +19,7 @@ from clonestore.cli._common import (
     plugins_option,
     url_option,
 )
+from clonestore.cli._group import cli
 from clonestore.demo import seed_demo
 from clonestore.records import to_json
 

@@ -8,7 +8,6 @@ from typing import Any
 import attrs
 import click
 
-from clonestore.cli import cli
 from clonestore.cli._common import (
     Failure,
     StoreOptions,
@@ -18,6 +17,7 @@ from clonestore.cli._common import (
     plugins_option,
     url_option,
 )
+from clonestore.cli._group import cli
 from clonestore.errors import ClonestoreError
 from clonestore.query import TRUE
 from clonestore.secrets import redact_url

@@ -10,7 +10,6 @@ from datetime import timedelta
 import attrs
 import click
 
-from clonestore.cli import cli
 from clonestore.cli._common import (
     Failure,
     StoreOptions,
@@ -21,6 +20,7 @@ from clonestore.cli._common import (
     url_option,
     with_plugins,
 )
+from clonestore.cli._group import cli
 
 
 @cli.group(short_help="the audit trail")

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import click
 
-from clonestore.cli import cli
 from clonestore.cli._common import StoreOptions, open_store, url_option
+from clonestore.cli._group import cli
 
 #: Backends log each migration here (``applying ...`` / ``applied ... in N ms``).
 MIGRATIONS_LOGGER = "clonestore.migrations"

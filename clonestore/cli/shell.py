@@ -7,8 +7,8 @@ import code
 import click
 
 import clonestore
-from clonestore.cli import cli
 from clonestore.cli._common import StoreOptions, open_store, plugins_option, url_option
+from clonestore.cli._group import cli
 
 
 @cli.command(short_help="a Python REPL with `store` open")

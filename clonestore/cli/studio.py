@@ -8,8 +8,8 @@ import os
 import click
 
 import clonestore
-from clonestore.cli import cli
 from clonestore.cli._common import Failure, StoreOptions, plugins_option, url_option
+from clonestore.cli._group import cli
 
 #: Where a token may come from instead of the command line (which others can see in ps).
 TOKEN_ENV = "CLONESTORE_STUDIO_TOKEN"
