@@ -28,6 +28,7 @@ from clonestore.errors import (
     StorageUnavailable,
     ValidationError,
 )
+from clonestore.opening import DEFAULT_URL, open
 from clonestore.operations import Context, Operation
 from clonestore.records import (
     Document,
@@ -49,7 +50,7 @@ from clonestore.repositories import (
     SessionWithTurns,
 )
 from clonestore.schema import Column, Index, TableSpec, Unique, column, record, table_spec
-from clonestore.store import DEFAULT_URL, Store, open
+from clonestore.store import Store
 
 __version__ = "0.1.0"
 

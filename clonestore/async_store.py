@@ -35,11 +35,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+import pluggy
+
 from clonestore.bridge import run_sync
 from clonestore.errors import ValidationError
+from clonestore.opening import DEFAULT_URL, backend_factories, open_store
 from clonestore.operations import Context
 from clonestore.spi import Backend
-from clonestore.store import DEFAULT_URL, Store
+from clonestore.store import Store
 from clonestore.worker_thread import WorkerThreadBackend
 
 __all__ = [
@@ -53,22 +56,20 @@ __all__ = [
 T = TypeVar("T")
 
 
-class _BridgedStore(Store):
-    """The synchronous store an :class:`AsyncStore` runs in the bridge: async-capable
-    backends (``clonestore_async_backends``), others on worker threads. Its unit of
+def _bridged_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Backend]]:
+    """The backends an :class:`AsyncStore` runs in the bridge: async-capable ones
+    (``clonestore_async_backends``), others on worker threads. The store's unit of
     work keeps transactions in a context variable, so per asyncio task."""
-
-    def _backend_factories(self) -> dict[str, Callable[..., Backend]]:
-        factories: dict[str, Callable[..., Backend]] = {
-            scheme: WorkerThreadBackend.opener(factory)
-            for scheme, factory in super()._backend_factories().items()
-        }
-        native: dict[str, Callable[..., Backend]] = {}
-        for offered in self.plugin_manager.hook.clonestore_async_backends():
-            for scheme, factory in offered.items():
-                native.setdefault(scheme, factory)
-        factories.update(native)
-        return factories
+    factories: dict[str, Callable[..., Backend]] = {
+        scheme: WorkerThreadBackend.opener(factory)
+        for scheme, factory in backend_factories(pm).items()
+    }
+    native: dict[str, Callable[..., Backend]] = {}
+    for offered in pm.hook.clonestore_async_backends():
+        for scheme, factory in offered.items():
+            native.setdefault(scheme, factory)
+    factories.update(native)
+    return factories
 
 
 class _Awaited:
@@ -362,12 +363,13 @@ def open_async(
         raise ValidationError(f"url must be a string, got {type(url).__name__}")
     return _Opening(
         functools.partial(
-            _BridgedStore,
+            open_store,
             url,
             plugins=plugins,
             clock=clock,
             id_factory=id_factory,
             create_tables=create_tables,
-            **options,
+            options=options,
+            factories=_bridged_factories,
         )
     )

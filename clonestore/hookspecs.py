@@ -14,14 +14,13 @@ from __future__ import annotations
 # A hookspec body is only its docstring (the contract); pluggy never calls it.
 # mypy: disable-error-code="empty-body"
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
-if TYPE_CHECKING:
-    from clonestore.operations import Operation
-    from clonestore.spi import BackendFactory, TableSpec
-    from clonestore.store import Store
+from clonestore.operations import Operation
+from clonestore.spi import BackendFactory, TableSpec
+from clonestore.store import Store
 
 hookspec = pluggy.HookspecMarker("clonestore")
 

@@ -1,28 +1,21 @@
-"""The Store: opens a backend, composes plugins, owns transactions.
+"""The Store: repositories over one backend, with plugins.
 
-A store has its own pluggy ``PluginManager``. Plugins are found by entry point
-in the group ``clonestore``, exactly as a third party's are: plugins that offer
-backends (``clonestore_backends``) are always loaded; other plugins are enabled
-by name (``plugins=["cache", "audit"]``) or passed as objects.
+A store has its own pluggy ``PluginManager`` and its own backend, both made by
+:func:`clonestore.open` (see :mod:`clonestore.opening`); its transactions are
+its :class:`~clonestore.unit_of_work.UnitOfWork`'s, and every read and write
+of its repositories passes its :class:`~clonestore.gateway.Gateway`.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
-import os
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
-from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import pluggy
 
-from clonestore import hookspecs
-from clonestore.errors import ClonestoreError, ConfigurationError, ValidationError
+from clonestore.entry_points import entry_point_plugins
+from clonestore.errors import ClonestoreError, ConfigurationError
 from clonestore.gateway import Gateway
 from clonestore.operations import Context, current_context, pop_context, push_context
 from clonestore.records import TABLES
@@ -42,61 +35,10 @@ from clonestore.repositories import (
 from clonestore.schema import TableSpec
 from clonestore.secrets import redact_url
 from clonestore.spi import Backend
-from clonestore.spi_versions import check_spi_version
 from clonestore.tenancy import UserView
 from clonestore.unit_of_work import UnitOfWork
 
-__all__ = ["DEFAULT_URL", "Store", "open"]
-
-#: Where ``clonestore.open()`` stores data when given no URL (``CLONESTORE_URL`` overrides).
-DEFAULT_URL = "sqlite:///clonestore.db"
-
-_log = logging.getLogger("clonestore")
-
-
-def utc_now() -> datetime:
-    """The default clock: the current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def new_id() -> str:
-    """The default id factory: a random UUID."""
-    return str(uuid.uuid4())
-
-
-@cache
-def _entry_point_plugins() -> tuple[dict[str, object], dict[str, ConfigurationError]]:
-    """Every plugin in the ``clonestore`` entry-point group, loaded once: the loaded
-    ones, and a :class:`ConfigurationError` for each one that cannot be imported.
-
-    A broken plugin is logged and otherwise ignored until it matters: when it is
-    asked for by name, or when no working plugin serves the URL's scheme. So one
-    broken package does not stop every store in the process.
-    """
-    found: dict[str, object] = {}
-    broken: dict[str, ConfigurationError] = {}
-    for ep in importlib.metadata.entry_points(group="clonestore"):
-        if ep.name in found or ep.name in broken:
-            continue
-        try:
-            found[ep.name] = ep.load()
-        except Exception as exc:
-            package = ep.dist.name if ep.dist is not None else "an unknown package"
-            broken[ep.name] = ConfigurationError(
-                f"clonestore plugin {ep.name!r} ({ep.value}, installed by {package}) "
-                f"cannot be loaded: {type(exc).__name__}: {exc}; reinstall or remove {package}",
-                orig=exc,
-            )
-            _log.warning("%s", broken[ep.name])
-    return found, broken
-
-
-def _offers_storage(plugin: object) -> bool:
-    """Whether the plugin offers backends or shared stores: such plugins are always loaded."""
-    return any(
-        callable(getattr(plugin, hook, None))
-        for hook in ("clonestore_backends", "clonestore_shared_stores")
-    )
+__all__ = ["Store"]
 
 
 class Store:
@@ -118,24 +60,27 @@ class Store:
     def __init__(
         self,
         url: str,
+        plugin_manager: pluggy.PluginManager,
+        backend: Backend,
         *,
-        plugins: Sequence[str | object] = (),
-        clock: Clock | None = None,
-        id_factory: Callable[[], str] | None = None,
+        clock: Clock,
+        id_factory: Callable[[], str],
         create_tables: bool = True,
-        **options: Any,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """Compose an opened backend and a plugin manager into a store (closing the
+        backend if that fails); :func:`clonestore.open` is how a store is made."""
         #: The URL the store was opened on, its password replaced by ``***`` (safe to
         #: log or show); the raw URL stays private to the store and its backend.
         self.url = redact_url(url)
         self._url = url
-        self.clock: Clock = clock or utc_now
-        self.id_factory: Callable[[], str] = id_factory or new_id
-        self.options = dict(options)
+        self.clock: Clock = clock
+        self.id_factory: Callable[[], str] = id_factory
+        self.options = dict(options or {})
         self.services: dict[str, Any] = {}
         self._closed = False
-        self.plugin_manager = self._make_plugin_manager(plugins)
-        self.backend = self._open_backend(url, options)
+        self.plugin_manager = plugin_manager
+        self.backend = backend
         hook = self.plugin_manager.hook
         try:
             self.tables: dict[str, TableSpec] = dict(TABLES)
@@ -169,54 +114,6 @@ class Store:
 
     # ------------------------------------------------------------------ set-up
 
-    def _make_plugin_manager(self, plugins: Sequence[str | object]) -> pluggy.PluginManager:
-        plugins = _plugin_list(plugins)
-        pm = pluggy.PluginManager("clonestore")
-        pm.add_hookspecs(hookspecs)
-        available, self._broken_plugins = _entry_point_plugins()
-        for name, plugin in available.items():
-            if _offers_storage(plugin):
-                pm.register(plugin, name=name)
-        for item in plugins:
-            if isinstance(item, str):
-                if item in self._broken_plugins:
-                    raise self._broken_plugins[item]
-                if item not in available:
-                    known = ", ".join(sorted(available)) or "none"
-                    raise ConfigurationError(f"unknown plugin {item!r}; installed plugins: {known}")
-                if pm.get_plugin(item) is None:
-                    pm.register(available[item], name=item)
-            else:
-                pm.register(item)
-        return pm
-
-    def _backend_factories(self) -> dict[str, Callable[..., Backend]]:
-        """Backend factories by URL scheme (the first plugin offering a scheme wins)."""
-        factories: dict[str, Callable[..., Backend]] = {}
-        for offered in self.plugin_manager.hook.clonestore_backends():
-            for name, factory in offered.items():
-                factories.setdefault(name, factory)
-        return factories
-
-    def _open_backend(self, url: str, options: Mapping[str, Any]) -> Backend:
-        scheme = urlsplit(url).scheme if "://" in url else ""
-        factories = self._backend_factories()
-        if scheme not in factories:
-            known = ", ".join(f"{s}://" for s in sorted(factories)) or "none installed"
-            broken = list(self._broken_plugins.values())
-            why = "".join(f"; {error}" for error in broken)
-            raise ConfigurationError(
-                f"no backend for URL {redact_url(url)!r}; known schemes: {known}{why}",
-                orig=broken[0].orig if broken else None,
-            )
-        backend = factories[scheme](url, **options)
-        try:
-            check_spi_version(backend)
-        except BaseException:
-            backend.close()
-            raise
-        return backend
-
     # ------------------------------------------------------------------ plugins
 
     @property
@@ -230,7 +127,7 @@ class Store:
         if services is not None and name in services:
             return services[name]
         if services is not None and not name.startswith("_"):
-            available, broken = _entry_point_plugins()
+            available, broken = entry_point_plugins()
             if name in available or name in broken:
                 raise AttributeError(
                     f"store.{name} is provided by the {name!r} plugin, which this store was "
@@ -347,47 +244,3 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<clonestore.Store {self.url} {state}>"
-
-
-def _plugin_list(plugins: Any) -> list[str | object]:
-    """``open()``'s ``plugins`` as a list: a string is a comma-separated list of names
-    (``"cache,audit"``, as ``clonestore migrate --plugins`` takes them)."""
-    if isinstance(plugins, str):
-        return [name.strip() for name in plugins.split(",") if name.strip()]
-    if isinstance(plugins, (bytes, Mapping)) or not isinstance(plugins, Iterable):
-        raise ConfigurationError(
-            "plugins must be a list of plugin names or objects, e.g. plugins=['cache']; "
-            f"got {type(plugins).__name__}"
-        )
-    return list(plugins)
-
-
-def open(
-    url: str | None = None,
-    *,
-    plugins: Sequence[str | object] = (),
-    clock: Clock | None = None,
-    id_factory: Callable[[], str] | None = None,
-    create_tables: bool = True,
-    **options: Any,
-) -> Store:
-    """Open a store on ``url`` (default: ``$CLONESTORE_URL`` or a SQLite file).
-
-    :param plugins: plugin names (entry points in group ``clonestore``) or objects.
-    :param clock: returns the current aware datetime; injectable for tests.
-    :param id_factory: returns new ids (UUID strings); injectable for tests.
-    :param create_tables: create missing tables on open.
-    :param options: backend options (``pool_size``, ``connect_timeout``...).
-    """
-    if url is None:
-        url = os.environ.get("CLONESTORE_URL") or DEFAULT_URL
-    if not isinstance(url, str):
-        raise ValidationError(f"url must be a string, got {type(url).__name__}")
-    return Store(
-        url,
-        plugins=plugins,
-        clock=clock,
-        id_factory=id_factory,
-        create_tables=create_tables,
-        **options,
-    )

@@ -96,3 +96,79 @@ def test_kit_plugin_is_registered_with_pytest():
     assert pyproject["project"]["entry-points"]["pytest11"] == {
         "clonestore": "clonestore.testing.plugin"
     }
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _core_import_graph() -> dict[str, set[str]]:
+    """Module -> the clonestore modules it imports anywhere in its source (at the top,
+    in functions, under ``if TYPE_CHECKING:``). ``from package import module`` is an
+    import of that module (not of the package's ``__init__``); relative imports are
+    resolved."""
+    paths = {_module_name(path): path for path in CORE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                for alias in node.names:
+                    submodule = f"{base}.{alias.name}"
+                    targets.add(submodule if submodule in paths else base)
+        graph[name] = {t for t in targets if t in paths and t != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_core_import_graph_has_no_circle():
+    """No two modules of clonestore/ import each other, directly or through others,
+    counting imports in functions and under TYPE_CHECKING."""
+    assert _circles(_core_import_graph()) == []
+
+
+def test_the_circle_finder_finds_circles():
+    """The import walk sees a circle through a TYPE_CHECKING import (a check of the check)."""
+    graph = _core_import_graph()
+    assert "clonestore.store" in graph["clonestore"]
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

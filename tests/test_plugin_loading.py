@@ -10,7 +10,7 @@ import pytest
 
 import clonestore
 from clonestore import ConfigurationError
-from clonestore.store import _entry_point_plugins
+from clonestore.entry_points import entry_point_plugins
 
 
 @pytest.fixture
@@ -26,13 +26,13 @@ def broken_plugin_installed(tmp_path: Path) -> Iterator[None]:
         "[clonestore]\nbroken = broken_clonestore_plugin:plugin\n"
     )
     sys.path.insert(0, str(tmp_path))
-    _entry_point_plugins.cache_clear()
+    entry_point_plugins.cache_clear()
     try:
         yield
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("broken_clonestore_plugin", None)
-        _entry_point_plugins.cache_clear()
+        entry_point_plugins.cache_clear()
 
 
 @pytest.mark.usefixtures("broken_plugin_installed")

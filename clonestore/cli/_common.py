@@ -21,8 +21,8 @@ import click
 
 import clonestore
 from clonestore.errors import ClonestoreError, ConfigurationError, StorageUnavailable
+from clonestore.opening import DEFAULT_URL
 from clonestore.secrets import redact, redact_url
-from clonestore.store import DEFAULT_URL
 
 __all__ = [
     "Failure",
