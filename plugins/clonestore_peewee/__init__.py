@@ -26,6 +26,7 @@ from clonestore.spi import Backend
 __all__ = [
     "clonestore_async_backends",
     "clonestore_backends",
+    "open_async_postgres",
     "open_async_sqlite",
     "open_postgres",
     "open_sqlite",
@@ -83,11 +84,30 @@ def open_async_sqlite(url: str, **options: Any) -> Backend:
     return AsyncSqliteBackend(url, **options)
 
 
+def open_async_postgres(url: str, **options: Any) -> Backend:
+    """``postgresql://`` under ``open_async``: the PostgreSQL backend on asyncpg."""
+    try:
+        import asyncpg  # noqa: F401
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "postgresql:// under open_async needs asyncpg and psycopg2: "
+            "pip install 'clonestore[async,postgres]'"
+        ) from None
+    from .async_postgres import AsyncPostgresBackend
+
+    return AsyncPostgresBackend(url, **options)
+
+
 @hookimpl
 def clonestore_async_backends() -> dict[str, Any]:
-    """Serve ``sqlite://`` under ``open_async`` without blocking the event loop
-    (``postgresql://`` runs on worker threads)."""
-    return {"sqlite": open_async_sqlite}
+    """Serve ``sqlite://`` (aiosqlite) and ``postgresql://`` (asyncpg) under ``open_async``
+    without blocking the event loop."""
+    return {
+        "sqlite": open_async_sqlite,
+        "postgresql": open_async_postgres,
+        "postgres": open_async_postgres,
+    }
 
 
 @hookimpl

@@ -123,9 +123,10 @@ def translate_postgres(
             "retry, or raise pool_size / pool_timeout",
             orig=orig,
         )
-    code: str | None = getattr(orig, "pgcode", None)
+    # psycopg2 names the SQLSTATE pgcode, asyncpg (under open_async) sqlstate.
+    code: str | None = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
     message = _first_line(orig, secrets)
-    diag: Any = getattr(orig, "diag", None)
+    diag: Any = getattr(orig, "diag", None) or orig
     if code == _PG_UNIQUE:
         table = getattr(diag, "table_name", None) or "row"
         constraint = getattr(diag, "constraint_name", None) or "a unique constraint"
@@ -141,9 +142,18 @@ def translate_postgres(
         return StorageUnavailable(f"{where}: timed out ({message})", orig=orig)
     if (code is not None and code.startswith(_PG_UNAVAILABLE_CLASSES)) or (
         code is None and isinstance(orig, (psycopg2.OperationalError, psycopg2.InterfaceError))
-    ):
+    ) or (code is None and isinstance(orig, (OSError, TimeoutError, *_asyncpg_lost()))):
         return StorageUnavailable(f"{where}: the server cannot be reached ({message})", orig=orig)
     return BackendError(f"{where}: {message}", orig=orig)
+
+
+def _asyncpg_lost() -> tuple[type[BaseException], ...]:
+    """asyncpg's errors of a lost or closed connection (none when it is not installed)."""
+    try:
+        import asyncpg
+    except ImportError:
+        return ()
+    return (asyncpg.InterfaceError,)
 
 
 def _setup_error(

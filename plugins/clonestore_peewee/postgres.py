@@ -175,6 +175,27 @@ class PostgresBackend(SQLBackend):
     capabilities: frozenset[str] = frozenset({"listen_notify", "connection_params"})
 
     def __init__(self, url: str, **options: Any) -> None:
+        params, opts = self._configure(url, options)
+        dbname = params.pop("dbname")
+        database = _PooledDatabase(
+            dbname,
+            max_connections=self.pool_size,
+            timeout=self.pool_timeout,
+            stale_timeout=opts["stale_timeout"],
+            **params,
+        )
+        super().__init__(database)
+        self.use_query_log(opts["log_queries"], opts["slow_query_ms"])
+        # Peewee's per-thread connection state, read directly on the hot path.
+        self._state = database._state
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
+
+    def _configure(
+        self, url: str, options: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Read the URL and options (shared with the async backend): libpq parameters
+        (including ``dbname``) and the options."""
         params, query = _parse(url)
         opts = read_options("postgresql", query, options, OPTIONS)
         for name in LIBPQ_PARAMETERS:  # given as options, they win over the URL's parts
@@ -200,20 +221,7 @@ class PostgresBackend(SQLBackend):
         # What a listener's own connection is opened with (keepalives: an idle
         # listener notices a vanished server).
         self._listen_params = {**params, "keepalives": 1, "keepalives_idle": 30}
-        dbname = params.pop("dbname")
-        database = _PooledDatabase(
-            dbname,
-            max_connections=self.pool_size,
-            timeout=self.pool_timeout,
-            stale_timeout=opts["stale_timeout"],
-            **params,
-        )
-        super().__init__(database)
-        self.use_query_log(opts["log_queries"], opts["slow_query_ms"])
-        # Peewee's per-thread connection state, read directly on the hot path.
-        self._state = database._state
-        self._listeners: list[Listener] = []
-        self._listeners_lock = threading.Lock()
+        return params, opts
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.label}{' closed' if self._closed else ''}>"
@@ -343,14 +351,17 @@ class PostgresBackend(SQLBackend):
         except Exception as exc:
             out["error"] = str(exc)
         out["latency_ms"] = (time.perf_counter() - started) * 1000
+        out["pool"] = self._pool_use()
+        return out
+
+    def _pool_use(self) -> dict[str, int]:
         database = self.database
         # Peewee's pool keeps its bookkeeping in these two attributes.
-        out["pool"] = {
+        return {
             "size": self.pool_size,
             "in_use": len(database._in_use),
             "idle": len(database._connections),
         }
-        return out
 
     def close(self) -> None:
         """Close every connection (and listener). Idempotent."""
