@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pluggy
 
 from clonestore import hookspecs
-from clonestore.entry_points import entry_point_plugins, offers_storage
+from clonestore._entry_points import entry_point_plugins, offers_storage
 from clonestore.errors import ConfigurationError, ValidationError
 from clonestore.repositories import Clock
 from clonestore.secrets import redact_url

@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 
-from clonestore.entry_points import entry_point_plugins
+from clonestore._entry_points import entry_point_plugins
 from clonestore.errors import ClonestoreError, ConfigurationError
 from clonestore.gateway import Gateway
 from clonestore.operations import Context, current_context, pop_context, push_context

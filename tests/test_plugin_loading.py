@@ -10,7 +10,7 @@ import pytest
 
 import clonestore
 from clonestore import ConfigurationError
-from clonestore.entry_points import entry_point_plugins
+from clonestore._entry_points import entry_point_plugins
 
 
 @pytest.fixture

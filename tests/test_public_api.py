@@ -126,3 +126,38 @@ def test_plugin_facing_modules_are_documented(module):
     assert inspect.getdoc(mod)
     for name in getattr(mod, "__all__", ()):
         assert hasattr(mod, name), f"{module}.__all__ names missing {name}"
+
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+
+
+def _plugin_public_modules() -> list[str]:
+    """Each built-in plugin package and its modules not named with a leading underscore."""
+    modules = []
+    for package in sorted(p for p in PLUGINS.iterdir() if (p / "__init__.py").exists()):
+        modules.append(package.name)
+        modules.extend(
+            f"{package.name}.{path.stem}"
+            for path in sorted(package.glob("*.py"))
+            if not path.name.startswith("_")
+        )
+    return modules
+
+
+@pytest.mark.parametrize("module", _plugin_public_modules())
+def test_plugin_public_modules_declare_documented_all(module):
+    """A built-in plugin's package and public modules have a docstring and an __all__
+    whose names exist, each class and function with a docstring (helpers live in
+    _underscored modules)."""
+    mod = importlib.import_module(module)
+    assert inspect.getdoc(mod), f"{module} has no docstring"
+    names = getattr(mod, "__all__", None)
+    assert names is not None, f"{module} has no __all__"
+    assert len(names) == len(set(names)), f"{module}.__all__ repeats a name"
+    undocumented = []
+    for name in names:
+        assert hasattr(mod, name), f"{module}.__all__ names missing {name}"
+        value = getattr(mod, name)
+        if (inspect.isclass(value) or inspect.isfunction(value)) and not value.__doc__:
+            undocumented.append(name)
+    assert undocumented == [], f"{module}: no docstring on {', '.join(undocumented)}"

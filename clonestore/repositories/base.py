@@ -23,7 +23,8 @@ from clonestore.query import (
     parse_order,
     parse_where,
 )
-from clonestore.schema import INT64_MAX, Column, TableSpec, check
+from clonestore.repositories._mapping import RecordMapping
+from clonestore.schema import INT64_MAX, TableSpec
 from clonestore.spi import Increment, Row
 from clonestore.unit_of_work import UnitOfWork
 
@@ -97,25 +98,14 @@ class Repository(Generic[R]):
         self._gateway = context.gateway
         self._unit = context.unit
         self._clock = context.clock
-        self._fields = tuple(f.name for f in attrs.fields(cast(Any, self.record)))
-        self._id_col = spec.column("id")
-        self._derived = tuple(c for c in spec.columns if c.derived_from is not None)
-        self._hidden = tuple(
-            c.name for c in spec.columns if c.name not in self._fields and c.derived_from is None
-        )
-        self._list_fields = tuple(
-            c.name for c in spec.columns if c.kind in ("list", "vector") and c.name in self._fields
-        )
-        self._required = frozenset(
-            f.name
-            for f in attrs.fields(cast(Any, self.record))
-            if f.default is attrs.NOTHING
-            and spec.by_name[f.name].settable != "no"
-            and not self._defaults_to_now(spec.by_name[f.name])
-        )
+        mapping: RecordMapping[R] = RecordMapping(spec)
+        self._mapping = mapping
+        self._load = mapping.load
+        self._row = mapping.row
+        self._check_id = mapping.check_id
+        self._changes = mapping.changes
         self._live: Expr = Cond("deleted_at", "isnull", True) if spec.soft_delete else TRUE
         self._scope: Expr = TRUE
-        self._load = self._make_loader()
 
     @property
     def repos(self) -> Mapping[str, Repository[Any]]:
@@ -130,49 +120,7 @@ class Repository(Generic[R]):
         clone._scope = Cond(self.owner_column, "eq", owner)
         return clone
 
-    # ------------------------------------------------------------------ rows <-> records
-
-    @staticmethod
-    def _defaults_to_now(col: Column) -> bool:
-        return col.kind == "datetime" and col.settable == "create" and not col.nullable
-
-    def _make_loader(self) -> Callable[[Mapping[str, Any]], R]:
-        """A function building a record from a stored row without re-validating it.
-
-        Rows were validated on the way in, so reads skip the field converters;
-        like attrs itself, the function is generated once per record class.
-        """
-        lines = ["def load(row):", "    rec = new(cls)"]
-        for name in self._fields:
-            value = f"row[{name!r}]"
-            if name in self._list_fields:
-                value = f"(None if {value} is None else tuple({value}))"
-            lines.append(f"    setattr(rec, {name!r}, {value})")
-        lines.append("    return rec")
-        namespace: dict[str, Any] = {
-            "new": object.__new__,
-            "cls": self.record,
-            "setattr": object.__setattr__,
-        }
-        exec("\n".join(lines), namespace)  # the source is built from field names only
-        loader: Callable[[Mapping[str, Any]], R] = namespace["load"]
-        return loader
-
-    def _row(self, rec: R) -> Row:
-        row = {name: getattr(rec, name) for name in self._fields}
-        for name in self._list_fields:
-            if row[name] is not None:
-                row[name] = list(row[name])
-        for col in self._derived:
-            source = row[str(col.derived_from)]
-            row[col.name] = None if source is None else source.casefold()
-        for name in self._hidden:
-            row[name] = None
-        return row
-
-    def _check_id(self, id: Any) -> str:
-        value: str = check(self._id_col, id)
-        return value
+    # ------------------------------------------------------------------ building records
 
     #: Fields set by clonestore that ``create`` accepts when given their initial
     #: value (a session's ``state="idle"``), as the original API passed them.
@@ -190,47 +138,9 @@ class Repository(Generic[R]):
                         f"a new {self.noun} starts {initial!r}; {how}", field=name
                     )
                 fields = {k: v for k, v in fields.items() if k != name}
-        for name in fields:
-            col = self.spec.column(name)
-            if col.settable == "no" or col.derived_from is not None or name not in self._fields:
-                raise ValidationError("is set by clonestore and cannot be given", field=name)
-        missing = self._required.difference(fields)
-        if missing:
-            raise ValidationError("is required", field=sorted(missing)[0])
-        now = self._clock()
-        values: dict[str, Any] = {
-            "id": self.context.id_factory(),
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-        }
-        for name in self._fields:
-            col = self.spec.by_name[name]
-            if self._defaults_to_now(col) and name not in fields:
-                values[name] = now
-        values.update(fields)
-        values.update(system)
-        try:
-            return self.record(**values)
-        except TypeError as exc:  # attrs: an argument the record does not take
-            raise ValidationError(str(exc)) from None
-
-    def _changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Validated column changes from caller keywords (only ``settable="yes"``)."""
-        out: dict[str, Any] = {}
-        for name, value in changes.items():
-            col = self.spec.column(name)
-            if col.settable != "yes" or col.derived_from is not None:
-                raise ValidationError("cannot be changed with update()", field=name)
-            out[name] = check(col, value)
-        self._add_derived(out)
-        return out
-
-    def _add_derived(self, changes: dict[str, Any]) -> None:
-        for col in self._derived:
-            if col.derived_from in changes:
-                source = changes[col.derived_from]
-                changes[col.name] = None if source is None else source.casefold()
+        return self._mapping.new_record(
+            fields, system, clock=self._clock, id_factory=self.context.id_factory
+        )
 
     def _stamp(self, changes: dict[str, Any]) -> dict[str, Any]:
         """``changes`` plus the bookkeeping every update makes."""
