@@ -15,8 +15,9 @@
     clonestore studio             browse the data in a local web app
 
 Every command takes ``--url`` (default: what ``clonestore.open()`` uses,
-``$CLONESTORE_URL``, else ``sqlite:///clonestore.db``) and ``--plugins``; those
-that print data take ``--json``. Passwords in URLs are never printed. A failure
+``$CLONESTORE_URL``, else ``sqlite:///clonestore.db``); those that open a store
+with plugins take ``--plugins`` (:func:`~clonestore.cli._common.plugins_option`),
+and those that print data take ``--json``. Passwords in URLs are never printed. A failure
 is one line on stderr saying what to do next, and exit status 1.
 
 Each group of commands lives in its own module and registers on :data:`cli`
