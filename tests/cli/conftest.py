@@ -16,15 +16,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
-import psycopg2
 import pytest
 from click.testing import CliRunner
 
 import clonestore
 from clonestore.cli import cli
+from tests.test_migrations import _fresh_postgres  # a fresh database, dropped after
 
 PLUGINS = ("cache", "ratelimit", "audit")
 
@@ -39,19 +38,6 @@ class Ran:
 
 
 Run = Callable[..., Ran]
-
-
-def _fresh_postgres(server_url: str) -> Iterator[str]:
-    name = f"cs_cli_{secrets.token_hex(5)}"
-    admin = psycopg2.connect(server_url, connect_timeout=10)
-    admin.autocommit = True
-    try:
-        admin.cursor().execute(f'CREATE DATABASE "{name}"')
-        parts = urlsplit(server_url)
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture

@@ -145,8 +145,9 @@ def test_cache_clean_and_ratelimit_cleanup_remove_only_old_rows(
     past = keeper.clock() - timedelta(days=3)
     with clonestore.open(cli_url, plugins=["cache", "ratelimit"], clock=lambda: past) as old:
         old.cache.set_embedding("a" * 64, [0.1, 0.2], ttl=60)
-        old.ratelimit.check_and_increment("user-1", "chat", 10, 60)
-    keeper.ratelimit.check_and_increment("user-1", "chat", 10, 60)
+        old.ratelimit.check_and_increment("user-1", "chat", 10, 3600)
+    keeper.ratelimit.check_and_increment("user-1", "chat", 10, 3600)
+    live = keeper.ratelimit.status("user-1", "chat", 10, 3600).remaining
     with clonestore.open(cli_url, plugins=["cache"]) as cached:
         cached.cache.set_embedding("b" * 64, [0.3, 0.4], ttl=3600)
         cleaned = run("cache", "clean", "--json")
@@ -158,7 +159,8 @@ def test_cache_clean_and_ratelimit_cleanup_remove_only_old_rows(
     swept = run("ratelimit", "cleanup", "--json")
     assert swept.exit_code == 0, swept.stderr
     assert json.loads(swept.stdout)["removed"] == 1
-    assert keeper.ratelimit.status("user-1", "chat", 10, 60).remaining == 9
+    # An hour's window, read just before and after: the live window kept its count.
+    assert keeper.ratelimit.status("user-1", "chat", 10, 3600).remaining == live
 
 
 def test_doctor_reports_a_ready_store_and_fails_on_missing_tables(
