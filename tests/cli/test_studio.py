@@ -189,3 +189,46 @@ def test_studio_refuses_a_public_bind_without_a_token(run: Run) -> None:
     assert "--token" in lines[0]
     assert [is_loopback(h) for h in ("127.0.0.1", "::1", "localhost")] == [True] * 3
     assert [is_loopback(h) for h in ("0.0.0.0", "192.0.2.1", "db.example")] == [False] * 3
+
+
+def test_the_command_serves_the_studio(tmp_path) -> None:
+    """`clonestore studio --url sqlite:///... --port P` serves the pages on 127.0.0.1 until
+    stopped, read-only (a POST is refused)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    url = f"sqlite:///{tmp_path / 'studio.db'}"
+    with clonestore.open(url) as store:
+        seed_demo(store, 2, dimensions=4)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "clonestore.cli", "studio", "--url", url, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/t/users", timeout=5) as r:
+                    page = r.read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.communicate()
+                assert time.monotonic() < deadline, "the Studio did not answer"
+                time.sleep(0.2)
+        assert demo_email(1) in page
+        assert "read-only" in page
+        post = urllib.request.Request(f"http://127.0.0.1:{port}/t/users", data=b"x=1")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post, timeout=5)
+        assert refused.value.code == 405
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert f"Studio on http://127.0.0.1:{port}/" in err
