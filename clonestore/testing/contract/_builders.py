@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -164,3 +165,24 @@ def aborted(transaction: AbstractContextManager[Any]) -> Iterator[None]:
             raise Abort
     except Abort:
         return
+
+
+def race(count: int, work: Callable[[int], Any], timeout: float = 120) -> list[BaseException]:
+    """Run ``work(i)`` for each ``i`` below ``count`` in threads released at once (a
+    barrier); the exceptions they raised, for the test's own thread to report."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            work(i)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return errors

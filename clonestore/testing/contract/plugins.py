@@ -16,7 +16,7 @@ from typing import Final
 from clonestore import Store
 from clonestore.spi import Cond
 from clonestore.testing import FrozenClock, StoreFactory
-from clonestore.testing.contract._builders import aborted, new_user
+from clonestore.testing.contract._builders import aborted, new_user, race
 
 #: Racing callers, calls each, and the limit they share.
 THREADS: Final = 6
@@ -38,30 +38,20 @@ def test_plugin_ratelimit_admits_exactly_the_limit_under_races(
     """Racing rate-limit checks admit exactly the limit, each remaining count once."""
     store = store_factory(plugins=["ratelimit"], clock=FrozenClock(WINDOW_START))
     algorithms = ("fixed_window", "sliding_window", "token_bucket")
-    barrier = threading.Barrier(THREADS)
     seen: dict[str, list[int]] = {a: [] for a in algorithms}
-    errors: list[BaseException] = []
     lock = threading.Lock()
 
-    def call() -> None:
-        try:
-            barrier.wait(timeout=30)
-            for _ in range(CALLS):
-                for algorithm in algorithms:
-                    decision = store.ratelimit.check_and_increment(
-                        "racer", algorithm, LIMIT, 3600, algorithm=algorithm
-                    )
-                    if decision.allowed:
-                        with lock:
-                            seen[algorithm].append(decision.remaining)
-        except BaseException as exc:  # reported in the test's thread
-            errors.append(exc)
+    def call(_: int) -> None:
+        for _ in range(CALLS):
+            for algorithm in algorithms:
+                decision = store.ratelimit.check_and_increment(
+                    "racer", algorithm, LIMIT, 3600, algorithm=algorithm
+                )
+                if decision.allowed:
+                    with lock:
+                        seen[algorithm].append(decision.remaining)
 
-    threads = [threading.Thread(target=call) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = race(THREADS, call)
     assert not errors, errors
     for algorithm in algorithms:
         assert sorted(seen[algorithm]) == list(range(LIMIT)), algorithm

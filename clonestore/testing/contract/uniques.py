@@ -9,7 +9,6 @@ writers race for one key, on insert and on update, round after round.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, Final
@@ -18,6 +17,7 @@ import pytest
 
 from clonestore import AlreadyExists, Store
 from clonestore.spi import TRUE, And, Backend, Column, Cond, OrderBy, Row, TableSpec, Unique
+from clonestore.testing.contract._builders import race
 
 #: Keys that a collation folding case, accents, width or trailing spaces would merge.
 LOOKALIKES: Final = (
@@ -139,25 +139,16 @@ _RACE_CAUSE: Final = (
 def _race(writers: int, write: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
     """Run ``write(i)`` in ``writers`` threads released at once; results and
     AlreadyExists raised, in no order (anything else fails the test)."""
-    barrier = threading.Barrier(writers)
     results: list[Any] = []
     refused: list[BaseException] = []
-    unexpected: list[BaseException] = []
 
     def run(i: int) -> None:
         try:
-            barrier.wait(timeout=30)
             results.append(write(i))
         except AlreadyExists as exc:
             refused.append(exc)
-        except BaseException as exc:  # reported in the test's thread
-            unexpected.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    unexpected = race(writers, run, timeout=60)
     assert not unexpected, unexpected
     return results, refused
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-import threading
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,6 +22,7 @@ import clonestore
 from clonestore import AlreadyExists, StorageUnavailable, Store
 from clonestore.spi import TRUE, Backend, Column, Cond, Increment, OrderBy, Row, TableSpec, Unique
 from clonestore.testing import StoreFactory
+from clonestore.testing.contract._builders import race
 
 COUNTERS = TableSpec(
     name="contract_upsert_counters",
@@ -126,22 +126,12 @@ def test_upsert_clashing_with_another_constraint_changes_nothing(store: Store) -
 def test_upserts_racing_from_threads_all_count(store: Store) -> None:
     """Threads racing upserts on one new key make one row counting every upsert exactly."""
     backend = _fresh(store)
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
 
-    def count() -> None:
-        try:
-            barrier.wait(timeout=30)
-            for _ in range(PER_WRITER):
-                _count_once(backend, "racer")
-        except BaseException as exc:  # reported in the test's thread
-            errors.append(exc)
+    def count(_: int) -> None:
+        for _ in range(PER_WRITER):
+            _count_once(backend, "racer")
 
-    threads = [threading.Thread(target=count) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = race(THREADS, count)
     assert not errors, (
         f"racing upserts raised {errors[:3]!r}: the loser of the race to insert a new key "
         "must apply the changes instead (one atomic step, as INSERT ... ON CONFLICT ... "
