@@ -87,6 +87,18 @@ def clonestore_tables() -> Sequence[TableSpec]:
 
 
 @hookspec
+def clonestore_migrations() -> Mapping[str, str]:
+    """Declare the versioned migrations of the plugin's tables.
+
+    :return: plugin name -> the importable package holding its numbered migration
+        scripts (``{"audit": "clonestore_audit.migrations"}``). Backends with
+        migrations apply them after the core's (``clonestore migrate --plugins
+        audit``, ``store.migrate()``, or on open unless ``create_tables=False``);
+        see ``docs/plugins.md`` for how a script declares its frozen tables.
+    """
+
+
+@hookspec
 def clonestore_store_opened(store: Store) -> None:
     """The store is open and its tables exist: attach services (``store.cache``...).
 

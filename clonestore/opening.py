@@ -138,6 +138,7 @@ def open(
     clock: Clock | None = None,
     id_factory: Callable[[], str] | None = None,
     create_tables: bool = True,
+    check_tables: bool = True,
     **options: Any,
 ) -> Store:
     """Open a store on ``url`` (default: ``$CLONESTORE_URL`` or a SQLite file).
@@ -145,7 +146,11 @@ def open(
     :param plugins: plugin names (entry points in group ``clonestore``) or objects.
     :param clock: returns the current aware datetime; injectable for tests.
     :param id_factory: returns new ids (UUID strings); injectable for tests.
-    :param create_tables: create missing tables on open.
+    :param create_tables: apply pending migrations (the plugins' too) and create
+        missing tables on open.
+    :param check_tables: with ``create_tables=False``, refuse to open (a
+        ``ConfigurationError`` naming the command to run) when a plugin's tables are
+        missing, rather than fail at the first write.
     :param options: backend options (``pool_size``, ``connect_timeout``...).
     """
     if url is None:
@@ -158,6 +163,7 @@ def open(
         clock=clock,
         id_factory=id_factory,
         create_tables=create_tables,
+        check_tables=check_tables,
         options=options,
     )
 
@@ -169,6 +175,7 @@ def open_store(
     clock: Clock | None = None,
     id_factory: Callable[[], str] | None = None,
     create_tables: bool = True,
+    check_tables: bool = True,
     options: Mapping[str, Any] | None = None,
     factories: BackendFactories = backend_factories,
 ) -> Store:
@@ -185,5 +192,6 @@ def open_store(
         clock=clock or utc_now,
         id_factory=id_factory or new_id,
         create_tables=create_tables,
+        check_tables=check_tables,
         options=options,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 
-from clonestore._entry_points import entry_point_plugins
+from clonestore._entry_points import entry_point_plugins, offers_storage
 from clonestore.errors import ClonestoreError, ConfigurationError
 from clonestore.gateway import Gateway
 from clonestore.operations import Context, current_context, pop_context, push_context
@@ -66,6 +66,7 @@ class Store:
         clock: Clock,
         id_factory: Callable[[], str],
         create_tables: bool = True,
+        check_tables: bool = True,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         """Compose an opened backend and a plugin manager into a store (closing the
@@ -89,8 +90,16 @@ class Store:
                     if spec.name in self.tables and self.tables[spec.name] != spec:
                         raise ConfigurationError(f"two plugins define table {spec.name!r}")
                     self.tables[spec.name] = spec
+            #: Plugin name -> package of its migration scripts (``clonestore_migrations``).
+            self.plugin_migrations: dict[str, str] = {}
+            for declared in hook.clonestore_migrations():
+                self.plugin_migrations.update(declared)
             if create_tables:
+                if self.plugin_migrations and hasattr(self.backend, "migrate"):
+                    self.backend.migrate(plugins=self.plugin_migrations)
                 self.backend.create_tables(list(self.tables.values()))
+            elif check_tables:
+                self._check_plugin_tables()
             self.unit_of_work = UnitOfWork(
                 self.backend.transaction,
                 lambda ops: hook.clonestore_after_commit(store=self, ops=ops),
@@ -195,16 +204,64 @@ class Store:
         """``ok``, ``backend``, ``latency_ms`` and backend details; never raises."""
         return self.backend.health()
 
-    def migrate(self) -> list[str]:
-        """Apply pending migrations; returns the names applied (none on memory://)."""
+    def _check_plugin_tables(self) -> None:
+        """Refuse to open (with ``create_tables=False``) when plugin tables are missing."""
+        missing_tables = getattr(self.backend, "missing_tables", None)
+        plugin_specs = [spec for name, spec in self.tables.items() if name not in TABLES]
+        if missing_tables is None or not plugin_specs:
+            return
+        missing = missing_tables(plugin_specs)
+        if missing:
+            names = ",".join(self._enabled_plugin_names()) or "NAMES"
+            raise ConfigurationError(
+                f"{self.url}: the plugins' tables {', '.join(missing)} do not exist; create "
+                f"them with: clonestore migrate --url {self.url} --plugins {names} "
+                "(or open with create_tables=True)"
+            )
+
+    def _enabled_plugin_names(self) -> list[str]:
+        available, _ = entry_point_plugins()
+        names = [
+            name
+            for name, plugin in self.plugin_manager.list_name_plugin()
+            if name in available and not offers_storage(plugin)
+        ]
+        return names or sorted(self.plugin_migrations)
+
+    def _schema_call(self, method: str, default: Any, **kwargs: Any) -> Any:
+        """A backend's optional schema method, given the plugins' migrations."""
+        call = getattr(self.backend, method, None)
+        if call is None:
+            return default
+        if self.plugin_migrations:
+            kwargs["plugins"] = self.plugin_migrations
+        return call(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def migrate(self, to: str | None = None) -> list[str]:
+        """Apply pending migrations, the core's then the enabled plugins' (up to the one
+        named ``to``, e.g. ``"0002_original_schema"`` or ``"audit/0001_initial"``),
+        then create any other missing table; the names applied (none on memory://)."""
         self._check_open()
-        migrate = getattr(self.backend, "migrate", None)
-        return list(migrate()) if migrate is not None else []
+        applied = list(self._schema_call("migrate", [], target=to))
+        if to is None and hasattr(self.backend, "migrate"):
+            self.backend.create_tables(list(self.tables.values()))
+        return applied
 
     def migration_status(self) -> list[dict[str, Any]]:
-        """Every known migration with ``name`` and ``applied`` (empty on memory://)."""
-        status = getattr(self.backend, "migration_status", None)
-        return list(status()) if status is not None else []
+        """Every known migration, the enabled plugins' included, with ``name``,
+        ``plugin``, ``applied`` and ``applied_at`` (empty on memory://)."""
+        return list(self._schema_call("migration_status", []))
+
+    def migration_plan(self, to: str | None = None) -> list[tuple[str, list[str]]]:
+        """``(name, SQL statements)`` of each pending migration, changing nothing."""
+        self._check_open()
+        return list(self._schema_call("migration_plan", [], target=to))
+
+    def downgrade(self, to: str | None = None) -> list[str]:
+        """Undo migrations with their ``down``: those applied after ``to``, else the
+        newest core migration; the names reverted, newest first."""
+        self._check_open()
+        return list(self._schema_call("downgrade", [], to=to))
 
     def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything stored about a user, plugins included, as JSON-ready data."""

@@ -130,18 +130,22 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_wheel_ships_the_migrations(wheel: Path) -> None:
-    """The wheel contains the migration scripts as clonestore_peewee.migrations."""
+    """The wheel contains the migration scripts as clonestore_peewee.migrations, and each
+    built-in plugin's as clonestore_<plugin>.migrations."""
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
-    assert "clonestore_peewee/migrations/0001_initial.py" in names
-    assert "clonestore_peewee/migrations/__init__.py" in names
+    for package in ("clonestore_peewee", "clonestore_cache", "clonestore_ratelimit",
+                    "clonestore_audit"):  # fmt: skip
+        assert f"{package}/migrations/0001_initial.py" in names
+        assert f"{package}/migrations/__init__.py" in names
 
 
 def test_installed_wheel_migrates_a_fresh_postgres_database(
     venv: Path, fresh_database: str, tmp_path: Path
 ) -> None:
-    """`clonestore migrate` from the installed wheel migrates a fresh PostgreSQL database."""
+    """`clonestore migrate --plugins cache,ratelimit,audit` from the installed wheel migrates
+    a fresh PostgreSQL database, the plugins' tables included."""
     python = venv / "bin" / "python"
     where = _run(
         python, "-c",
@@ -152,8 +156,9 @@ def test_installed_wheel_migrates_a_fresh_postgres_database(
     for path in where.split():
         assert path.startswith(str(venv)), where  # not the checkout
     output = _run(venv / "bin" / "clonestore", "migrate", "--url", fresh_database,
-                  cwd=tmp_path, env=_clean_env())  # fmt: skip
+                  "--plugins", "cache,ratelimit,audit", cwd=tmp_path, env=_clean_env())  # fmt: skip
     assert "applied 0001_initial" in output
+    assert "applied audit/0001_initial" in output
     status = _run(venv / "bin" / "clonestore", "status", "--url", fresh_database,
                   cwd=tmp_path, env=_clean_env())  # fmt: skip
     assert "[x] 0001_initial" in status
@@ -165,3 +170,4 @@ def test_installed_wheel_migrates_a_fresh_postgres_database(
     finally:
         conn.close()
     assert {"users", "sessions", "turns", "memories", "clonestore_migrations"} <= tables
+    assert {"audit_log", "cache_embeddings", "ratelimit_windows"} <= tables

@@ -91,14 +91,21 @@ def plugins_option(command: F) -> F:
     )(command)
 
 
-def open_store(options: StoreOptions, *, create_tables: bool = False) -> clonestore.Store:
+def open_store(
+    options: StoreOptions, *, create_tables: bool = False, check_tables: bool = True
+) -> clonestore.Store:
     """Open the store the options name.
 
     ``create_tables=False`` by default: a command must not change the schema
     behind its back; only commands that write data ask for the tables.
     """
     click.get_current_context().meta["clonestore.options"] = options
-    return clonestore.open(options.url, plugins=options.plugins, create_tables=create_tables)
+    return clonestore.open(
+        options.url,
+        plugins=options.plugins,
+        create_tables=create_tables,
+        check_tables=check_tables,
+    )
 
 
 class Failure(click.ClickException):

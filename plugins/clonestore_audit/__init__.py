@@ -67,6 +67,11 @@ class AuditPlugin:
         return [LOG, HEAD, ANCHORS]
 
     @hookimpl
+    def clonestore_migrations(self) -> Mapping[str, str]:
+        """Its tables' versioned migrations (``clonestore migrate --plugins audit``)."""
+        return {"audit": "clonestore_audit.migrations"}
+
+    @hookimpl
     def clonestore_store_opened(self, store: Store) -> None:
         """Attach ``store.audit`` (and guard the log on PostgreSQL)."""
         store.attach("audit", AuditLog(store, self.config))

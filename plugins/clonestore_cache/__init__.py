@@ -120,6 +120,11 @@ class CachePlugin:
         return [EMBEDDINGS, VECTOR_SEARCH, LLM_RESPONSES]
 
     @hookimpl
+    def clonestore_migrations(self) -> Mapping[str, str]:
+        """Its tables' versioned migrations (``clonestore migrate --plugins cache``)."""
+        return {"cache": "clonestore_cache.migrations"}
+
+    @hookimpl
     def clonestore_store_opened(self, store: Store) -> None:
         """Attach ``store.cache`` (and start listening for invalidations)."""
         read_through = isinstance(self, _ReadThroughCachePlugin)

@@ -17,13 +17,21 @@ from typing import Any, Final
 
 import peewee
 
-from clonestore import ClonestoreError, ConfigurationError
+from clonestore import ClonestoreError, ConfigurationError, ValidationError
 from clonestore.spi import Aggregate, Expr, Increment, OrderBy, Row, TableSpec
 
 from . import query_log
 from .compiler import Compiler, TableInfo, walk
 from .dialects import Dialect
-from .migration_runner import apply_pending, migration_status
+from .migration_runner import (
+    MigrationSet,
+    apply_pending,
+    core_migrations,
+    migration_status,
+    plan,
+    plugin_migrations,
+    revert,
+)
 from .statements import (
     aggregate_statement,
     count_statement,
@@ -133,33 +141,86 @@ class SQLBackend(abc.ABC):
 
     def create_tables(self, specs: Sequence[TableSpec]) -> None:
         """Apply pending migrations, then create the spec tables they do not cover
-        (plugin tables), with their indexes. Idempotent."""
+        (tables of plugins without migrations), with their indexes. Idempotent."""
         try:
             with self.schema_session():
-                apply_pending(self.database, self.label)
+                apply_pending(self.database, self.label, backend=self)
                 existing = set(self.database.get_tables())
-                for spec in specs:
-                    info = self.table_info(spec)
-                    if spec.name not in existing:
-                        info.model.create_table(safe=True)
+                self.create_spec_tables([spec for spec in specs if spec.name not in existing])
         except Exception as exc:
             raise self.translate(exc) from exc
 
-    def migrate(self) -> list[str]:
-        """Apply pending migrations; the names applied."""
+    def create_spec_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Create the tables of ``specs`` (if missing) with their indexes: what a
+        plugin's migration script calls with its frozen specs."""
+        for spec in specs:
+            self._build_table(spec).model.create_table(safe=True)
+
+    def drop_spec_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Drop the tables of ``specs`` (if present), rows and all: a ``down``."""
+        for spec in specs:
+            self._build_table(spec).model.drop_table(safe=True)
+            self._tables.pop(spec.name, None)
+
+    def missing_tables(self, specs: Sequence[TableSpec]) -> list[str]:
+        """The names of ``specs``' tables that do not exist in the database."""
         try:
             with self.schema_session():
-                return apply_pending(self.database, self.label)
+                existing = set(self.database.get_tables())
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        return [spec.name for spec in specs if spec.name not in existing]
+
+    def _sets(self, plugins: Mapping[str, str] | None) -> list[MigrationSet]:
+        return [core_migrations()] + [
+            plugin_migrations(name, package) for name, package in (plugins or {}).items()
+        ]
+
+    @contextmanager
+    def _migrating(self) -> Iterator[None]:
+        try:
+            with self.schema_session():
+                yield
+        except LookupError as exc:
+            raise ValidationError(str(exc), field="to") from None
         except Exception as exc:
             raise self.translate(exc) from exc
 
-    def migration_status(self) -> list[dict[str, Any]]:
-        """Every known migration with ``name``, ``applied`` and ``applied_at``."""
-        try:
-            with self.schema_session():
-                return migration_status(self.database)
-        except Exception as exc:
-            raise self.translate(exc) from exc
+    def migrate(
+        self, plugins: Mapping[str, str] | None = None, target: str | None = None
+    ) -> list[str]:
+        """Apply pending migrations, the core's then each plugin's (``plugins``: plugin
+        name -> package of its scripts), up to ``target``; the qualified names applied."""
+        with self._migrating():
+            return apply_pending(self.database, self.label, self._sets(plugins), self, target)
+
+    def migration_status(self, plugins: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every known migration with ``name``, ``plugin``, ``applied`` and ``applied_at``."""
+        with self._migrating():
+            return migration_status(self.database, self._sets(plugins), self)
+
+    def migration_plan(
+        self, plugins: Mapping[str, str] | None = None, target: str | None = None
+    ) -> list[tuple[str, list[str]]]:
+        """The SQL of each pending migration, found by applying them in a transaction
+        that is rolled back: nothing changes."""
+        with self._migrating():
+            return plan(self.database, self.label, self._sets(plugins), self, target)
+
+    def downgrade(
+        self, plugins: Mapping[str, str] | None = None, to: str | None = None
+    ) -> list[str]:
+        """Run ``down`` of the migrations applied after ``to`` (a qualified name; None:
+        the newest core migration), newest first; the qualified names reverted."""
+        with self._migrating():
+            sets = self._sets(plugins)
+            if to is None:
+                return revert(self.database, self.label, sets[0], self)
+            for migrations in sets:
+                own = migrations.own(to)
+                if own is not None:
+                    return revert(self.database, self.label, migrations, self, keep=own)
+            raise LookupError(f"no migration {to!r}")
 
     # ------------------------------------------------------------------ tables
 

@@ -434,9 +434,9 @@ class ReplicatedBackend:
         """Create tables on the primary (standbys replay the DDL)."""
         self._write(lambda: self.primary.create_tables(specs))
 
-    def migrate(self) -> list[str]:
+    def migrate(self, *args: Any, **kwargs: Any) -> list[str]:
         """Apply pending migrations on the primary."""
-        return self._write(self.primary.migrate)  # type: ignore[no-any-return]
+        return self._write(lambda: self.primary.migrate(*args, **kwargs))  # type: ignore[no-any-return]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

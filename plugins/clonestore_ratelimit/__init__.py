@@ -140,6 +140,11 @@ class RateLimitPlugin:
         return [WINDOWS, BUCKETS]
 
     @hookimpl
+    def clonestore_migrations(self) -> Mapping[str, str]:
+        """Its tables' versioned migrations (``clonestore migrate --plugins ratelimit``)."""
+        return {"ratelimit": "clonestore_ratelimit.migrations"}
+
+    @hookimpl
     def clonestore_store_opened(self, store: Store) -> None:
         """Attach ``store.ratelimit`` (on PostgreSQL, set the counters' persistence)."""
         storage: CounterStore | None = None

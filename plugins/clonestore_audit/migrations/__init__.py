@@ -1,0 +1,1 @@
+"""The audit plugin's migrations (``clonestore migrate --plugins audit``)."""

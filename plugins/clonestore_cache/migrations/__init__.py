@@ -1,0 +1,1 @@
+"""The cache plugin's migrations (``clonestore migrate --plugins cache``)."""

@@ -1,0 +1,1 @@
+"""The ratelimit plugin's migrations (``clonestore migrate --plugins ratelimit``)."""
