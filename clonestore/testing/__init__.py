@@ -41,6 +41,12 @@ is active wherever clonestore is installed. Its fixtures:
     plugins for ``clonestore_store`` (default: none).
 ``clonestore_store``
     ``store_factory(plugins=clonestore_plugins)``, for application tests.
+``clonestore_async_store``
+    the same for async tests: an open :class:`~clonestore.AsyncStore` (needs
+    anyio's pytest plugin or pytest-asyncio).
+
+``--clonestore-async`` runs the whole kit through :func:`clonestore.open_async`
+(:mod:`clonestore.testing.blocking`).
 
 Deterministic helpers for any test: :class:`FrozenClock` (an injectable
 clock that moves only when told) and :func:`sequential_ids` (an injectable
