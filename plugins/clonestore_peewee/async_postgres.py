@@ -19,7 +19,6 @@ certificates as an ``ssl.SSLContext``): they are refused when given.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +28,10 @@ from typing import Any, Final
 import asyncpg
 from playhouse.pwasyncio import AsyncPostgresqlConnection, AsyncPostgresqlDatabase
 
-from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
-from clonestore.bridge import PerTask, await_
+from clonestore import ConfigurationError, StorageUnavailable
+from clonestore.bridge import PerTask
 
+from .async_connections import AsyncConnections
 from .async_pool import ConnectionPool
 from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, _TxState
 from .codecs import load_json
@@ -93,9 +93,11 @@ async def _fetch(conn: Any, sql: str, params: Any, mode: int) -> Any:
     return None
 
 
-class AsyncPostgresBackend(PostgresBackend):
+class AsyncPostgresBackend(AsyncConnections, PostgresBackend):
     """PostgreSQL storage for ``open_async``, implementing :class:`clonestore.spi.Backend`
     inside the greenlet bridge."""
+
+    fetch = staticmethod(_fetch)
 
     def __init__(self, url: str, **options: Any) -> None:
         params, opts = self._configure(url, options)
@@ -167,68 +169,14 @@ class AsyncPostgresBackend(PostgresBackend):
             raise self.translate(exc) from exc
         return conn
 
-    # ------------------------------------------------------------------ statements
-
-    def _execute(self, sql: str, params: Any, mode: int) -> Any:
-        if self._closed:
-            raise closed_error(self.name)
+    def _statement(self, sql: str) -> str:
         query = self._sql.get(sql)
         if query is None:
             query = self._sql[sql] = _translate_placeholders(sql)
-        return await_(self._run(query, params, mode))
+        return query
 
-    async def _run(self, sql: str, params: Any, mode: int) -> Any:
-        state = self.database._state._current()
-        held = None if state.closed else state.conn.conn
-        conn = held if held is not None else await self.pool.acquire()
-        try:
-            return await _fetch(conn, sql, params, mode)
-        except Exception as exc:
-            error = self.translate(exc)
-            if isinstance(error, StorageUnavailable) and conn.is_closed():
-                self.pool.expire_idle()  # the idle ones are most likely lost too
-            raise error from exc
-        finally:
-            if held is None:
-                self.pool.release(conn)
-
-    def _begin(self) -> None:
-        try:
-            await_(self.database.aconnect())  # the task holds a connection until _end
-        except ClonestoreError:
-            raise
-        except Exception as exc:
-            raise self.translate(exc) from exc
-        try:
-            self._execute("BEGIN", (), NONE)
-        except BaseException:
-            self._give_back()
-            raise
-
-    def _end(self, commit: bool) -> None:
-        try:
-            if commit:
-                try:
-                    self._execute("COMMIT", (), NONE)
-                except ClonestoreError:
-                    self._rollback_quietly()
-                    raise
-            else:
-                self._rollback_quietly()
-        finally:
-            self._give_back()
-
-    def _give_back(self) -> None:
-        state = self.database._state._current()
-        conn = None if state.closed else state.conn.conn
-        state.reset()
-        if conn is not None:
-            self.pool.release(conn)  # closed instead when its transaction is still open
-
-    def _rollback_quietly(self) -> None:
-        # Already failing: the caller raises the first error.
-        with contextlib.suppress(Exception):
-            self._execute("ROLLBACK", (), NONE)
+    def _lost(self, conn: Any) -> bool:
+        return bool(conn.is_closed())
 
     @contextmanager
     def schema_session(self) -> Iterator[None]:
@@ -256,6 +204,5 @@ class AsyncPostgresBackend(PostgresBackend):
             listeners, self._listeners = self._listeners, []
         for listener in listeners:
             listener.stop()
-        with contextlib.suppress(Exception):  # closing anyway
-            await_(self.pool.close())
+        self._close_pool()
 

@@ -17,7 +17,6 @@ bridge of :mod:`clonestore.bridge`.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -25,11 +24,12 @@ from typing import Any, Final
 import aiosqlite
 from playhouse.pwasyncio import AsyncSqliteConnection, AsyncSqliteDatabase
 
-from clonestore import ClonestoreError, StorageUnavailable
-from clonestore.bridge import PerTask, await_
+from clonestore import StorageUnavailable
+from clonestore.bridge import PerTask
 
+from .async_connections import AsyncConnections
 from .async_pool import ConnectionPool
-from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, _TxState
+from .backend import ALL, MANY, ONE, ROWCOUNT, SQLBackend, _TxState
 from .errors import closed_error
 from .fields import SQLITE_TYPES
 from .options import positive_int, read_options
@@ -92,9 +92,12 @@ async def _fetch(conn: Any, sql: str, params: Any, mode: int) -> Any:
     return None
 
 
-class AsyncSqliteBackend(SqliteBackend):
+class AsyncSqliteBackend(AsyncConnections, SqliteBackend):
     """SQLite storage for ``open_async``, implementing :class:`clonestore.spi.Backend`
     inside the greenlet bridge."""
+
+    begin_sql = "BEGIN IMMEDIATE"
+    fetch = staticmethod(_fetch)
 
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
         path, query = _parse_path(url)
@@ -137,59 +140,6 @@ class AsyncSqliteBackend(SqliteBackend):
             raise self.translate(exc) from exc
         return conn
 
-    # ------------------------------------------------------------------ statements
-
-    def _execute(self, sql: str, params: Any, mode: int) -> Any:
-        if self._closed:
-            raise closed_error(self.name)
-        return await_(self._run(sql, params, mode))
-
-    async def _run(self, sql: str, params: Any, mode: int) -> Any:
-        state = self.database._state._current()
-        held = None if state.closed else state.conn.conn
-        conn = held if held is not None else await self.pool.acquire()
-        try:
-            return await _fetch(conn, sql, params, mode)
-        except Exception as exc:
-            raise self.translate(exc) from exc
-        finally:
-            if held is None:
-                self.pool.release(conn)
-
-    def _begin(self) -> None:
-        await_(self.database.aconnect())  # the task holds a connection until _end
-        try:
-            self._execute("BEGIN IMMEDIATE", (), NONE)
-        except BaseException:
-            self._release()
-            raise
-
-    def _end(self, commit: bool) -> None:
-        try:
-            if commit:
-                try:
-                    self._execute("COMMIT", (), NONE)
-                except ClonestoreError:
-                    self._rollback_quietly()
-                    raise
-            else:
-                self._rollback_quietly()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        state = self.database._state._current()
-        conn = None if state.closed else state.conn.conn
-        state.reset()
-        if conn is not None:
-            self.pool.release(conn)
-
-    def _rollback_quietly(self) -> None:
-        # Already failing: the caller raises the first error. A connection whose
-        # rollback failed is not reused (the pool checks in_transaction).
-        with contextlib.suppress(Exception):
-            self._execute("ROLLBACK", (), NONE)
-
     @contextmanager
     def schema_session(self) -> Iterator[None]:
         """Hold a connection and the write lock (``BEGIN IMMEDIATE``) while the schema changes."""
@@ -205,5 +155,4 @@ class AsyncSqliteBackend(SqliteBackend):
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):  # closing anyway
-            await_(self.pool.close())
+        self._close_pool()
