@@ -20,8 +20,6 @@ certificates as an ``ssl.SSLContext``): they are refused when given.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -33,11 +31,10 @@ from clonestore.bridge import PerTask
 
 from .async_connections import AsyncConnections
 from .async_pool import ConnectionPool
-from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, _TxState
+from .backend import ALL, MANY, ONE, ROWCOUNT, SQLBackend, _TxState
 from .codecs import load_json
-from .errors import closed_error
 from .fields import POSTGRES_TYPES
-from .postgres import _SCHEMA_LOCK_KEY, PostgresBackend
+from .postgres import PostgresBackend
 
 __all__ = ["AsyncPostgresBackend"]
 
@@ -177,18 +174,6 @@ class AsyncPostgresBackend(AsyncConnections, PostgresBackend):
 
     def _lost(self, conn: Any) -> bool:
         return bool(conn.is_closed())
-
-    @contextmanager
-    def schema_session(self) -> Iterator[None]:
-        """Hold one connection and the schema advisory lock while the schema changes."""
-        if self._closed:
-            raise closed_error(self.name)
-        with self.database.connection_context():
-            self._execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,), NONE)
-            try:
-                yield
-            finally:
-                self._execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,), NONE)
 
     # ------------------------------------------------------------------ lifecycle
 
