@@ -69,6 +69,23 @@ def wait_for(ready: Callable[[], bool], seconds: float, what: str) -> None:
     raise ServerError(f"{what} not ready after {seconds}s" + (f": {last}" if last else ""))
 
 
+def _watchdog(directory: Path, cleanup: str) -> None:
+    """Run ``cleanup`` (shell) if this process dies without removing ``directory``
+    (killed by a timeout, say): servers of a dead test run must not outlive it.
+    The watchdog ends by itself once ``directory`` is gone."""
+    script = (
+        f'while kill -0 {os.getpid()} 2>/dev/null && [ -d "{directory}" ]; do sleep 1; done; '
+        f'if [ -d "{directory}" ]; then {cleanup}; rm -rf "{directory}"; fi'
+    )
+    subprocess.Popen(
+        ["sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def _need(binary: str) -> str:
     found = shutil.which(binary)
     if found is None:
@@ -139,6 +156,10 @@ class RedisCluster:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> RedisCluster:
+        shutdowns = "; ".join(
+            f"redis-cli -p {node.port} shutdown nosave >/dev/null 2>&1" for node in self.nodes
+        )
+        _watchdog(self.directory, shutdowns)
         try:
             for node in self.nodes:
                 node.start()
@@ -246,6 +267,12 @@ class PostgresPair:
             shutil.chown(self.directory, "postgres", "postgres")
         self.primary_port = free_port()
         self.standbys: dict[int, Path] = {}
+        runuser = "runuser -u postgres -- " if self.as_postgres else ""
+        _watchdog(
+            self.directory,
+            f'for d in "{self.directory}"/*/; do [ -f "$d/postmaster.pid" ] && '
+            f'{runuser}"{self.bin}/pg_ctl" -D "$d" -m immediate -w stop; done',
+        )
 
     def _run(self, *args: str, timeout: float = 60) -> str:
         command = [str(self.bin / args[0]), *args[1:]]
