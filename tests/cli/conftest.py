@@ -57,9 +57,11 @@ def keeper(cli_url: str) -> Iterator[clonestore.Store]:
     database alive), to arrange and check data with. It has the audit and
     rate-limit plugins, and all the plugins' tables; not the cache, whose entity
     cache would not see the command's writes on memory://."""
-    with clonestore.open(cli_url, plugins=list(PLUGINS)):
-        pass  # every plugin's tables exist from here on
-    with clonestore.open(cli_url, plugins=["ratelimit", "audit"]) as store:
+    # Every plugin's tables exist from here on; this store stays open so that a
+    # named memory:// database (dropped with its last store) lives for the test.
+    with clonestore.open(cli_url, plugins=list(PLUGINS)), clonestore.open(
+        cli_url, plugins=["ratelimit", "audit"]
+    ) as store:
         yield store
 
 
