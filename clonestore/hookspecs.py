@@ -99,6 +99,21 @@ def clonestore_migrations() -> Mapping[str, str]:
 
 
 @hookspec
+def clonestore_required_capabilities() -> Sequence[str]:
+    """Declare the backend capabilities a plugin cannot work without.
+
+    Checked once, when the store opens (before any table is created): a backend
+    that does not declare one of them in ``Backend.capabilities`` makes
+    ``clonestore.open()`` fail with a :class:`~clonestore.ConfigurationError`
+    naming the plugin, the capability and the backend. A table option that is a
+    guarantee (``append_only``) is required by the plugin declaring the table,
+    without being listed here.
+
+    :return: names from :data:`clonestore.spi.CAPABILITIES`.
+    """
+
+
+@hookspec
 def clonestore_store_opened(store: Store) -> None:
     """The store is open and its tables exist: attach services (``store.cache``...).
 

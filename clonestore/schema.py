@@ -41,6 +41,7 @@ from clonestore.errors import ValidationError
 __all__ = [
     "KINDS",
     "MUTABLE_KINDS",
+    "AppendOnly",
     "Column",
     "Index",
     "TableSpec",
@@ -141,13 +142,45 @@ class Index:
 
 
 @attrs.frozen(kw_only=True)
+class AppendOnly:
+    """Table option ``append_only``: rows are inserted, never changed or removed,
+    with two escapes that cannot rewrite history.
+
+    * An update may set ``erasable`` columns to NULL (erasing personal data) and
+      set ``erased_at``; every other column must stay as it was.
+    * Rows leave only through the backend's ``purge(table, up_to)``, which
+      removes the rows whose ``purge_by`` value is at most ``up_to`` (the oldest).
+
+    Anything else (an UPDATE of another column, a DELETE, a TRUNCATE, an upsert
+    that changes a row) is refused with :class:`~clonestore.BackendError`. See
+    :func:`clonestore.spi.append_only_allows` for the reference meaning.
+    """
+
+    erasable: tuple[str, ...] = ()
+    erased_at: str | None = None
+    purge_by: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class TableSpec:
-    """A table: its columns (``id`` first), constraints and indexes."""
+    """A table: its columns (``id`` first), constraints, indexes and options.
+
+    Options, each implemented by backends that declare the capability of the
+    same name (see ``docs/backend-guide.md``):
+
+    * ``ephemeral``: the rows may be lost in a crash (counters, caches), so the
+      backend may skip durability for speed. A hint: a backend without the
+      capability keeps the table durable, with the same meaning otherwise.
+    * ``append_only``: an :class:`AppendOnly` guard. A guarantee: a store whose
+      backend does not declare ``append_only`` refuses to open with such a table.
+    """
 
     name: str
     columns: tuple[Column, ...]
     unique: tuple[Unique, ...] = ()
     indexes: tuple[Index, ...] = ()
+    ephemeral: bool = False
+    append_only: AppendOnly | None = None
     record: type | None = attrs.field(default=None, eq=False)
     by_name: Mapping[str, Column] = attrs.field(init=False, eq=False, repr=False)
     #: The columns whose values may be lists or dicts (kinds in :data:`MUTABLE_KINDS`).
@@ -166,6 +199,8 @@ class TableSpec:
         for index in self.indexes:
             if index.live and "deleted_at" not in by_name:
                 raise ValueError(f"{self.name}: a live-rows index needs a deleted_at column")
+        if self.append_only is not None:
+            _check_append_only(self.name, self.append_only, by_name)
         object.__setattr__(self, "by_name", by_name)
         mutable = tuple(c.name for c in self.columns if c.kind in MUTABLE_KINDS)
         object.__setattr__(self, "mutable_columns", mutable)
@@ -185,6 +220,20 @@ class TableSpec:
             return self.by_name[name]
         except KeyError:
             raise ValidationError(f"unknown field for {self.name}", field=name) from None
+
+
+def _check_append_only(table: str, option: AppendOnly, by_name: Mapping[str, Column]) -> None:
+    for name in option.erasable:
+        if name not in by_name or not by_name[name].nullable:
+            raise ValueError(f"{table}: append_only.erasable names {name!r}, not a nullable column")
+    if option.erased_at is not None and (
+        option.erased_at not in by_name or by_name[option.erased_at].kind != "datetime"
+    ):
+        raise ValueError(f"{table}: append_only.erased_at must name a datetime column")
+    if option.purge_by is not None and (
+        option.purge_by not in by_name or by_name[option.purge_by].kind != "int"
+    ):
+        raise ValueError(f"{table}: append_only.purge_by must name an int column")
 
 
 # --------------------------------------------------------------------------- validation

@@ -20,8 +20,14 @@ What every method means, on every backend:
 * Failures raise clonestore errors only: ``StorageUnavailable`` when the
   storage cannot be reached, ``BackendError`` (with ``orig``) otherwise.
 
-A backend may declare optional capabilities in ``capabilities``; the store
-checks the ones it is asked to use once, when it opens.
+A backend may declare optional capabilities in ``capabilities``
+(:data:`CAPABILITIES`): operations (``vector_search``, ``bulk_copy``,
+``listen_notify``) and table options (``ephemeral``, ``append_only``, see
+:class:`TableSpec`). The store checks once, when it opens, that the backend
+declares every capability its plugins need (``clonestore_required_capabilities``)
+and every guarantee its tables ask for (``append_only``); otherwise ``open()``
+fails with a :class:`~clonestore.ConfigurationError` naming the plugin, the
+capability and the backend.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
+from clonestore.errors import BackendError
 from clonestore.operations import current_context
 from clonestore.query import FALSE, TRUE, And, Cond, Expr, Or, OrderBy, matches, sort_rows
 from clonestore.schema import (
     KINDS,
     MUTABLE_KINDS,
     ORDERABLE,
+    AppendOnly,
     Column,
     Index,
     TableSpec,
@@ -71,14 +79,16 @@ __all__ = [
     "ORDERABLE",
     "SAFE_MAX",
     "SAFE_MIN",
+    "TABLE_OPTIONS",
     "TRUE",
     "Aggregate",
     "And",
+    "AppendOnly",
+    "AppendOnlyTables",
     "Backend",
     "BackendFactory",
     "Column",
     "Cond",
-    "ConnectionParams",
     "Expr",
     "Increment",
     "Index",
@@ -89,9 +99,10 @@ __all__ = [
     "TableSpec",
     "Unique",
     "VectorSearch",
+    "append_only_allows",
+    "append_only_refusal",
     "apply_changes",
     "check",
-    "connection_params",
     "copy_row",
     "copy_value",
     "current_context",
@@ -113,10 +124,12 @@ Row: TypeAlias = dict[str, Any]
 #: (int and decimal columns; None over no rows), ``min``, ``max``.
 AGGREGATES: Final = frozenset({"count", "sum", "min", "max"})
 
+#: Table options (:class:`TableSpec` fields) a backend implements when it
+#: declares the capability of the same name.
+TABLE_OPTIONS: Final = frozenset({"ephemeral", "append_only"})
+
 #: Optional capabilities a backend may declare.
-CAPABILITIES: Final = frozenset(
-    {"vector_search", "bulk_copy", "listen_notify", "connection_params"}
-)
+CAPABILITIES: Final = frozenset({"vector_search", "bulk_copy", "listen_notify"}) | TABLE_OPTIONS
 
 
 @attrs.frozen
@@ -307,24 +320,42 @@ class ListenNotify(Protocol):
 
 
 @runtime_checkable
-class ConnectionParams(Protocol):
-    """Optional capability ``connection_params``: how to open a separate connection
-    to the same database with the engine's own driver.
+class AppendOnlyTables(Protocol):
+    """Optional capability ``append_only``: the backend enforces
+    :class:`AppendOnly` on the tables whose spec carries it, at the engine (a
+    refusing trigger on SQL engines), so that writes from outside clonestore
+    are refused too; the one way rows leave is :meth:`purge`.
 
-    For plugins that need a connection of their own (installing a trigger,
-    changing a table's persistence, LISTEN). The result holds credentials:
-    never log it.
+    The reference meaning is :func:`append_only_allows` (memory:// applies it
+    in Python); a refused write raises the error of :func:`append_only_refusal`.
     """
 
-    def connection_params(self) -> dict[str, Any]:
-        """Keyword arguments for the driver's ``connect()`` (libpq's, on PostgreSQL)."""
+    def purge(self, table: TableSpec, up_to: int) -> int:
+        """Remove the rows whose ``append_only.purge_by`` column is at most ``up_to``;
+        how many. A table without ``purge_by`` is a :class:`~clonestore.ConfigurationError`."""
 
 
-def connection_params(backend: Backend) -> dict[str, Any] | None:
-    """The backend's :class:`ConnectionParams`, if it declares that capability; else None."""
-    if "connection_params" in backend.capabilities and isinstance(backend, ConnectionParams):
-        return backend.connection_params()
-    return None
+def append_only_allows(table: TableSpec, old: Row, new: Row) -> bool:
+    """Whether an update of ``old`` into ``new`` is allowed on an append-only table:
+    only erasable columns set to NULL and the ``erased_at`` stamp may differ."""
+    option = table.append_only
+    if option is None:
+        return True
+    for name in table.column_names:
+        if new[name] == old[name] or name == option.erased_at:
+            continue
+        if name in option.erasable and new[name] is None:
+            continue
+        return False
+    return True
+
+
+def append_only_refusal(table: str, action: str) -> BackendError:
+    """The error every backend raises for a write an append-only table refuses."""
+    return BackendError(
+        f"{table} is append-only: {action} refused (rows leave only by purge; "
+        "an update may only erase the erasable columns)"
+    )
 
 
 def open_shared_store(hook: Any, kind: str, url: str, protocol: type[Any]) -> Any:

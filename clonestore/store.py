@@ -14,6 +14,7 @@ from typing import Any
 
 import pluggy
 
+from clonestore._capabilities import check_capabilities
 from clonestore._entry_points import entry_point_plugins, offers_storage
 from clonestore.errors import ClonestoreError, ConfigurationError
 from clonestore.gateway import Gateway
@@ -94,6 +95,7 @@ class Store:
             self.plugin_migrations: dict[str, str] = {}
             for declared in hook.clonestore_migrations():
                 self.plugin_migrations.update(declared)
+            check_capabilities(self.plugin_manager, self.backend, self.tables, url)
             if create_tables:
                 if self.plugin_migrations and hasattr(self.backend, "migrate"):
                     self.backend.migrate(plugins=self.plugin_migrations)

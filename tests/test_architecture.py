@@ -4,6 +4,7 @@ plugins, and built-in plugins use only clonestore's public modules, like a third
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,34 @@ def _imports(path: Path) -> Iterator[tuple[int, str, tuple[str, ...]]]:
             and isinstance(node.args[0].value, str)
         ):
             yield node.lineno, node.args[0].value, ()
+
+
+#: The feature plugins: they ask the backend for capabilities and never name an engine.
+FEATURE_PLUGINS = ("clonestore_cache", "clonestore_ratelimit", "clonestore_audit")
+_ENGINE_WORDS = re.compile(
+    r"postgres|sqlite|psycopg|peewee|playhouse|libpq|redis|mysql|mariadb|mongo|memory://"
+    r"|\bpg_|\bunlogged\b|\bwal\b",
+    re.IGNORECASE,
+)
+#: Modules through which code opens connections or speaks a wire protocol.
+_CONNECTING_MODULES = {
+    "socket",
+    "ssl",
+    "select",
+    "selectors",
+    "sqlite3",
+    "psycopg",
+    "psycopg2",
+    "peewee",
+    "playhouse",
+    "redis",
+    "asyncpg",
+    "pymysql",
+    "MySQLdb",
+    "http",
+    "urllib",
+    "asyncio",
+}
 
 
 def _plugin_packages() -> list[Path]:
@@ -172,3 +201,54 @@ def test_the_circle_finder_finds_circles():
     graph = _core_import_graph()
     assert "clonestore.store" in graph["clonestore"]
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+def _code_words(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, text) of every name, attribute and string literal of the code, docstrings
+    left out (they may mention engines as examples; code may not)."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Name):
+            yield line, node.id
+        elif isinstance(node, ast.Attribute):
+            yield line, node.attr
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docstrings:
+                yield line, node.value
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef | ast.alias):
+            yield line, node.name
+
+
+@pytest.mark.parametrize("package", FEATURE_PLUGINS)
+def test_feature_plugins_name_no_engine_and_open_no_connection(package):
+    """Cache, rate limit and audit code names no engine, reads no backend name, opens nothing."""
+    offenders = []
+    for path in sorted((PLUGINS / package).rglob("*.py")):
+        where = path.relative_to(ROOT)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for line, word in _code_words(tree):
+            if _ENGINE_WORDS.search(word):
+                offenders.append(f"{where}:{line} names an engine: {word!r}")
+        for line, module, _ in _imports(path):
+            if module.split(".")[0] in _CONNECTING_MODULES:
+                offenders.append(f"{where}:{line} imports {module}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "connect":
+                offenders.append(f"{where}:{node.lineno} calls connect()")
+            if isinstance(node, ast.Attribute) and node.attr == "name":
+                owner = ast.unparse(node.value)
+                if "backend" in owner:
+                    offenders.append(f"{where}:{node.lineno} reads {owner}.name")
+    assert offenders == []
+
+
+def test_feature_plugin_check_catches_engine_code():
+    """The check above is not vacuous: the engine code it replaced would fail it."""
+    old = 'if store.backend.name == "postgresql":\n    cur.execute("ALTER TABLE t SET UNLOGGED")'
+    words = [word for _, word in _code_words(ast.parse(old))]
+    assert sum(bool(_ENGINE_WORDS.search(word)) for word in words) == 2
+    assert {"psycopg2", "select"} <= _CONNECTING_MODULES

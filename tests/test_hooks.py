@@ -16,7 +16,7 @@ from clonestore_memory import MemoryBackend
 
 import clonestore
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, RateLimited, hookspecs
-from clonestore.spi import TRUE, Column, TableSpec
+from clonestore.spi import TRUE, AppendOnly, Column, TableSpec
 from clonestore.testing.contract._builders import (
     aborted,
     new_document,
@@ -187,6 +187,75 @@ def test_clonestore_tables_conflict_is_a_configuration_error(store_factory):
 
     with pytest.raises(ConfigurationError):
         store_factory(plugins=[First(), Second()])
+
+
+class _BareBackend(MemoryBackend):
+    """memory:// without its optional capabilities, served as bare://."""
+
+    name = "bare"
+    capabilities: frozenset[str] = frozenset()
+
+
+class _OffersBare:
+    @clonestore.hookimpl
+    def clonestore_backends(self):
+        return {"bare": _BareBackend}
+
+
+class _NeedsListenNotify:
+    @clonestore.hookimpl
+    def clonestore_required_capabilities(self):
+        return ["listen_notify"]
+
+
+def test_clonestore_required_capabilities(store_factory):
+    """A needed capability the backend lacks fails open(), naming plugin, capability, backend."""
+    backend = store_factory().backend
+    if "listen_notify" in backend.capabilities:
+        store_factory(plugins=[_NeedsListenNotify()]).close()
+    else:
+        with pytest.raises(ConfigurationError, match=r"_NeedsListenNotify.*listen_notify"):
+            store_factory(plugins=[_NeedsListenNotify()])
+    with pytest.raises(
+        ConfigurationError, match=r"'_NeedsListenNotify' needs the 'listen_notify'.*'bare' backend"
+    ):
+        clonestore.open("bare://", plugins=[_OffersBare(), _NeedsListenNotify()])
+
+
+def test_clonestore_required_capabilities_must_be_known():
+    """Naming a capability clonestore does not know fails at open()."""
+
+    class Confused:
+        @clonestore.hookimpl
+        def clonestore_required_capabilities(self):
+            return ["time_travel"]
+
+    with pytest.raises(ConfigurationError, match="'time_travel', which is not a clonestore"):
+        clonestore.open("memory://", plugins=[Confused()])
+
+
+def test_append_only_tables_need_a_backend_that_enforces_them():
+    """An append_only table on a backend without it fails open() naming plugin and table."""
+    from clonestore_audit import AuditPlugin
+
+    ledger = TableSpec(
+        name="hook_test_ledger",
+        columns=(Column(name="id", kind="id"), Column(name="seq", kind="int")),
+        append_only=AppendOnly(purge_by="seq"),
+    )
+
+    class Ledger:
+        @clonestore.hookimpl
+        def clonestore_tables(self):
+            return [ledger]
+
+    with pytest.raises(ConfigurationError, match=r"'Ledger'.*'append_only'.*hook_test_ledger"):
+        clonestore.open("bare://", plugins=[_OffersBare(), Ledger()])
+    with pytest.raises(ConfigurationError, match=r"'audit' needs the 'append_only'.*'bare'"):
+        clonestore.open("bare://", plugins=[_OffersBare(), "audit"])
+    with clonestore.open("bare://", plugins=[_OffersBare(), AuditPlugin(guard=False)]) as store:
+        assert not store.audit.guarded
+        assert store.audit.log("user.login").seq == 1
 
 
 # ----------------------------------------------------------------------------- lifecycle

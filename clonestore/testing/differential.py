@@ -24,6 +24,7 @@ import attrs
 import clonestore
 from clonestore.spi import TRUE, OrderBy, TableSpec
 from clonestore.testing import FrozenClock
+from clonestore.testing.wiping import empty_table
 
 __all__ = ["ResettableIds", "Stores", "canon", "canon_row"]
 
@@ -89,7 +90,7 @@ class Stores:
         :mod:`clonestore.testing.blocking`)."""
         self.clock = clock if clock is not None else FrozenClock()
         #: How ``reset`` empties a table (the kit passes one that refuses others' rows).
-        self._empty = empty or (lambda store, spec: store.backend.delete(spec, TRUE))
+        self._empty = empty or (lambda store, spec: empty_table(store.backend, spec))
         self.ids = {name: ResettableIds() for name in urls}
         self.stores: dict[str, clonestore.Store] = {}
         try:

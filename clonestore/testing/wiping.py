@@ -23,9 +23,10 @@ from typing import Final
 
 import clonestore
 from clonestore.errors import AlreadyExists, ClonestoreError
-from clonestore.spi import TRUE, Column, Cond, TableSpec, Unique
+from clonestore.schema import INT64_MAX
+from clonestore.spi import TRUE, AppendOnlyTables, Backend, Column, Cond, TableSpec, Unique
 
-__all__ = ["ALLOW_WIPE_OPTION", "CLAIMS", "TableClaims", "WipeRefused"]
+__all__ = ["ALLOW_WIPE_OPTION", "CLAIMS", "TableClaims", "WipeRefused", "empty_table"]
 
 #: The command-line flag that lets the kit empty tables holding rows it did not make.
 ALLOW_WIPE_OPTION: Final = "--clonestore-allow-wipe"
@@ -36,6 +37,16 @@ CLAIMS: Final = TableSpec(
     columns=(Column(name="id", kind="id"), Column(name="table_name", kind="key", max_length=200)),
     unique=(Unique(("table_name",)),),
 )
+
+
+def empty_table(backend: Backend, spec: TableSpec) -> None:
+    """Remove every row of ``spec``: by ``purge`` where the table is append-only (the
+    only way its rows leave), else by ``delete``."""
+    option = spec.append_only
+    if option is not None and option.purge_by is not None and isinstance(backend, AppendOnlyTables):
+        backend.purge(spec, INT64_MAX)
+    else:
+        backend.delete(spec, TRUE)
 
 
 class WipeRefused(ClonestoreError):
@@ -55,7 +66,7 @@ class TableClaims:
         if key not in self._claimed and store.url.rstrip("/") != "memory:":
             self._claim(store, spec)
         self._claimed.add(key)
-        store.backend.delete(spec, TRUE)
+        empty_table(store.backend, spec)
 
     def _claim(self, store: clonestore.Store, spec: TableSpec) -> None:
         backend = store.backend

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from clonestore import Operation, Store, TableSpec, ValidationError, hookimpl
 from clonestore_audit._capture import DEFAULT_MASK, MASKED
 from clonestore_audit._chain import GENESIS, ChainReport
@@ -46,8 +48,10 @@ class AuditPlugin:
 
     :param mask: column-name patterns (``fnmatch``) whose values are recorded
         as ``"***"``; default :data:`DEFAULT_MASK`.
-    :param guard: on PostgreSQL, install the trigger that refuses UPDATE and
-        DELETE of audit rows (except purge and erasure).
+    :param guard: keep the log ``append_only`` (a table option the backend
+        enforces, at the engine where it has one: UPDATE and DELETE of audit rows
+        are refused, except purge and erasure). The store then needs a backend
+        declaring the ``append_only`` capability; ``guard=False`` does without.
 
     Order: its ``before_write`` runs first and its ``after_write`` last, so
     the audit is the outermost plugin and records what the others decided.
@@ -62,9 +66,15 @@ class AuditPlugin:
         return f"<AuditPlugin mask={list(self.config.mask)}>"
 
     @hookimpl
+    def clonestore_required_capabilities(self) -> Sequence[str]:
+        """``append_only``, unless configured with ``guard=False``."""
+        return ["append_only"] if self.config.guard else []
+
+    @hookimpl
     def clonestore_tables(self) -> Sequence[TableSpec]:
-        """The log, its head and its purge anchors."""
-        return [LOG, HEAD, ANCHORS]
+        """The log (append-only when guarded), its head and its purge anchors."""
+        log = LOG if self.config.guard else attrs.evolve(LOG, append_only=None)
+        return [log, HEAD, ANCHORS]
 
     @hookimpl
     def clonestore_migrations(self) -> Mapping[str, str]:
@@ -73,7 +83,7 @@ class AuditPlugin:
 
     @hookimpl
     def clonestore_store_opened(self, store: Store) -> None:
-        """Attach ``store.audit`` (and guard the log on PostgreSQL)."""
+        """Attach ``store.audit``."""
         store.attach("audit", AuditLog(store, self.config))
 
     @hookimpl(tryfirst=True)

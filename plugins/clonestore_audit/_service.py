@@ -16,7 +16,17 @@ from clonestore import (
     Store,
     ValidationError,
 )
-from clonestore.spi import TRUE, Aggregate, And, Cond, Expr, Increment, Or, Row, connection_params
+from clonestore.spi import (
+    TRUE,
+    Aggregate,
+    And,
+    AppendOnlyTables,
+    Cond,
+    Expr,
+    Increment,
+    Or,
+    Row,
+)
 from clonestore_audit._capture import (
     DEFAULT_MASK,
     Draft,
@@ -31,7 +41,6 @@ from clonestore_audit._chain import (
     Verifier,
     canonical,
 )
-from clonestore_audit._postgres import install_guard, purge_up_to
 from clonestore_audit._records import AuditEntry, AuditStatistics, check_action, entry
 from clonestore_audit._tables import ANCHORS, HEAD, HEAD_ID, LOG, PERSONAL, RESULTS
 from clonestore_audit._writer import BY_SEQ, BY_SEQ_DESC, ChainWriter
@@ -67,14 +76,9 @@ class AuditLog(ChainWriter):
         self.config = config
         self.masker = Masker(config.mask)
         self._before = threading.local()
-        params = connection_params(store.backend)
-        self._dsn: str | None = None
-        if params is not None and store.backend.name == "postgresql":
-            from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
-
-            self._dsn = make_dsn(**params)
-        #: Whether PostgreSQL's trigger guards the log (see ``_postgres``).
-        self.guarded = bool(self._dsn and config.guard and install_guard(self._dsn))
+        #: Whether the backend keeps the log append-only (table option
+        #: ``append_only``; the store refuses to open on a backend that cannot).
+        self.guarded = bool(store.tables[LOG.name].append_only)
 
     # ------------------------------------------------------------------ plugin hooks
 
@@ -374,8 +378,8 @@ class AuditLog(ChainWriter):
                 },
                 {"purged_at": self._now()},
             )
-        if self.guarded and self._dsn is not None:
-            removed = purge_up_to(self._dsn, up_to)
+        if self.guarded and isinstance(backend, AppendOnlyTables):
+            removed = backend.purge(LOG, up_to)
         else:
             removed = backend.delete(LOG, Cond("seq", "lte", up_to))
         backend.update(ANCHORS, Cond("seq", "eq", up_to), {"removed": Increment(removed)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from clonestore.spi import Column, Index, TableSpec, Unique
+from clonestore.spi import AppendOnly, Column, Index, TableSpec, Unique
 
 __all__ = [
     "ANCHORS",
@@ -16,13 +16,28 @@ __all__ = [
     "RESULTS",
 ]
 
+_PERSONAL: Final = (
+    "actor_id",
+    "subject_id",
+    "ip_address",
+    "user_agent",
+    "changes",
+    "details",
+    "error_message",
+)
+
 #: What a recorded write came to. ``noop``: the write matched no row.
 RESULTS: Final = ("success", "failure", "noop")
 
 #: One row per event, in chain order (``seq``). Personal fields enter the
 #: chain only through ``personal_digest`` (salted), so they can be erased.
+#: Append-only: an update may only erase them (with the salt); rows leave
+#: only by purge, oldest first.
 LOG: Final = TableSpec(
     name="audit_log",
+    append_only=AppendOnly(
+        erasable=(*_PERSONAL, "salt"), erased_at="redacted_at", purge_by="seq"
+    ),
     columns=(
         Column(name="id", kind="id"),
         Column(name="seq", kind="int"),
@@ -58,15 +73,7 @@ LOG: Final = TableSpec(
 )
 
 #: Fields about a person: erased by ``erase_user``, chained through a salted digest.
-PERSONAL: Final = (
-    "actor_id",
-    "subject_id",
-    "ip_address",
-    "user_agent",
-    "changes",
-    "details",
-    "error_message",
-)
+PERSONAL: Final = _PERSONAL
 
 #: Fields the row hash covers directly (with ``prev_hash``, so rows are chained).
 CHAINED: Final = (

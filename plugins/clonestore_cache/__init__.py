@@ -4,8 +4,8 @@ Two levels: an in-process LRU with expiry (L1) in front of backend tables
 (L2). It keeps the seed system's three caches (embeddings by query hash,
 vector-search results by query hash and user, LLM responses by prompt hash
 with hit counts) and caches ``get(id)`` of the entity repositories read
-through, invalidated after commit (across processes on PostgreSQL by
-``LISTEN``/``NOTIFY``). Enable it by name or configure a plugin object::
+through, invalidated after commit (across processes through the backend's
+``listen_notify`` capability, where it has one). Enable it by name or configure a plugin object::
 
     store = clonestore.open(url, plugins=["cache"])
     store = clonestore.open(url, plugins=[CachePlugin(l1_size=50_000, l1_ttl=30)])
@@ -25,12 +25,12 @@ from typing import Any
 
 from clonestore import ConfigurationError, Operation, Store, TableSpec, ValidationError, hookimpl
 from clonestore.spi import open_shared_store
-from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel
+from clonestore_cache._channel import CHANNEL, Invalidation
 from clonestore_cache._l1 import FLIGHT_WAIT
 from clonestore_cache._l2 import KIND, L2Store, TableL2
 from clonestore_cache._levels import (
-    DEFAULT_L1_TTL,
     DEFAULT_TTLS,
+    NOTIFIED_L1_TTL,
     UNNOTIFIED_L1_TTL,
     CacheConfig,
     CacheStats,
@@ -41,9 +41,9 @@ from clonestore_cache._values import hash_text
 
 __all__ = [
     "CHANNEL",
-    "DEFAULT_L1_TTL",
     "DEFAULT_TTLS",
     "FLIGHT_WAIT",
+    "NOTIFIED_L1_TTL",
     "UNNOTIFIED_L1_TTL",
     "Cache",
     "CacheConfig",
@@ -52,7 +52,6 @@ __all__ = [
     "Invalidation",
     "L2Store",
     "LLMResponse",
-    "PostgresChannel",
     "TableL2",
     "hash_text",
     "plugin",
@@ -63,16 +62,17 @@ class CachePlugin:
     """The cache plugin; attaches a :class:`Cache` as ``store.cache``.
 
     :param l1_size: entries kept in process (all caches together).
-    :param l1_ttl: seconds an entry lives in process at most. Default by URL:
-        300 on ``memory://``, 60 on PostgreSQL (invalidated by ``NOTIFY``; the
-        time to live is a safety net), 2 elsewhere (SQLite shared by several
+    :param l1_ttl: seconds an entry lives in process at most. Default:
+        :data:`NOTIFIED_L1_TTL` (60) where invalidations arrive (the backend's
+        ``listen_notify``, or a shared L2's channel; the time to live is a safety
+        net), :data:`UNNOTIFIED_L1_TTL` (2) elsewhere (a file shared by several
         processes: the staleness bound).
     :param ttls: time to live per seed cache (``embedding``, ``vector_search``,
         ``llm_response``), in seconds.
     :param entities: cache ``get(id)`` of the entity repositories. Without it
         the plugin has no read or commit hook, so writes cost nothing extra.
-    :param listen: invalidate across processes: by Redis pub/sub when ``l2`` is
-        Redis, else on PostgreSQL with ``LISTEN``/``NOTIFY``.
+    :param listen: invalidate across processes: through a shared ``l2`` that
+        carries messages, else through the backend's ``listen_notify``.
     :param l2: the URL of a shared store for L2 (``redis://...``) instead of the
         backend's tables. When it cannot be reached the cache reads through to
         the database (lookups miss, entries are not kept) and recovers by itself.
@@ -94,7 +94,7 @@ class CachePlugin:
         l2: str | None = None,
     ) -> None:
         if l2 is not None and (not isinstance(l2, str) or "://" not in l2):
-            raise ConfigurationError(f"l2 must be a URL such as redis://host:6379/0, got {l2!r}")
+            raise ConfigurationError(f"l2 must be a shared store's URL (scheme://...), got {l2!r}")
         self.l2 = l2
         if type(l1_size) is not int or l1_size < 0:
             raise ValidationError("must be an integer >= 0", field="l1_size")

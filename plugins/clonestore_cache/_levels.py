@@ -15,13 +15,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 import attrs
 
-from clonestore import ClonestoreError, Operation, StorageUnavailable, Store
-from clonestore.spi import ListenNotify, Row, connection_params
-from clonestore_cache._channel import CHANNEL, Invalidation, PostgresChannel, bus, log
+from clonestore import ClonestoreError, ConfigurationError, Operation, StorageUnavailable, Store
+from clonestore.spi import ListenNotify, Row
+from clonestore_cache._channel import CHANNEL, Invalidation, bus, log
 from clonestore_cache._entities import EntityReads
 from clonestore_cache._l1 import L1, MISSING, Flights
 from clonestore_cache._l2 import L2Store, TableL2
@@ -29,8 +28,8 @@ from clonestore_cache._tables import TABLES
 from clonestore_cache._values import check_ttl
 
 __all__ = [
-    "DEFAULT_L1_TTL",
     "DEFAULT_TTLS",
+    "NOTIFIED_L1_TTL",
     "UNNOTIFIED_L1_TTL",
     "CacheConfig",
     "CacheStats",
@@ -44,9 +43,10 @@ DEFAULT_TTLS: Final[Mapping[str, float]] = {
     "vector_search": 1800.0,
     "llm_response": 3600.0,
 }
-#: In-process time to live by URL scheme when none is configured: how stale a
-#: read may be after another process's write that no notification reports.
-DEFAULT_L1_TTL: Final = {"memory": 300.0, "postgresql": 60.0, "postgres": 60.0}
+#: In-process time to live when none is configured, where invalidations arrive
+#: (the backend's ``listen_notify``, or a shared L2's channel): a safety net...
+NOTIFIED_L1_TTL: Final = 60.0
+#: ...and where none do: how stale a read may be after another process's write.
 UNNOTIFIED_L1_TTL: Final = 2.0
 #: Hit counts kept in process are written once this many entries have some, or after
 #: this many seconds.
@@ -110,11 +110,8 @@ class TwoLevelCache:
         self._epoch = 0
         self._pending_hits: dict[str, int] = {}
         self._last_flush = time.monotonic()
-        scheme = urlsplit(store.url).scheme
-        private = scheme == "memory" and store.url.rstrip("/") == "memory:"
-        self._bus_url = None if private else store.url
+        self._bus_url = store.url
         self._notifier: ListenNotify | None = None
-        self._own_channel: PostgresChannel | None = None
         self._stop_listening: Callable[[], None] | None = None
         self._l2_channel: Any = None
         if config.listen:
@@ -123,22 +120,20 @@ class TwoLevelCache:
                 # The shared L2 carries invalidations (Redis pub/sub).
                 self._notifier = self.l2
                 self._l2_channel = self.l2
-            elif "listen_notify" in backend.capabilities and isinstance(backend, ListenNotify):
+            elif "listen_notify" in backend.capabilities:
+                if not isinstance(backend, ListenNotify):
+                    raise ConfigurationError(
+                        f"{backend!r} declares listen_notify without notify() and listen()"
+                    )
                 self._notifier = backend
-            elif backend.name == "postgresql" and (params := connection_params(backend)):
-                from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
-
-                self._own_channel = PostgresChannel(make_dsn(**params))
-                self._notifier = self._own_channel
         if config.l1_ttl is not None:
             self.l1_ttl = float(config.l1_ttl)
-        elif scheme in ("postgresql", "postgres") and self._notifier is None:
-            self.l1_ttl = UNNOTIFIED_L1_TTL
+        elif self._notifier is not None:
+            self.l1_ttl = NOTIFIED_L1_TTL
         else:
-            self.l1_ttl = DEFAULT_L1_TTL.get(scheme, UNNOTIFIED_L1_TTL)
+            self.l1_ttl = UNNOTIFIED_L1_TTL
         self.entities = EntityReads(self) if read_through else None
-        if self._bus_url is not None:
-            bus.join(self._bus_url, self)
+        bus.join(self._bus_url, self)
         if self._notifier is not None:
             try:
                 self._stop_listening = self._notifier.listen(CHANNEL, self._on_notify)
@@ -146,7 +141,7 @@ class TwoLevelCache:
                 if self._l2_channel is None:
                     raise
                 self._degraded(exc)  # the subscriber keeps trying by itself
-            channel = self._own_channel or self._l2_channel
+            channel = self._l2_channel
             if channel is not None:
                 # Rows are cached only while invalidations can arrive: give the
                 # listener a moment, so a new store caches from its first read.
@@ -171,7 +166,7 @@ class TwoLevelCache:
     def notified(self) -> bool:
         """Whether cross-process invalidations are arriving (always, when there is
         no other process to hear from)."""
-        channel = self._own_channel or self._l2_channel
+        channel = self._l2_channel
         if channel is not None:
             return bool(channel.connected.is_set())
         return True
@@ -225,8 +220,7 @@ class TwoLevelCache:
     def publish(self, invalidation: Invalidation) -> None:
         """Apply ``invalidation`` here and tell the other caches of this database."""
         self.receive(invalidation)
-        if self._bus_url is not None:
-            bus.publish(self._bus_url, self, invalidation)
+        bus.publish(self._bus_url, self, invalidation)
         if self._notifier is not None:
             try:
                 self._notifier.notify(CHANNEL, invalidation.encode(self.origin))
@@ -413,10 +407,7 @@ class TwoLevelCache:
         """Stop listening, write pending hit counts, leave the bus."""
         if self._stop_listening is not None:
             self._stop_listening()
-        if self._own_channel is not None:
-            self._own_channel.close()
-        if self._bus_url is not None:
-            bus.leave(self._bus_url, self)
+        bus.leave(self._bus_url, self)
         try:
             self.flush_hit_counts()
         except ClonestoreError as exc:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from clonestore import AlreadyExists, ClonestoreError, ConfigurationError
+from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, ValidationError
 from clonestore.spi import (
     FLOAT64_ROUNDOFF,
     Aggregate,
@@ -16,12 +16,15 @@ from clonestore.spi import (
     OrderBy,
     Row,
     TableSpec,
+    append_only_allows,
+    append_only_refusal,
     apply_changes,
     matches,
     settle,
     sort_rows,
 )
 from clonestore_memory._database import open_database
+from clonestore_memory._notify import check_payload
 from clonestore_memory._queries import aggregate, ordered
 from clonestore_memory._table import Table
 
@@ -32,7 +35,13 @@ class MemoryBackend:
     """In-process storage implementing :class:`clonestore.spi.Backend`."""
 
     name = "memory"
-    capabilities: frozenset[str] = frozenset({"vector_search"})
+    #: The reference behaviour of each: ``listen_notify`` between the stores of
+    #: one database in this process (see ``_notify``), ``append_only`` checked
+    #: in Python with :func:`clonestore.spi.append_only_allows`, ``ephemeral``
+    #: trivially (nothing here survives the process), ``vector_search`` exactly.
+    capabilities: frozenset[str] = frozenset(
+        {"vector_search", "listen_notify", "append_only", "ephemeral"}
+    )
     #: The storage SPI this backend is written against (clonestore.spi_versions).
     spi_version = 2
 
@@ -42,6 +51,7 @@ class MemoryBackend:
         parts = urlsplit(url)
         self._db = open_database(parts.netloc + parts.path.strip("/"))
         self._closed = False
+        self._listeners: list[Callable[[], None]] = []
 
     def _table(self, spec: TableSpec) -> Table:
         if self._closed:
@@ -59,6 +69,12 @@ class MemoryBackend:
                 existing = self._db.tables.get(spec.name)
                 if existing is None:
                     self._db.tables[spec.name] = Table(spec)
+                if spec.append_only is not None:
+                    self._db.guarded[spec.name] = spec
+
+    def _guard(self, table: TableSpec) -> TableSpec | None:
+        """The append-only spec guarding ``table``, if one does."""
+        return self._db.guarded.get(table.name) if self._db.guarded else None
 
     def insert(self, table: TableSpec, row: Row) -> None:
         t = self._table(table)
@@ -184,6 +200,11 @@ class MemoryBackend:
         with db.atomic():
             targets = sorted(t.matching(where), key=lambda r: r["id"])
             updated = [t.copy_in(apply_changes(row, changes)) for row in targets]
+            guard = self._guard(table)
+            if guard is not None:
+                for old, new in zip(targets, updated, strict=True):
+                    if not append_only_allows(guard, old, new):
+                        raise append_only_refusal(table.name, "UPDATE")
             for row in updated:
                 db.put(t, row)
             return [t.copy_out(r) for r in updated]
@@ -193,6 +214,25 @@ class MemoryBackend:
         db = self._db
         with db.atomic():
             targets = t.matching(where)
+            if targets and self._guard(table) is not None:
+                raise append_only_refusal(table.name, "DELETE")
+            for row in targets:
+                db.remove(t, row)
+            return len(targets)
+
+    def purge(self, table: TableSpec, up_to: int) -> int:
+        """Remove the rows of an append-only table up to ``up_to`` (capability
+        ``append_only``); how many."""
+        t = self._table(table)
+        guard = self._guard(table)
+        column = None if guard is None or guard.append_only is None else guard.append_only.purge_by
+        if column is None:
+            raise ConfigurationError(f"{table.name} has no append_only.purge_by column to purge by")
+        if type(up_to) is not int:
+            raise ValidationError("must be an integer", field="up_to")
+        db = self._db
+        with db.atomic():
+            targets = [row for row in t.rows.values() if row[column] <= up_to]
             for row in targets:
                 db.remove(t, row)
             return len(targets)
@@ -215,6 +255,9 @@ class MemoryBackend:
                 row = t.copy_in(insert_row)
             else:
                 row = t.copy_in(apply_changes(t.rows[holder], changes))
+                guard = self._guard(table)
+                if guard is not None and not append_only_allows(guard, t.rows[holder], row):
+                    raise append_only_refusal(table.name, "UPDATE")
             db.put(t, row)
             return t.copy_out(row)
 
@@ -224,6 +267,25 @@ class MemoryBackend:
             raise ClonestoreError("this memory:// store is closed")
         with self._db.atomic():
             yield
+
+    # ------------------------------------------------------------------ listen_notify
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Send ``payload`` to the listeners of ``channel`` on this database; inside a
+        transaction, when the outermost one commits."""
+        if self._closed:
+            raise ClonestoreError("this memory:// store is closed")
+        check_payload(payload)
+        self._db.notify(channel, payload)
+
+    def listen(self, channel: str, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(payload)`` from the delivery thread for each message on
+        ``channel``; returns the stop function."""
+        if self._closed:
+            raise ClonestoreError("this memory:// store is closed")
+        stop = self._db.channels.listen(channel, callback)
+        self._listeners.append(stop)
+        return stop
 
     def health(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -239,3 +301,6 @@ class MemoryBackend:
 
     def close(self) -> None:
         self._closed = True
+        listeners, self._listeners = self._listeners, []
+        for stop in listeners:
+            stop()

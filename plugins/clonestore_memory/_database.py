@@ -10,7 +10,8 @@ from contextlib import contextmanager
 
 from clonestore import AlreadyExists
 from clonestore.bridge import RLock
-from clonestore.spi import Row
+from clonestore.spi import Row, TableSpec
+from clonestore_memory._notify import Channels
 from clonestore_memory._table import Table
 
 __all__ = ["Database", "open_database"]
@@ -29,24 +30,44 @@ class Database:
         self.lock = RLock()
         # Undo entries of the open transaction: (table, id, row before or None).
         self.undo: list[tuple[Table, str, Row | None]] | None = None
+        #: Tables kept append-only, by name: the spec that asked (a guard, once
+        #: set, stays, as a trigger does on SQL engines).
+        self.guarded: dict[str, TableSpec] = {}
+        self.channels = Channels()
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
-        """Hold the lock; undo everything done inside if it raises."""
+        """Hold the lock; undo everything done inside if it raises (messages sent
+        inside included); deliver the messages once the outermost block commits."""
         with self.lock:
             outer = self.undo is None
             if outer:
                 self.undo = []
             assert self.undo is not None
             mark = len(self.undo)
+            channels = self.channels
+            sent = len(channels.pending)
+            committed: list[tuple[str, str]] = []
             try:
                 yield
             except BaseException:
                 self._rollback_to(mark)
+                del channels.pending[sent:]
                 raise
             finally:
                 if outer:
                     self.undo = None
+                    committed, channels.pending = channels.pending, []
+        for channel, payload in committed if outer else ():
+            channels.send(channel, payload)
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Send now, or when the open transaction of this thread commits."""
+        with self.lock:  # waits for another thread's transaction to end
+            if self.undo is not None:
+                self.channels.pending.append((channel, payload))
+                return
+        self.channels.send(channel, payload)
 
     def _rollback_to(self, mark: int) -> None:
         undo = self.undo

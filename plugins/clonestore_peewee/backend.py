@@ -147,6 +147,7 @@ class SQLBackend(abc.ABC):
                 apply_pending(self.database, self.label, backend=self)
                 existing = set(self.database.get_tables())
                 self.create_spec_tables([spec for spec in specs if spec.name not in existing])
+                self.apply_table_options(specs)
         except Exception as exc:
             raise self.translate(exc) from exc
 
@@ -155,6 +156,29 @@ class SQLBackend(abc.ABC):
         plugin's migration script calls with its frozen specs."""
         for spec in specs:
             self._build_table(spec).model.create_table(safe=True)
+
+    @abc.abstractmethod
+    def apply_table_options(self, specs: Sequence[TableSpec]) -> None:
+        """Make the existing tables of ``specs`` match their options (``ephemeral``,
+        ``append_only``: see :mod:`.table_options`). Idempotent; called by
+        ``create_tables`` under the schema lock, and callable by a migration that
+        creates a table."""
+
+    def purge(self, table: TableSpec, up_to: int) -> int:
+        """Remove the rows of an append-only table up to ``up_to`` (capability
+        ``append_only``, :class:`clonestore.spi.AppendOnlyTables`); how many."""
+        spec = self.table_info(table).spec
+        if spec.append_only is None or spec.append_only.purge_by is None:
+            raise ConfigurationError(f"{spec.name} has no append_only.purge_by column to purge by")
+        if type(up_to) is not int:
+            raise ValidationError("must be an integer", field="up_to")
+        with self.transaction():
+            return self._purge(spec, spec.append_only.purge_by, up_to)
+
+    @abc.abstractmethod
+    def _purge(self, spec: TableSpec, column: str, up_to: int) -> int:
+        """Delete the rows with ``column <= up_to`` past the table's guard, in the
+        calling thread's transaction."""
 
     def drop_spec_tables(self, specs: Sequence[TableSpec]) -> None:
         """Drop the tables of ``specs`` (if present), rows and all: a ``down``."""

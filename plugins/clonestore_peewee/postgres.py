@@ -23,15 +23,17 @@ call with ``StorageUnavailable`` and is discarded along with the idle ones
 (they are most likely broken too), so later calls reconnect by themselves.
 
 Capability ``listen_notify`` (:class:`clonestore.spi.ListenNotify`): see
-:mod:`.notifications`.
+:mod:`.notifications`. Table options ``ephemeral`` (``UNLOGGED``) and
+``append_only`` (a refusing trigger): see :mod:`.table_options`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
@@ -44,17 +46,21 @@ from playhouse.pool import PooledPostgresqlDatabase
 
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable, ValidationError
 from clonestore.secrets import redact_url
+from clonestore.spi import TableSpec
 
 from . import query_log
-from .backend import MANY, NONE, ONE, SQLBackend, fetch
+from .backend import ALL, MANY, NONE, ONE, SQLBackend, fetch
 from .codecs import load_json
 from .dialects import POSTGRES
 from .errors import closed_error, translate_postgres
 from .fields import POSTGRES_TYPES
 from .notifications import MAX_PAYLOAD_BYTES, Listener
 from .options import positive_float, positive_int, read_options, text
+from .table_options import postgres_append_only, postgres_purge_function
 
 __all__ = ["PostgresBackend"]
+
+log = logging.getLogger("clonestore.postgresql")
 
 #: Passed through to libpq as given.
 LIBPQ_PARAMETERS: Final = (
@@ -91,6 +97,7 @@ _SCHEMA_LOCK_KEY: Final = 0x636C6F6E6573746F  # "clonesto"
 _PGVECTOR: Final = (
     "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = 'vector'"
 )
+_INSUFFICIENT_PRIVILEGE: Final = "42501"
 _JSON_OID: Final = 114
 _JSON_ARRAY_OID: Final = 199
 _UUID_OID: Final = 2950
@@ -172,7 +179,7 @@ class PostgresBackend(SQLBackend):
 
     name = "postgresql"
     dialect = POSTGRES
-    capabilities: frozenset[str] = frozenset({"listen_notify", "connection_params"})
+    capabilities: frozenset[str] = frozenset({"listen_notify", "ephemeral", "append_only"})
 
     def __init__(self, url: str, **options: Any) -> None:
         params, opts = self._configure(url, options)
@@ -226,10 +233,66 @@ class PostgresBackend(SQLBackend):
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.label}{' closed' if self._closed else ''}>"
 
-    def connection_params(self) -> dict[str, Any]:
-        """libpq keywords for a connection of a plugin's own to this database
-        (capability ``connection_params``): the pool's, with keepalives."""
-        return dict(self._listen_params)
+    # ------------------------------------------------------------------ table options
+
+    def apply_table_options(self, specs: Sequence[TableSpec]) -> None:
+        """``ephemeral`` tables ``UNLOGGED`` (the others ``LOGGED``), append-only
+        triggers installed or replaced when their spec changed (see :mod:`.table_options`)."""
+        names = [spec.name for spec in specs]
+        found = self._execute(
+            "SELECT relname, relpersistence FROM pg_class WHERE oid IN "
+            "(SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)",
+            (names,),
+            ALL,
+        )
+        persistence = dict(found)
+        for spec in specs:
+            wanted = "u" if spec.ephemeral else "p"
+            if persistence.get(spec.name, wanted) != wanted:
+                self._set_persistence(spec)
+        for spec in specs:
+            if spec.append_only is not None:
+                self._guard(spec)
+
+    def _set_persistence(self, spec: TableSpec) -> None:
+        change = "UNLOGGED" if spec.ephemeral else "LOGGED"
+        try:
+            self._execute(f'ALTER TABLE "{spec.name}" SET {change}', (), NONE)
+        except ClonestoreError as exc:
+            if getattr(exc.orig, "pgcode", None) != _INSUFFICIENT_PRIVILEGE:
+                raise
+            # Not the table's owner: it keeps its persistence, which changes
+            # durability, never meaning.
+            log.warning("%s: %s keeps its persistence (%s)", self.label, spec.name, exc)
+
+    def _guard(self, spec: TableSpec) -> None:
+        function, fingerprint, ddl = postgres_append_only(spec)
+        row = self._execute(
+            "SELECT obj_description(to_regprocedure(%s), 'pg_proc'), (SELECT count(*) "
+            "FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname IN (%s, %s))",
+            (f"{function}()", spec.name, function, f"{function}_truncate"),
+            ONE,
+        )
+        if row == (fingerprint, 2):
+            return
+        try:
+            with self.transaction():
+                self._execute(ddl, None, NONE)  # no parameters: its % signs stay
+        except ClonestoreError as exc:
+            if getattr(exc.orig, "pgcode", None) != _INSUFFICIENT_PRIVILEGE:
+                raise
+            raise ConfigurationError(
+                f"{self.label}: {spec.name} must be append-only, but this role may not "
+                f"install its guard ({exc}); open a store once as the table's owner",
+                orig=exc.orig,
+            ) from exc
+
+    def _purge(self, spec: TableSpec, column: str, up_to: int) -> int:
+        row = self._execute(
+            f"SELECT {postgres_purge_function(spec.name)}(%s)", (up_to,), ONE
+        )
+        removed: int = row[0]
+        return removed
 
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception (passwords redacted)."""

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -29,13 +29,15 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
+from clonestore.spi import TableSpec
 
 from . import query_log
-from .backend import MANY, NONE, ONE, SQLBackend, fetch
+from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, fetch
 from .dialects import SQLITE
 from .errors import closed_error, translate_sqlite
 from .fields import SQLITE_TYPES
 from .options import positive_float, read_options
+from .table_options import SQLITE_PURGES, sqlite_append_only
 
 __all__ = ["SqliteBackend"]
 
@@ -143,6 +145,9 @@ class SqliteBackend(SQLBackend):
 
     name = "sqlite"
     dialect = SQLITE
+    #: ``append_only`` by triggers (see :mod:`.table_options`); no ``ephemeral``:
+    #: SQLite has no per-table durability, so such tables stay ordinary ones.
+    capabilities: frozenset[str] = frozenset({"append_only"})
 
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
         path, query = _parse_path(url)
@@ -256,6 +261,42 @@ class SqliteBackend(SQLBackend):
             raise
         if release:
             lock.release()
+
+    # ------------------------------------------------------------------ table options
+
+    def apply_table_options(self, specs: Sequence[TableSpec]) -> None:
+        """Install (or replace, when the spec changed) the append-only triggers."""
+        guarded = [spec for spec in specs if spec.append_only is not None]
+        if not guarded:
+            return
+        self._execute(
+            f"CREATE TABLE IF NOT EXISTS {SQLITE_PURGES} "
+            "(table_name TEXT PRIMARY KEY, up_to INTEGER NOT NULL)",
+            (),
+            NONE,
+        )
+        rows = self._execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'", (), ALL
+        )
+        existing = dict(rows)
+        for spec in guarded:
+            for name, ddl in sqlite_append_only(spec).items():
+                if existing.get(name) == ddl:
+                    continue
+                self._execute(f'DROP TRIGGER IF EXISTS "{name}"', (), NONE)
+                self._execute(ddl, (), NONE)
+
+    def _purge(self, spec: TableSpec, column: str, up_to: int) -> int:
+        self._execute(
+            f"INSERT OR REPLACE INTO {SQLITE_PURGES} (table_name, up_to) VALUES (?, ?)",
+            (spec.name, up_to),
+            NONE,
+        )
+        removed: int = self._execute(
+            f'DELETE FROM "{spec.name}" WHERE "{column}" <= ?', (up_to,), ROWCOUNT
+        )
+        self._execute(f"DELETE FROM {SQLITE_PURGES} WHERE table_name = ?", (spec.name,), NONE)
+        return removed
 
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception."""

@@ -35,9 +35,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from clonestore import ConfigurationError, Operation, Store, TableSpec, hookimpl
 from clonestore.secrets import redact_url
-from clonestore.spi import connection_params, open_shared_store
+from clonestore.spi import open_shared_store
 from clonestore_ratelimit._algorithms import MAX_ATTEMPTS
 from clonestore_ratelimit._policies import (
     ALGORITHMS,
@@ -49,7 +51,6 @@ from clonestore_ratelimit._policies import (
     parse_enforce,
     parse_tiers,
 )
-from clonestore_ratelimit._postgres import set_persistence
 from clonestore_ratelimit._service import ON_UNAVAILABLE, RateLimitConfig, RateLimiter, TierOf
 from clonestore_ratelimit._storage import KIND, BucketState, CounterStore, WindowCount
 from clonestore_ratelimit._tables import BUCKETS, WINDOWS
@@ -86,9 +87,11 @@ class RateLimitPlugin:
         nothing on writes.
     :param tier_of: ``tier_of(user_id) -> tier or None``; by default the user's
         ``subscription_tier``, cached for ``tier_ttl`` seconds.
-    :param durable: on PostgreSQL, keep counters in logged tables. By default
-        they are ``UNLOGGED`` (no WAL flush per check, several times faster;
-        emptied by a server crash, so callers then start a fresh window).
+    :param durable: keep counters in durable tables. By default they are
+        ``ephemeral`` (a table option): a backend declaring that capability may
+        skip durability for them (several times faster per check; a crash
+        empties them, so callers then start a fresh window). Admission stays
+        exact either way: the option changes durability, never isolation.
     :param storage: the URL of a shared store for the counters (``redis://...``)
         instead of the store's backend; see :data:`~clonestore_ratelimit._storage.KIND`.
     :param on_unavailable: what a check decides when the counters cannot be
@@ -116,7 +119,7 @@ class RateLimitPlugin:
     ) -> None:
         if storage is not None and (not isinstance(storage, str) or "://" not in storage):
             raise ConfigurationError(
-                f"storage must be a URL such as redis://host:6379/0, got {storage!r}"
+                f"storage must be a shared store's URL (scheme://...), got {storage!r}"
             )
         self.durable = durable
         self.storage = storage
@@ -136,8 +139,8 @@ class RateLimitPlugin:
 
     @hookimpl
     def clonestore_tables(self) -> Sequence[TableSpec]:
-        """Counters (fixed and sliding windows) and token buckets."""
-        return [WINDOWS, BUCKETS]
+        """Counters (fixed and sliding windows) and token buckets, ephemeral unless durable."""
+        return [attrs.evolve(spec, ephemeral=not self.durable) for spec in (WINDOWS, BUCKETS)]
 
     @hookimpl
     def clonestore_migrations(self) -> Mapping[str, str]:
@@ -146,15 +149,10 @@ class RateLimitPlugin:
 
     @hookimpl
     def clonestore_store_opened(self, store: Store) -> None:
-        """Attach ``store.ratelimit`` (on PostgreSQL, set the counters' persistence)."""
+        """Attach ``store.ratelimit``."""
         storage: CounterStore | None = None
         if self.storage is not None:
             storage = open_shared_store(store.hook, KIND, self.storage, CounterStore)
-        params = connection_params(store.backend) if storage is None else None
-        if params is not None and store.backend.name == "postgresql":
-            from psycopg2.extensions import make_dsn  # only PostgreSQL stores need it
-
-            set_persistence(make_dsn(**params), (WINDOWS.name, BUCKETS.name), durable=self.durable)
         limiter = RateLimiter(
             store,
             self.config,

@@ -16,6 +16,7 @@ _NAME_LENGTH: Final = 200
 #: refused although ``count <= quota``.
 WINDOWS: Final = TableSpec(
     name="ratelimit_windows",
+    ephemeral=True,
     columns=(
         Column(name="id", kind="id"),
         Column(name="user_id", kind="key", max_length=_NAME_LENGTH),
@@ -37,6 +38,7 @@ WINDOW_KEY: Final = ("user_id", "endpoint", "window_seconds", "window_start")
 #: again at that instant).
 BUCKETS: Final = TableSpec(
     name="ratelimit_buckets",
+    ephemeral=True,
     columns=(
         Column(name="id", kind="id"),
         Column(name="user_id", kind="key", max_length=_NAME_LENGTH),

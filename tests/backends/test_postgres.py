@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import attrs
 import psycopg2
 import pytest
 
@@ -28,7 +29,7 @@ from clonestore import (
     StorageUnavailable,
 )
 from clonestore.records import TABLES
-from clonestore.spi import TRUE, Cond, Increment, TableSpec
+from clonestore.spi import TRUE, AppendOnly, Column, Cond, Increment, TableSpec
 from clonestore.testing import Inbox
 
 PASSWORD = "hunter2-" + "s3cret"
@@ -573,14 +574,57 @@ def test_a_timed_out_statement_keeps_its_connection(database_url: str) -> None:
         assert s.health()["pool"]["idle"] == idle
 
 
-def test_connection_params_reach_the_same_database(database_url: str) -> None:
-    """A plugin's own connection, opened with connection_params, sees what the store wrote."""
-    with clonestore.open(database_url) as store:
-        user = store.users.create(email="own@example.com", name="Own")
-        conn = psycopg2.connect(**store.backend.connection_params())  # type: ignore[attr-defined]
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT name FROM users WHERE id = %s", (user.id,))
-                assert cur.fetchone() == ("Own",)
-        finally:
-            conn.close()
+# ----------------------------------------------------------------------------- table options
+
+_LEDGER = TableSpec(
+    name="pg_ledger",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="seq", kind="int"),
+        Column(name="body", kind="text"),
+        Column(name="note", kind="text", nullable=True),
+    ),
+    append_only=AppendOnly(erasable=("note",), purge_by="seq"),
+)
+
+
+def test_table_options_follow_the_spec(store: clonestore.Store, database_url: str) -> None:
+    """ephemeral is UNLOGGED and back; the append_only trigger refuses others, follows the spec."""
+    backend = store.backend
+    ephemeral = attrs.evolve(_LEDGER, name="pg_scratch", ephemeral=True, append_only=None)
+    backend.create_tables([_LEDGER, ephemeral])
+    for seq in (1, 2):
+        backend.insert(_LEDGER, {"id": _uid(seq), "seq": seq, "body": "b", "note": "n"})
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+
+            def persistence(table: str) -> str:
+                cur.execute("SELECT relpersistence FROM pg_class WHERE relname = %s", (table,))
+                return str(cur.fetchone()[0])
+
+            assert (persistence("pg_scratch"), persistence("pg_ledger")) == ("u", "p")
+            backend.create_tables([attrs.evolve(ephemeral, ephemeral=False)])
+            assert persistence("pg_scratch") == "p"
+            for statement in (
+                "UPDATE pg_ledger SET body = 'x' WHERE seq = 1",
+                "DELETE FROM pg_ledger WHERE seq = 1",
+                "TRUNCATE pg_ledger",
+            ):
+                with pytest.raises(psycopg2.Error, match="append-only"):
+                    cur.execute(statement)
+            cur.execute("UPDATE pg_ledger SET note = NULL WHERE seq = 1")
+            backend.create_tables([attrs.evolve(_LEDGER, append_only=AppendOnly(purge_by="seq"))])
+            with pytest.raises(psycopg2.Error, match="append-only"):
+                cur.execute("UPDATE pg_ledger SET note = NULL WHERE seq = 2")
+            with pytest.raises(psycopg2.Error, match="append-only"):
+                cur.execute("DELETE FROM pg_ledger WHERE seq <= 1")
+    finally:
+        conn.close()
+    assert backend.purge(_LEDGER, 1) == 1
+    assert [r["seq"] for r in backend.select(_LEDGER, TRUE)] == [2]
+
+
+def _uid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"

@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 
 import clonestore
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, StorageUnavailable
 from clonestore.records import TABLES
-from clonestore.spi import TRUE, Cond, OrderBy
+from clonestore.spi import TRUE, AppendOnly, Column, Cond, OrderBy, TableSpec
 
 
 @pytest.fixture
@@ -431,3 +432,45 @@ def test_closing_refreshes_planner_statistics_of_tables_used(db_path: Path) -> N
     finally:
         conn.close()
     assert ("documents", "ix_documents_user_id_created_at_id_live") in stats
+
+
+# ----------------------------------------------------------------------------- table options
+
+_LEDGER = TableSpec(
+    name="file_ledger",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="seq", kind="int"),
+        Column(name="body", kind="text"),
+        Column(name="note", kind="text", nullable=True),
+    ),
+    append_only=AppendOnly(erasable=("note",), purge_by="seq"),
+)
+
+
+def test_append_only_triggers_refuse_other_programs_and_follow_the_spec(
+    store: clonestore.Store, db_path: Path
+) -> None:
+    """Triggers refuse other connections' UPDATE/DELETE but erasure, and follow a changed spec."""
+    backend = store.backend
+    backend.create_tables([_LEDGER])
+    for seq in (1, 2):
+        backend.insert(_LEDGER, {"id": str(uuid.uuid4()), "seq": seq, "body": "b", "note": "n"})
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for statement in (
+            "UPDATE file_ledger SET body = 'x' WHERE seq = 1",
+            "DELETE FROM file_ledger WHERE seq = 1",
+            "DELETE FROM file_ledger",
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                other.execute(statement)
+        other.execute("UPDATE file_ledger SET note = NULL WHERE seq = 1")
+        backend.create_tables([attrs.evolve(_LEDGER, append_only=AppendOnly(purge_by="seq"))])
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            other.execute("UPDATE file_ledger SET note = NULL WHERE seq = 2")
+        assert other.execute("SELECT count(*) FROM file_ledger").fetchone() == (2,)
+    finally:
+        other.close()
+    assert backend.purge(_LEDGER, 1) == 1
+    assert [r["seq"] for r in backend.select(_LEDGER, TRUE)] == [2]

@@ -4,7 +4,8 @@ A backend declares the ones it offers in ``Backend.capabilities``. Each has a
 test here that verifies it when declared and otherwise skips, naming the
 capability: the only skips in the kit. A capability may make an operation
 faster, never change its meaning, so ``vector_search`` and ``bulk_copy`` are
-held to the results ``memory://`` gives.
+held to the results ``memory://`` gives. The table options (``ephemeral``,
+``append_only``) are checked on tables of the kit's own (``kit_*``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,30 @@ import contextlib
 import math
 import random
 import secrets
+import threading
 import time
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import attrs
 import pytest
 
 import clonestore
-from clonestore import AlreadyExists, Store
-from clonestore.spi import CAPABILITIES, Backend, ConnectionParams, ListenNotify, connection_params
+from clonestore import AlreadyExists, BackendError, Store
+from clonestore.spi import (
+    CAPABILITIES,
+    TRUE,
+    AppendOnly,
+    AppendOnlyTables,
+    Backend,
+    Column,
+    Cond,
+    Increment,
+    ListenNotify,
+    OrderBy,
+    TableSpec,
+    Unique,
+)
 from clonestore.testing import FrozenClock, Inbox, StoreFactory, sequential_ids
 from clonestore.testing.differential import canon
 from clonestore.vectors import METRICS, nearest_reference
@@ -34,7 +50,8 @@ CAPABILITY_TESTS = {
     ),
     "vector_search": ("test_capability_vector_search_keeps_exact_results",),
     "bulk_copy": ("test_capability_bulk_copy_keeps_rows_and_atomicity",),
-    "connection_params": ("test_capability_connection_params_are_stable_keywords",),
+    "ephemeral": ("test_capability_ephemeral_tables_keep_the_meaning_of_tables",),
+    "append_only": ("test_capability_append_only_refuses_all_but_erasure_and_purge",),
 }
 
 
@@ -236,13 +253,108 @@ def test_capability_bulk_copy_keeps_rows_and_atomicity(store_factory: StoreFacto
             assert s.users.count() == 2
 
 
-def test_capability_connection_params_are_stable_keywords(store: Store) -> None:
-    """connection_params: stable driver keywords, as clonestore.spi.connection_params gives."""
-    backend = _declared(store, "connection_params")
-    assert isinstance(backend, ConnectionParams), "declares connection_params without the method"
-    params = backend.connection_params()
-    assert isinstance(params, dict)
-    assert params
-    assert all(isinstance(key, str) for key in params)
-    assert backend.connection_params() == params
-    assert connection_params(backend) == params
+# ----------------------------------------------------------------------------- table options
+
+#: The kit's ephemeral table: a counter per name, as the rate limiter keeps.
+EPHEMERAL: Final = TableSpec(
+    name="kit_ephemeral",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="name", kind="key", max_length=50),
+        Column(name="hits", kind="int"),
+    ),
+    unique=(Unique(("name",)),),
+    ephemeral=True,
+)
+
+#: The kit's append-only table: a ledger whose notes may be erased and whose
+#: oldest rows may be purged, as the audit log is.
+LEDGER: Final = TableSpec(
+    name="kit_append_only",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="seq", kind="int"),
+        Column(name="body", kind="text"),
+        Column(name="note", kind="text", nullable=True),
+        Column(name="tags", kind="json", nullable=True),
+        Column(name="erased_at", kind="datetime", nullable=True),
+    ),
+    unique=(Unique(("seq",)),),
+    append_only=AppendOnly(erasable=("note", "tags"), erased_at="erased_at", purge_by="seq"),
+)
+
+
+def _uid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def test_capability_ephemeral_tables_keep_the_meaning_of_tables(store: Store) -> None:
+    """ephemeral: a table counts exactly under threads, rolls back, keeps rows across changes."""
+    backend = _declared(store, "ephemeral")
+    backend.create_tables([EPHEMERAL])
+    backend.delete(EPHEMERAL, TRUE)  # what an earlier run of the kit left
+
+    def hit(n: int = 1) -> dict[str, Any]:
+        row = {"id": _uid(1), "name": "k", "hits": n}
+        return backend.upsert(EPHEMERAL, ("name",), row, {"hits": Increment(n)})
+
+    threads = [threading.Thread(target=lambda: [hit() for _ in range(25)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert hit(0)["hits"] == 100
+
+    def rolled_back() -> None:
+        with backend.transaction():
+            backend.insert(EPHEMERAL, {"id": _uid(2), "name": "gone", "hits": 1})
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    assert backend.count(EPHEMERAL, TRUE) == 1
+    kept = backend.get(EPHEMERAL, _uid(1))
+    backend.create_tables([attrs.evolve(EPHEMERAL, ephemeral=False)])
+    assert backend.get(EPHEMERAL, _uid(1)) == kept
+    backend.create_tables([EPHEMERAL])
+    assert backend.get(EPHEMERAL, _uid(1)) == kept
+
+
+def test_capability_append_only_refuses_all_but_erasure_and_purge(store: Store) -> None:
+    """append_only: all but erasure and purge is refused (BackendError); purge takes the oldest."""
+    backend = _declared(store, "append_only")
+    assert isinstance(backend, AppendOnlyTables), "declares append_only without purge()"
+    backend.create_tables([LEDGER])
+    backend.purge(LEDGER, 2**62)  # what an earlier run of the kit left
+    rows = [
+        {"id": _uid(i), "seq": i, "body": f"b{i}", "note": "n", "tags": ["t"], "erased_at": None}
+        for i in (1, 2, 3)
+    ]
+    backend.insert_many(LEDGER, rows[:2])
+    backend.insert(LEDGER, rows[2])
+    first = Cond("seq", "eq", 1)
+    for changes in ({"body": "x"}, {"note": "other"}, {"seq": 9}, {"tags": ["u"]}):
+        with pytest.raises(BackendError, match="append-only"):
+            backend.update(LEDGER, first, changes)
+    with pytest.raises(BackendError, match="append-only"):
+        backend.delete(LEDGER, first)
+    with pytest.raises(BackendError, match="append-only"):
+        backend.upsert(LEDGER, ("seq",), {**rows[0], "id": _uid(9)}, {"body": "y"})
+
+    def erase_then_delete() -> None:
+        with backend.transaction():
+            backend.update(LEDGER, Cond("seq", "eq", 2), {"note": None})
+            backend.delete(LEDGER, TRUE)
+
+    with pytest.raises(BackendError, match="append-only"):
+        erase_then_delete()
+    assert backend.select(LEDGER, TRUE, [OrderBy("seq")]) == rows  # nothing changed
+    assert backend.update(LEDGER, Cond("seq", "eq", 99), {"body": "no row"}) == []
+    erased_at = datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    erased = backend.update(LEDGER, first, {"note": None, "tags": None, "erased_at": erased_at})
+    assert erased == [{**rows[0], "note": None, "tags": None, "erased_at": erased_at}]
+    assert backend.purge(LEDGER, 2) == 2
+    assert [r["seq"] for r in backend.select(LEDGER, TRUE)] == [3]
+    assert backend.purge(LEDGER, 2) == 0
+    backend.insert(LEDGER, {**rows[0], "seq": 4})  # appending goes on
+    assert backend.count(LEDGER, TRUE) == 2

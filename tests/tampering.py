@@ -1,0 +1,35 @@
+"""Tampering with an append-only table the way someone with database access could:
+first lifting its guard (memory://: the backend's bookkeeping; SQLite: the triggers),
+then writing, then restoring the guard. PostgreSQL tests use
+``SET session_replication_role = replica`` on a connection of their own instead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from clonestore_peewee.backend import NONE
+from clonestore_peewee.table_options import sqlite_append_only
+
+import clonestore
+
+
+@contextmanager
+def unguarded(store: clonestore.Store, table: str) -> Iterator[None]:
+    """``table``'s append-only guard lifted for the block (memory:// and SQLite)."""
+    spec = store.tables[table]
+    backend = store.backend
+    if backend.name == "memory":
+        guard = backend._db.guarded.pop(spec.name)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            backend._db.guarded[spec.name] = guard  # type: ignore[attr-defined]
+        return
+    assert backend.name == "sqlite", f"lift the guard of {backend.name} another way"
+    for name in sqlite_append_only(spec):
+        backend._execute(f'DROP TRIGGER "{name}"', (), NONE)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        backend.apply_table_options([spec])  # type: ignore[attr-defined]
