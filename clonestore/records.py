@@ -53,7 +53,6 @@ DOCUMENT_STATUSES: Final = ("pending", "processing", "completed", "failed")
 MODEL_STATUSES: Final = ("training", "ready", "failed")
 MEMORY_TYPES: Final = ("fact", "preference", "episode", "relationship")
 
-_NAME: Final = {"max_length": 200, "min_length": 1}
 _LONG_TEXT: Final = 1_000_000
 
 
@@ -89,7 +88,7 @@ class Entity:
 class SoftDeletable(Entity):
     """A record that ``delete()`` hides (``deleted_at`` set) and ``restore()`` brings back."""
 
-    deleted_at: datetime | None = column("datetime", nullable=True, settable="no")
+    deleted_at: datetime | None = column("datetime", nullable=True, settable="no", default=None)
 
 
 @record
@@ -97,7 +96,7 @@ class User(SoftDeletable):
     """A person who owns clones. Emails are unique among live users, ignoring case."""
 
     email: str = column("text", email=True, casefold=True, max_length=254)
-    name: str = column("text", **_NAME)
+    name: str = column("text", max_length=200, min_length=1)
     personality_traits: tuple[str, ...] = column(
         "list", max_length=100, default_factory=_empty_list
     )
@@ -110,10 +109,12 @@ class CloneModel(SoftDeletable):
     """Fields shared by voice and face models. At most one per user is active."""
 
     user_id: str = column("id", settable="create")
-    name: str = column("text", **_NAME)
+    name: str = column("text", max_length=200, min_length=1)
     provider: str = column("text", max_length=100, min_length=1)
     status: str = column("text", choices=MODEL_STATUSES, default="training")
-    quality_score: float | None = column("float", nullable=True, minimum=0.0, maximum=1.0)
+    quality_score: float | None = column(
+        "float", nullable=True, minimum=0.0, maximum=1.0, default=None
+    )
     is_active: bool = column("bool", settable="no", default=False)
     settings: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
 
@@ -122,8 +123,8 @@ class CloneModel(SoftDeletable):
 class VoiceModel(CloneModel):
     """A person's cloned voice."""
 
-    external_voice_id: str | None = column("text", nullable=True, max_length=200)
-    model_path: str | None = column("text", nullable=True, max_length=1000)
+    external_voice_id: str | None = column("text", nullable=True, max_length=200, default=None)
+    model_path: str | None = column("text", nullable=True, max_length=1000, default=None)
     sample_paths: tuple[str, ...] = column("list", max_length=1000, default_factory=_empty_list)
 
 
@@ -131,8 +132,10 @@ class VoiceModel(CloneModel):
 class FaceModel(CloneModel):
     """A person's cloned face."""
 
-    model_path: str | None = column("text", nullable=True, max_length=1000)
-    resolution: dict[str, int] | None = column("json", nullable=True, validator=_resolution)
+    model_path: str | None = column("text", nullable=True, max_length=1000, default=None)
+    resolution: dict[str, int] | None = column(
+        "json", nullable=True, validator=_resolution, default=None
+    )
     reference_image_paths: tuple[str, ...] = column(
         "list", max_length=1000, default_factory=_empty_list
     )
@@ -143,13 +146,13 @@ class Session(Entity):
     """A conversation with a clone. Totals are kept by ``sessions.add_turn``."""
 
     user_id: str = column("id", settable="create")
-    voice_model_id: str | None = column("id", nullable=True, settable="create")
-    face_model_id: str | None = column("id", nullable=True, settable="create")
-    llm_provider: str | None = column("text", nullable=True, max_length=100)
-    tts_provider: str | None = column("text", nullable=True, max_length=100)
+    voice_model_id: str | None = column("id", nullable=True, settable="create", default=None)
+    face_model_id: str | None = column("id", nullable=True, settable="create", default=None)
+    llm_provider: str | None = column("text", nullable=True, max_length=100, default=None)
+    tts_provider: str | None = column("text", nullable=True, max_length=100, default=None)
     state: str = column("text", choices=SESSION_STATES, settable="no", default="idle")
     started_at: datetime = column("datetime", settable="create")
-    ended_at: datetime | None = column("datetime", nullable=True, settable="no")
+    ended_at: datetime | None = column("datetime", nullable=True, settable="no", default=None)
     total_turns: int = column("int", settable="no", minimum=0, default=0)
     last_turn_index: int = column("int", settable="no", minimum=0, default=0)
     total_latency_ms: int = column("int", settable="no", minimum=0, default=0)
@@ -200,17 +203,19 @@ class Document(SoftDeletable):
     filename: str = column("text", max_length=255, min_length=1)
     content_type: str = column("text", max_length=100, default="application/octet-stream")
     size_bytes: int = column("int", minimum=0, default=0)
-    text_content: str | None = column("text", nullable=True, max_length=10_000_000)
+    text_content: str | None = column("text", nullable=True, max_length=10_000_000, default=None)
     chunk_count: int = column("int", minimum=0, settable="no", default=0)
     status: str = column("text", choices=DOCUMENT_STATUSES, settable="no", default="pending")
     vector_ids: tuple[str, ...] = column(
         "list", max_length=100_000, settable="no", default_factory=_empty_list
     )
     tags: tuple[str, ...] = column("list", max_length=100, default_factory=_empty_list)
-    storage_path: str | None = column("text", nullable=True, max_length=1000)
-    error_message: str | None = column("text", nullable=True, settable="no", max_length=10_000)
+    storage_path: str | None = column("text", nullable=True, max_length=1000, default=None)
+    error_message: str | None = column(
+        "text", nullable=True, settable="no", max_length=10_000, default=None
+    )
     uploaded_at: datetime = column("datetime", settable="create")
-    processed_at: datetime | None = column("datetime", nullable=True, settable="no")
+    processed_at: datetime | None = column("datetime", nullable=True, settable="no", default=None)
 
 
 @record
@@ -222,7 +227,7 @@ class Memory(SoftDeletable):
     embedding: tuple[float, ...] = column("vector", max_length=16_384, min_length=1)
     memory_type: str = column("text", choices=MEMORY_TYPES, default="fact")
     importance: float = column("float", minimum=0.0, maximum=1.0, default=0.5)
-    session_id: str | None = column("id", nullable=True, settable="create")
+    session_id: str | None = column("id", nullable=True, settable="create", default=None)
     tags: tuple[str, ...] = column("list", max_length=100, default_factory=_empty_list)
     metadata: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
 
@@ -231,8 +236,8 @@ class Memory(SoftDeletable):
 class Specialization(Entity):
     """A specialised model a clone can use (``database-guidelines.md``): its name is unique."""
 
-    name: str = column("text", **_NAME)
-    description: str | None = column("text", nullable=True, max_length=10_000)
+    name: str = column("text", max_length=200, min_length=1)
+    description: str | None = column("text", nullable=True, max_length=10_000, default=None)
     model_path: str = column("text", max_length=1000, min_length=1)
 
 
@@ -312,9 +317,7 @@ TABLES: Final[dict[str, TableSpec]] = {
             indexes=[Index(("user_id",)), Index(("session_id",)), _PAGE_ORDER, _OWNER_ORDER],
         )
     ),
-    "specializations": table_spec(
-        Specialization, "specializations", unique=[Unique(("name",))]
-    ),
+    "specializations": table_spec(Specialization, "specializations", unique=[Unique(("name",))]),
 }
 
 

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast, dataclass_transform
 
 import attrs
 
@@ -496,8 +496,17 @@ def _attach_columns(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs
     return out
 
 
+@dataclass_transform(
+    kw_only_default=True, frozen_default=True, field_specifiers=(column, attrs.field)
+)
 def record(cls: _T) -> _T:
-    """Class decorator for clonestore records: frozen, keyword-only, validated attrs classes."""
+    """Class decorator for clonestore records: frozen, keyword-only, validated attrs classes.
+
+    Type checkers see records as frozen, keyword-only dataclasses
+    (``dataclass_transform``): their fields, ``__init__`` and immutability.
+    A field declared with :func:`column` has a default when it is given
+    ``default`` or ``default_factory`` (say ``default=None`` for a nullable field).
+    """
     return attrs.frozen(kw_only=True, field_transformer=_attach_columns)(cls)
 
 

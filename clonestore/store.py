@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -35,6 +35,7 @@ from clonestore.repositories import (
 )
 from clonestore.schema import TableSpec
 from clonestore.secrets import redact_url
+from clonestore.services import AuditService, CacheService, RateLimitService
 from clonestore.spi import Backend
 from clonestore.tenancy import UserView
 from clonestore.unit_of_work import UnitOfWork
@@ -57,6 +58,13 @@ class Store:
     documents: DocumentRepository
     memories: MemoryRepository
     specializations: SpecializationRepository
+    #: The built-in plugins' services, when the store was opened with them (else
+    #: reading one raises AttributeError naming the plugin). Typed by the
+    #: protocols of :mod:`clonestore.services`; other plugins' services are in
+    #: :attr:`services`.
+    cache: CacheService
+    ratelimit: RateLimitService
+    audit: AuditService
 
     def __init__(
         self,
@@ -132,21 +140,23 @@ class Store:
         """The store's hook relay (``store.hook.clonestore_...``)."""
         return self.plugin_manager.hook
 
-    def __getattr__(self, name: str) -> Any:
-        # Services attached by plugins (store.cache, store.ratelimit, store.audit).
-        services = self.__dict__.get("services")
-        if services is not None and name in services:
-            return services[name]
-        if services is not None and not name.startswith("_"):
-            available, broken = entry_point_plugins()
-            if name in available or name in broken:
-                raise AttributeError(
-                    f"store.{name} is provided by the {name!r} plugin, which this store was "
-                    f"not opened with; open it with clonestore.open(url, plugins=[{name!r}])",
-                    name=name,
-                    obj=self,
-                )
-        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+    if not TYPE_CHECKING:  # type checkers see only the declared attributes: a typo is an error
+
+        def __getattr__(self, name: str) -> Any:
+            # Services attached by plugins (store.cache, store.ratelimit, store.audit).
+            services = self.__dict__.get("services")
+            if services is not None and name in services:
+                return services[name]
+            if services is not None and not name.startswith("_"):
+                available, broken = entry_point_plugins()
+                if name in available or name in broken:
+                    raise AttributeError(
+                        f"store.{name} is provided by the {name!r} plugin, which this store was "
+                        f"not opened with; open it with clonestore.open(url, plugins=[{name!r}])",
+                        name=name,
+                        obj=self,
+                    )
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def attach(self, name: str, service: Any) -> None:
         """Attach a plugin's service as ``store.<name>``."""

@@ -18,8 +18,14 @@ CORE = ROOT / "clonestore"
 PLUGINS = ROOT / "plugins"
 
 #: The clonestore modules a plugin may import: the public API and the SPI/hookspec modules.
-PUBLIC_MODULES = {"clonestore", "clonestore.spi", "clonestore.hookspecs", "clonestore.secrets",
-                  "clonestore.bridge"}
+PUBLIC_MODULES = {
+    "clonestore",
+    "clonestore.spi",
+    "clonestore.hookspecs",
+    "clonestore.secrets",
+    "clonestore.bridge",
+    "clonestore.services",
+}
 PUBLIC_PACKAGES = ("clonestore.testing",)
 
 
@@ -92,7 +98,7 @@ def test_core_never_imports_plugins():
 def test_plugins_import_only_public_clonestore_modules(package):
     """A built-in plugin imports clonestore's public modules and names only, and never
     another plugin."""
-    public_names = set(clonestore.__all__) | {"spi", "hookspecs", "secrets", "testing"}
+    public_names = set(clonestore.__all__) | {"spi", "hookspecs", "secrets", "services", "testing"}
     offenders = []
     for path in sorted(package.rglob("*.py")):
         for line, module, names in _imports(path):

@@ -119,7 +119,16 @@ def test_every_error_and_record_is_public():
     assert records <= set(clonestore.__all__)
 
 
-@pytest.mark.parametrize("module", ["clonestore.spi", "clonestore.hookspecs", "clonestore.testing"])
+#: The modules plugins import besides clonestore itself.
+PLUGIN_FACING = (
+    "clonestore.spi",
+    "clonestore.hookspecs",
+    "clonestore.services",
+    "clonestore.testing",
+)
+
+
+@pytest.mark.parametrize("module", PLUGIN_FACING)
 def test_plugin_facing_modules_are_documented(module):
     """The modules plugins import have a module docstring, and their __all__ names exist."""
     mod = importlib.import_module(module)

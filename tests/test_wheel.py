@@ -141,6 +141,16 @@ def test_wheel_ships_the_migrations(wheel: Path) -> None:
         assert f"{package}/migrations/__init__.py" in names
 
 
+def test_wheel_ships_py_typed_for_every_package(wheel: Path) -> None:
+    """Every top-level package in the wheel (the core and each plugin) has its py.typed."""
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = {n.split("/")[0] for n in names if n.endswith("/__init__.py") and n.count("/") == 1}
+    assert {"clonestore", "clonestore_memory", "clonestore_peewee"} <= packages
+    assert sorted(p for p in packages if f"{p}/py.typed" not in names) == []
+
+
 def test_installed_wheel_migrates_a_fresh_postgres_database(
     venv: Path, fresh_database: str, tmp_path: Path
 ) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from clonestore.errors import InvalidTransition, ValidationError
+from clonestore.fields import DocumentChanges, DocumentCreate
 from clonestore.query import Cond, conjoin
 from clonestore.records import DOCUMENT_STATUSES, Document
 from clonestore.repositories.owned import OwnedRepository
@@ -30,6 +31,18 @@ class DocumentRepository(OwnedRepository[Document]):
 
     noun = "document"
     initial_values = {"status": ("pending", "move it with update_status()")}
+
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def create(self, **fields: Unpack[DocumentCreate]) -> Document: ...  # type: ignore[override]
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[DocumentChanges],
+        ) -> Document: ...
 
     def update_status(
         self,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import attrs
 
 from clonestore.errors import ValidationError
+from clonestore.fields import MemoryChanges, MemoryCreate
 from clonestore.records import Memory
 from clonestore.repositories.owned import OwnedRepository
 from clonestore.schema import check
@@ -29,9 +30,22 @@ class MemoryRepository(OwnedRepository[Memory]):
 
     noun = "memory"
 
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def create(self, **fields: Unpack[MemoryCreate]) -> Memory: ...  # type: ignore[override]
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[MemoryChanges],
+        ) -> Memory: ...
+
     def add(self, user_id: str, content: str, embedding: Sequence[float], **fields: Any) -> Memory:
         """Remember something about the user."""
-        return self.create(user_id=user_id, content=content, embedding=embedding, **fields)
+        vector: Any = embedding  # checked as the column's (a list or a tuple), as create does
+        return self.create(user_id=user_id, content=content, embedding=vector, **fields)
 
     def similar(
         self,

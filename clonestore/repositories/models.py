@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar, Unpack
 
 from clonestore.errors import AlreadyExists, Conflict
+from clonestore.fields import FaceModelChanges, FaceModelCreate, VoiceModelChanges, VoiceModelCreate
 from clonestore.query import Cond, conjoin
 from clonestore.records import FaceModel, VoiceModel
 from clonestore.repositories.owned import OwnedRepository
@@ -96,8 +97,32 @@ class VoiceModelRepository(CloneModelRepository[VoiceModel]):
 
     noun = "voice_model"
 
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def create(self, **fields: Unpack[VoiceModelCreate]) -> VoiceModel: ...  # type: ignore[override]
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[VoiceModelChanges],
+        ) -> VoiceModel: ...
+
 
 class FaceModelRepository(CloneModelRepository[FaceModel]):
     """A person's cloned faces."""
 
     noun = "face_model"
+
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def create(self, **fields: Unpack[FaceModelCreate]) -> FaceModel: ...  # type: ignore[override]
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[FaceModelChanges],
+        ) -> FaceModel: ...

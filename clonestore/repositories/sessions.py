@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Unpack, cast
 
 import attrs
 
 from clonestore.errors import InvalidTransition, NotFound, ValidationError
+from clonestore.fields import SessionChanges, SessionCreate, TurnChanges, TurnCreate
 from clonestore.query import Cond, conjoin
 from clonestore.records import Session, Turn
 from clonestore.repositories.base import check_rows
@@ -69,6 +70,18 @@ class SessionRepository(OwnedRepository[Session]):
 
     noun = "session"
     initial_values = {"state": ("idle", "move it with update_state()")}
+
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def create(self, **fields: Unpack[SessionCreate]) -> Session: ...  # type: ignore[override]
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[SessionChanges],
+        ) -> Session: ...
 
     def _check_references(self, rows: Any) -> None:
         super()._check_references(rows)
@@ -218,8 +231,19 @@ class TurnRepository(OwnedRepository[Turn]):
 
     noun = "turn"
 
-    def create(self, **fields: Any) -> Turn:
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[TurnChanges],
+        ) -> Turn: ...
+
+    def create(self, **typed: Unpack[TurnCreate]) -> Turn:  # type: ignore[override]
         """Same as ``sessions.add_turn(session_id, **fields)``."""
+        fields: dict[str, Any] = dict(typed)
         if "session_id" not in fields:
             raise ValidationError("is required", field="session_id")
         session_id = fields.pop("session_id")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Unpack
+
+from clonestore.fields import SpecializationChanges, SpecializationCreate
 from clonestore.records import Specialization
 from clonestore.repositories.base import Repository
 
@@ -16,6 +19,18 @@ class SpecializationRepository(Repository[Specialization]):
     """
 
     noun = "specialization"
+
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def create(self, **fields: Unpack[SpecializationCreate]) -> Specialization: ...  # type: ignore[override]
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[SpecializationChanges],
+        ) -> Specialization: ...
 
     def find_by_name(self, name: str) -> Specialization | None:
         """The specialization called ``name`` (exactly), or None."""

@@ -3,9 +3,10 @@ of everything about a user."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from clonestore.errors import NotFound
+from clonestore.fields import UserChanges, UserCreate
 from clonestore.query import Cond, conjoin
 from clonestore.records import User, to_json
 from clonestore.repositories.base import Repository
@@ -23,6 +24,18 @@ class UserRepository(Repository[User]):
 
     noun = "user"
     owner_column = "id"
+
+    if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
+
+        def create(self, **fields: Unpack[UserCreate]) -> User: ...  # type: ignore[override]
+
+        def update(  # type: ignore[override]
+            self,
+            id: str,
+            /,
+            expected_version: int | None = None,
+            **changes: Unpack[UserChanges],
+        ) -> User: ...
 
     def find_by_email(self, email: str) -> User | None:
         """The live user with this email, ignoring case; None if there is none."""
@@ -97,4 +110,3 @@ class UserRepository(Repository[User]):
                 removed[name] = self.repos[name]._delete("erase_user", Cond("user_id", "eq", id))
             removed["users"] = self._delete("erase_user", Cond("id", "eq", id), key=id)
         return removed
-

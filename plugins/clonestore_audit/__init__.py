@@ -21,7 +21,8 @@ from typing import Any
 
 import attrs
 
-from clonestore import Operation, Store, TableSpec, ValidationError, hookimpl
+from clonestore import ConfigurationError, Operation, Store, TableSpec, ValidationError, hookimpl
+from clonestore.services import AuditService
 from clonestore_audit._capture import DEFAULT_MASK, MASKED
 from clonestore_audit._chain import GENESIS, ChainReport
 from clonestore_audit._records import AuditEntry, AuditStatistics
@@ -39,6 +40,7 @@ __all__ = [
     "AuditPlugin",
     "AuditStatistics",
     "ChainReport",
+    "audit_of",
     "plugin",
 ]
 
@@ -119,3 +121,22 @@ class AuditPlugin:
 
 #: The plugin enabled by name (``plugins=["audit"]``): default masking, guarded.
 plugin = AuditPlugin()
+
+
+#: The core types ``store.audit`` as :class:`clonestore.services.AuditService`; mypy
+#: checks here that :class:`AuditLog` implements it.
+_IMPLEMENTS: type[AuditService] = AuditLog
+
+
+def audit_of(store: Store) -> AuditLog:
+    """``store.audit`` as the plugin's own :class:`AuditLog`, with every type precise.
+
+    :raises ConfigurationError: the store was not opened with this plugin.
+    """
+    service = store.services.get("audit")
+    if not isinstance(service, AuditLog):
+        raise ConfigurationError(
+            "this store was not opened with the audit plugin; "
+            "open it with clonestore.open(url, plugins=['audit'])"
+        )
+    return service

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from clonestore import ConfigurationError, Operation, Store, TableSpec, ValidationError, hookimpl
+from clonestore.services import CacheService
 from clonestore.spi import open_shared_store
 from clonestore_cache._channel import CHANNEL, Invalidation
 from clonestore_cache._l1 import FLIGHT_WAIT
@@ -53,6 +54,7 @@ __all__ = [
     "L2Store",
     "LLMResponse",
     "TableL2",
+    "cache_of",
     "hash_text",
     "plugin",
 ]
@@ -181,3 +183,22 @@ class _ReadThroughCachePlugin(CachePlugin):
 
 #: The plugin enabled by name (``plugins=["cache"]``): default settings.
 plugin = CachePlugin()
+
+
+#: The core types ``store.cache`` as :class:`clonestore.services.CacheService`; mypy
+#: checks here that :class:`Cache` implements it.
+_IMPLEMENTS: type[CacheService] = Cache
+
+
+def cache_of(store: Store) -> Cache:
+    """``store.cache`` as the plugin's own :class:`Cache`, with every type precise.
+
+    :raises ConfigurationError: the store was not opened with this plugin.
+    """
+    service = store.services.get("cache")
+    if not isinstance(service, Cache):
+        raise ConfigurationError(
+            "this store was not opened with the cache plugin; "
+            "open it with clonestore.open(url, plugins=['cache'])"
+        )
+    return service

@@ -39,6 +39,7 @@ import attrs
 
 from clonestore import ConfigurationError, Operation, Store, TableSpec, hookimpl
 from clonestore.secrets import redact_url
+from clonestore.services import RateLimitService
 from clonestore.spi import open_shared_store
 from clonestore_ratelimit._algorithms import MAX_ATTEMPTS
 from clonestore_ratelimit._policies import (
@@ -71,6 +72,7 @@ __all__ = [
     "Usage",
     "WindowCount",
     "plugin",
+    "ratelimit_of",
 ]
 
 
@@ -192,3 +194,22 @@ class _EnforcingRateLimitPlugin(RateLimitPlugin):
 
 #: The plugin enabled by name (``plugins=["ratelimit"]``): default tiers, no enforcement.
 plugin = RateLimitPlugin()
+
+
+#: The core types ``store.ratelimit`` as :class:`clonestore.services.RateLimitService`; mypy
+#: checks here that :class:`RateLimiter` implements it.
+_IMPLEMENTS: type[RateLimitService] = RateLimiter
+
+
+def ratelimit_of(store: Store) -> RateLimiter:
+    """``store.ratelimit`` as the plugin's own :class:`RateLimiter`, with every type precise.
+
+    :raises ConfigurationError: the store was not opened with this plugin.
+    """
+    service = store.services.get("ratelimit")
+    if not isinstance(service, RateLimiter):
+        raise ConfigurationError(
+            "this store was not opened with the ratelimit plugin; "
+            "open it with clonestore.open(url, plugins=['ratelimit'])"
+        )
+    return service
