@@ -9,10 +9,24 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from clonestore.spi import Column, Index, TableSpec, Unique
+from clonestore.spi import AppendOnly, Column, Index, TableSpec, Unique
 
 LOG: Final = TableSpec(
     name="audit_log",
+    append_only=AppendOnly(
+        erasable=(
+            "actor_id",
+            "subject_id",
+            "ip_address",
+            "user_agent",
+            "changes",
+            "details",
+            "error_message",
+            "salt",
+        ),
+        erased_at="redacted_at",
+        purge_by="seq",
+    ),
     columns=(
         Column(name="id", kind="id"),
         Column(name="seq", kind="int"),
@@ -76,7 +90,8 @@ TABLES: Final = (LOG, HEAD, ANCHORS)
 
 
 def up(migrator: Any, db: Any) -> None:
-    """Create the tables, with their indexes."""
+    """Create the tables, with their indexes. The table options in the frozen specs
+    (the log append-only) are applied when a store opens on them."""
     migrator.backend.create_spec_tables(TABLES)
 
 

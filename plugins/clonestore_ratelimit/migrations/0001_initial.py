@@ -13,6 +13,7 @@ from clonestore.spi import Column, Index, TableSpec, Unique
 
 WINDOWS: Final = TableSpec(
     name="ratelimit_windows",
+    ephemeral=True,
     columns=(
         Column(name="id", kind="id"),
         Column(name="user_id", kind="key", max_length=200),
@@ -33,6 +34,7 @@ WINDOWS: Final = TableSpec(
 
 BUCKETS: Final = TableSpec(
     name="ratelimit_buckets",
+    ephemeral=True,
     columns=(
         Column(name="id", kind="id"),
         Column(name="user_id", kind="key", max_length=200),
@@ -54,7 +56,8 @@ TABLES: Final = (WINDOWS, BUCKETS)
 
 
 def up(migrator: Any, db: Any) -> None:
-    """Create the tables, with their indexes."""
+    """Create the tables, with their indexes. The table options in the frozen specs
+    (counters ``ephemeral``) are applied when a store opens on them."""
     migrator.backend.create_spec_tables(TABLES)
 
 
