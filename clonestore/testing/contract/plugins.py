@@ -9,6 +9,7 @@ committed writes and untouched by rolled-back ones.
 
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 from datetime import UTC, datetime
 from typing import Final
@@ -61,7 +62,12 @@ def test_plugin_audit_chain_holds_exactly_the_committed_writes(
     store_factory: StoreFactory,
 ) -> None:
     """The audit log holds exactly the committed writes, and its hash chain verifies."""
-    store = store_factory(plugins=["audit"])
+    plugin: object = "audit"
+    if "append_only" not in store_factory().backend.capabilities:
+        # The guarded plugin needs append_only (its own kit test); the chain does not.
+        (entry,) = importlib.metadata.entry_points(group="clonestore", name="audit")
+        plugin = type(entry.load())(guard=False)
+    store = store_factory(plugins=[plugin])
     user = new_user(store)
     store.users.update(user.id, name="Grace")
     with aborted(store.transaction()):
