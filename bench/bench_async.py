@@ -236,7 +236,8 @@ def main() -> None:
     (ours, ours_cpu), (raw, raw_cpu) = lite["ours"], lite["raw"]
     print(
         f"  sqlite:// (aiosqlite)    {ours:8.1f}   raw aiosqlite {raw:8.1f}   "
-        f"{ours / raw:.2f}x   (client CPU {ours_cpu:.0f} vs {raw_cpu:.0f}: {ours_cpu / raw_cpu:.2f}x)"
+        f"{ours / raw:.2f}x   (client CPU {ours_cpu:.0f} vs {raw_cpu:.0f}: "
+        f"{ours_cpu / raw_cpu:.2f}x)"
     )
     with throwaway_postgres(args.postgres, "bench_async") as url:
         pg = asyncio.run(_per_call_postgres(url, args.calls))
