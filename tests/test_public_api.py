@@ -170,3 +170,70 @@ def test_plugin_public_modules_declare_documented_all(module):
         if (inspect.isclass(value) or inspect.isfunction(value)) and not value.__doc__:
             undocumented.append(name)
     assert undocumented == [], f"{module}: no docstring on {', '.join(undocumented)}"
+
+
+#: The dialect API (clonestore_peewee.dialects, versioned by DIALECT_API_VERSION): what a
+#: new SQL engine fills in to run on the shared SQL layer (docs/backend-guide.md section 9).
+DIALECT_API = {"DIALECT_API_VERSION", "Dialect", "Codecs", "SQLITE", "POSTGRES"}
+#: What a dialect sets or overrides: its attributes and methods, each documented.
+DIALECT_MEMBERS = {
+    "api_version",
+    "name",
+    "codecs",
+    "field_types",
+    "array_params",
+    "translate",
+    "order_term",
+    "text_contains",
+    "list_contains",
+    "list_overlap",
+    "in_array",
+    "not_in_array",
+    "min_max",
+    "starts_with",
+    "ends_with",
+}
+
+
+def test_dialect_api_is_exactly_the_documented_names():
+    """clonestore_peewee.dialects exports the dialect API and its version, 1."""
+    dialects = importlib.import_module("clonestore_peewee.dialects")
+    assert set(dialects.__all__) == DIALECT_API
+    assert dialects.DIALECT_API_VERSION == 1
+    assert dialects.Dialect.api_version == dialects.DIALECT_API_VERSION
+
+
+def test_dialect_members_are_documented():
+    """Every member a dialect fills in has a docstring (methods) or a #: comment
+    (attributes), and the built-in dialects fill in every abstract one."""
+    dialects = importlib.import_module("clonestore_peewee.dialects")
+    source = inspect.getsource(dialects.Dialect)
+    public = {
+        name
+        for name in [*vars(dialects.Dialect), *dialects.Dialect.__annotations__]
+        if not name.startswith("_")
+    }
+    assert public == DIALECT_MEMBERS
+    for name in DIALECT_MEMBERS:
+        value = getattr(dialects.Dialect, name, None)
+        if inspect.isfunction(value):
+            assert inspect.getdoc(value), f"Dialect.{name} has no docstring"
+        else:
+            assert re.search(rf"#:.*\n(?:\s*#:.*\n)*\s*{name}\b", source), f"Dialect.{name}"
+    for dialect in (dialects.SQLITE, dialects.POSTGRES):
+        assert not getattr(type(dialect), "__abstractmethods__", ())
+
+
+def test_a_dialect_newer_than_the_api_is_refused():
+    """A backend refuses a dialect written for a newer dialect API, saying to upgrade."""
+    from clonestore_peewee.dialects import SQLITE
+    from clonestore_peewee.sqlite import SqliteBackend
+
+    class Future(type(SQLITE)):  # type: ignore[misc]
+        api_version = 2
+
+    class FutureBackend(SqliteBackend):
+        dialect = Future()
+
+    with pytest.raises(clonestore.ConfigurationError, match=r"dialect API 2.*upgrade clonestore"):
+        FutureBackend("sqlite:///:memory:")

@@ -22,7 +22,7 @@ from clonestore.spi import Aggregate, Expr, Increment, OrderBy, Row, TableSpec
 
 from . import query_log
 from .compiler import Compiler, TableInfo, walk
-from .dialects import Dialect
+from .dialects import DIALECT_API_VERSION, Dialect
 from .migration_runner import (
     MigrationSet,
     apply_pending,
@@ -95,11 +95,19 @@ class SQLBackend(abc.ABC):
     dialect: Dialect
     #: The URL with any password redacted, used in messages.
     label: str = "sql"
+    #: What error messages must never show (passwords).
+    _secrets: tuple[str | None, ...] = ()
 
     def __init__(self, database: peewee.Database) -> None:
         # Typed loosely: the engines use Peewee internals (per-thread connection
         # state, pool bookkeeping) that its stubs do not describe.
         self.database: Any = database
+        if self.dialect.api_version > DIALECT_API_VERSION:
+            raise ConfigurationError(
+                f"the {self.dialect.name} dialect is written for dialect API "
+                f"{self.dialect.api_version}, newer than this clonestore's "
+                f"{DIALECT_API_VERSION}; upgrade clonestore"
+            )
         self.compiler = Compiler(database, self.dialect)
         self._tables: dict[str, TableInfo] = {}
         self._tables_lock = threading.Lock()
@@ -133,9 +141,10 @@ class SQLBackend(abc.ABC):
     def schema_session(self) -> AbstractContextManager[None]:
         """Hold the engine's schema lock (and a connection) while the schema changes."""
 
-    @abc.abstractmethod
     def translate(self, exc: BaseException) -> ClonestoreError:
-        """The clonestore error for a driver exception."""
+        """The clonestore error for a driver exception (the dialect's translation, with
+        the backend's secrets redacted)."""
+        return self.dialect.translate(exc, self.label, self._secrets)
 
     # ------------------------------------------------------------------ schema
 
@@ -281,7 +290,7 @@ class SQLBackend(abc.ABC):
         """Matching rows in ``order``, after ``offset``, at most ``limit``."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
-        shape = walk(where, values)
+        shape = walk(where, values, self.compiler.small_in)
         order_key = tuple((o.column, o.desc) for o in order)
         key = ("select", info.name, shape, order_key, limit is not None, offset != 0)
         compiler = self.compiler
@@ -303,7 +312,7 @@ class SQLBackend(abc.ABC):
         """How many rows match."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
-        key = ("count", info.name, walk(where, values))
+        key = ("count", info.name, walk(where, values, self.compiler.small_in))
         compiler = self.compiler
         statement = compiler.cache.get(key)
         if statement is None:
@@ -321,7 +330,7 @@ class SQLBackend(abc.ABC):
         """One row per group (ordered by the group values), or exactly one without groups."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
-        shape = walk(where, values)
+        shape = walk(where, values, self.compiler.small_in)
         wanted = tuple((alias, agg.fn, agg.column) for alias, agg in aggregates.items())
         key = ("aggregate", info.name, shape, tuple(group_by), wanted)
         compiler = self.compiler
@@ -360,7 +369,8 @@ class SQLBackend(abc.ABC):
             return sorted(self.select(table, where), key=_BY_ID)
         values: list[Any] = []
         increments = _change_values(changes, values)
-        key = ("update", info.name, walk(where, values), tuple(changes), increments)
+        shape = walk(where, values, self.compiler.small_in)
+        key = ("update", info.name, shape, tuple(changes), increments)
         compiler = self.compiler
         statement = compiler.cache.get(key)
         if statement is None:
@@ -377,7 +387,7 @@ class SQLBackend(abc.ABC):
         """Remove matching rows for good; how many were removed."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
-        key = ("delete", info.name, walk(where, values))
+        key = ("delete", info.name, walk(where, values, self.compiler.small_in))
         compiler = self.compiler
         statement = compiler.cache.get(key)
         if statement is None:

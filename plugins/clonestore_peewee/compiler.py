@@ -15,6 +15,7 @@ what slot ``i`` stands for.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import reduce
 from typing import Any, Final, cast
@@ -45,15 +46,18 @@ _FALSE_SQL: Final = SQL("1 = 0")
 _VALUE_OPS: Final = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 
 
-def walk(expr: Expr, values: list[Any]) -> Hashable:
-    """The shape of ``expr``; appends its values to ``values`` in slot order."""
+def walk(expr: Expr, values: list[Any], small_in: int = SMALL_IN) -> Hashable:
+    """The shape of ``expr``; appends its values to ``values`` in slot order.
+
+    ``in`` lists up to ``small_in`` long get a placeholder per value (the compiler's
+    :attr:`Compiler.small_in`: unbounded for dialects without array parameters)."""
     if type(expr) is Cond:
         op = expr.op
         if op == "isnull":
             return (expr.column, op, expr.value)
         if op == "in" or op == "not_in":
             items = expr.value
-            if len(items) <= SMALL_IN:
+            if len(items) <= small_in:
                 values.extend(items)
                 return (expr.column, op, len(items))
             values.append(items)
@@ -61,7 +65,7 @@ def walk(expr: Expr, values: list[Any]) -> Hashable:
         values.append(expr.value)
         return (expr.column, op)
     items = cast(And | Or, expr).items
-    return (type(expr) is And, *[walk(item, values) for item in items])
+    return (type(expr) is And, *[walk(item, values, small_in) for item in items])
 
 
 class _Slot:
@@ -138,6 +142,8 @@ class Compiler:
         self.database = database
         self.dialect = dialect
         self.codecs = dialect.codecs
+        #: ``in`` lists longer than this are one array parameter (see :func:`walk`).
+        self.small_in = SMALL_IN if dialect.array_params else sys.maxsize
         self.cache: dict[Hashable, Statement] = {}
 
     def keep(self, key: Hashable, statement: Statement) -> Statement:
@@ -196,7 +202,7 @@ class Compiler:
             count = len(cond.value)
             if count == 0:
                 return _FALSE_SQL if op == "in" else field.is_null(False)
-            if count <= SMALL_IN:
+            if count <= self.small_in:
                 params = [slots.new(self.codecs.param(kind)) for _ in range(count)]
                 return field.in_(params) if op == "in" else field.not_in(params)
             array = slots.new(self.codecs.array_param(kind))
@@ -231,12 +237,14 @@ class Compiler:
         raise ConfigurationError(f"{table.name}.{cond.column}: operator {op!r} is not supported")
 
     def ordering(self, table: TableInfo, order: Sequence[OrderBy]) -> list[Any]:
-        """ORDER BY terms: NULLs last ascending, first descending, on both engines."""
-        out = []
-        for key in order:
-            field = table.fields[key.column]
-            out.append(field.desc(nulls="FIRST") if key.desc else field.asc(nulls="LAST"))
-        return out
+        """ORDER BY terms: NULLs last ascending, first descending (the dialect's
+        :meth:`~.dialects.Dialect.order_term`)."""
+        order_term = self.dialect.order_term
+        by_name = table.spec.by_name
+        return [
+            order_term(table.fields[key.column], key.desc, by_name[key.column].nullable)
+            for key in order
+        ]
 
     def assignments(
         self, table: TableInfo, changes: Mapping[str, Any], slots: Slots, increments: Sequence[bool]

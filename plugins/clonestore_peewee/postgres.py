@@ -52,8 +52,7 @@ from . import query_log
 from .backend import ALL, MANY, NONE, ONE, SQLBackend, fetch
 from .codecs import load_json
 from .dialects import POSTGRES
-from .errors import closed_error, translate_postgres
-from .fields import POSTGRES_TYPES
+from .errors import closed_error
 from .notifications import MAX_PAYLOAD_BYTES, Listener
 from .options import positive_float, positive_int, read_options, text
 from .table_options import postgres_append_only, postgres_purge_function
@@ -127,7 +126,7 @@ class _Adapter(peewee.Psycopg2Adapter):
 class _PooledDatabase(PooledPostgresqlDatabase):  # type: ignore[misc]
     """The pool with clonestore's column types, checking connections without a round trip."""
 
-    field_types = {**PooledPostgresqlDatabase.field_types, **POSTGRES_TYPES}
+    field_types = {**PooledPostgresqlDatabase.field_types, **POSTGRES.field_types}
     psycopg2_adapter = _Adapter
 
     def _is_closed(self, conn: Any) -> bool:
@@ -293,10 +292,6 @@ class PostgresBackend(SQLBackend):
         )
         removed: int = row[0]
         return removed
-
-    def translate(self, exc: BaseException) -> ClonestoreError:
-        """The clonestore error for a driver exception (passwords redacted)."""
-        return translate_postgres(exc, self.label, self._secrets)
 
     # ------------------------------------------------------------------ connections
 

@@ -34,8 +34,7 @@ from clonestore.spi import TableSpec
 from . import query_log
 from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, fetch
 from .dialects import SQLITE
-from .errors import closed_error, translate_sqlite
-from .fields import SQLITE_TYPES
+from .errors import closed_error
 from .options import positive_float, read_options
 from .table_options import SQLITE_PURGES, sqlite_append_only
 
@@ -108,7 +107,7 @@ def close_optimized(conn: sqlite3.Connection) -> None:
 class _SqliteDatabase(_PeeweeSqliteDatabase):  # type: ignore[misc]
     """Peewee's SQLite database with clonestore's column types and connections."""
 
-    field_types = {**peewee.SqliteDatabase.field_types, **SQLITE_TYPES}
+    field_types = {**peewee.SqliteDatabase.field_types, **SQLITE.field_types}
 
     def __init__(self, path: str, *, shared: sqlite3.Connection | None, **kwargs: Any) -> None:
         self._shared = shared
@@ -207,7 +206,7 @@ class SqliteBackend(SQLBackend):
                 return None
             return fetch(conn.execute(sql, params), mode)
         except Exception as exc:
-            raise translate_sqlite(exc, self.label) from exc
+            raise SQLITE.translate(exc, self.label) from exc
         finally:
             if lock is not None:
                 lock.release()
@@ -300,7 +299,7 @@ class SqliteBackend(SQLBackend):
 
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception."""
-        error = translate_sqlite(exc, self.label)
+        error = SQLITE.translate(exc, self.label)
         code = getattr(error.orig, "sqlite_errorcode", None)
         if code is not None and (code & 0xFF) in (_SQLITE_CANTOPEN, _SQLITE_READONLY):
             hint = "" if self.memory else _file_problem(self.path)
