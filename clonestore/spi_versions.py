@@ -78,8 +78,8 @@ CHANGES: Final[tuple[Change, ...]] = (
         2,
         "nearest",
         "optional method nearest(table, where, column, query, metric, limit, cutoff, "
-        "approximate) behind the capability vector_search (clonestore.spi.VectorSearch); "
-        "without it the core scores vectors itself, as before",
+        "approximate) behind the capability vector_search (clonestore.spi.VectorSearch), "
+        "metrics cosine, l2 and ip; without it the core scores vectors itself, as before",
     ),
     Change(
         2,

@@ -8,11 +8,14 @@ by a metric of :data:`METRICS`:
   norm has no cosine similarity and is never returned (a zero query is refused
   by the caller).
 * ``l2``: Euclidean distance, best = lowest.
+* ``ip``: inner (dot) product, best = highest. Zero vectors score 0 (a zero
+  query scores every row 0: they then come by id). A product beyond the
+  double range scores ``inf`` or ``-inf``.
 
 Only rows whose vector has the query's dimension are compared; NULL vectors
 are skipped. Results come best first, ties broken by id (ascending), at most
 ``limit``; ``cutoff`` drops results worse than it (a minimum similarity for
-cosine, a maximum distance for l2). Scores are those of :func:`score`, computed
+cosine and ip, a maximum distance for l2). Scores are those of :func:`score`, computed
 in double precision from the stored float64 values, so every backend that
 settles its results with it returns bit-identical scores.
 
@@ -49,9 +52,9 @@ __all__ = [
     "settle",
 ]
 
-#: Vector-search metrics: ``cosine`` (similarity, higher is better) and ``l2``
-#: (distance, lower is better).
-METRICS: Final = ("cosine", "l2")
+#: Vector-search metrics: ``cosine`` (similarity, higher is better), ``l2``
+#: (distance, lower is better) and ``ip`` (inner product, higher is better).
+METRICS: Final = ("cosine", "l2", "ip")
 
 #: Unit roundoff of IEEE single and double precision.
 FLOAT32_ROUNDOFF: Final = 2.0**-24
@@ -110,6 +113,14 @@ def score(metric: str, query: Sequence[float], vector: Sequence[float] | None) -
         if norm_a == 0.0:
             return None
         return math.fsum(map(mul, a, b)) / (norm_a * norm_b)
+    if metric == "ip":
+        a, shift_a = _scaled(query)
+        b, shift_b = _scaled(vector)
+        dot = math.fsum(map(mul, a, b))
+        try:
+            return math.ldexp(dot, shift_a + shift_b)
+        except OverflowError:
+            return math.copysign(math.inf, dot)
     if metric == "l2":
         top = max(max(map(abs, query), default=0.0), max(map(abs, vector), default=0.0))
         if _needs_scaling(top):
@@ -120,6 +131,15 @@ def score(metric: str, query: Sequence[float], vector: Sequence[float] | None) -
         diff = [x - y for x, y in zip(query, vector, strict=True)]
         return math.sqrt(math.fsum(map(mul, diff, diff)))
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def _norm(vector: Sequence[float]) -> float:
+    """The Euclidean norm of ``vector`` (inf when beyond the double range)."""
+    scaled, exponent = _scaled(vector)
+    try:
+        return math.ldexp(math.sqrt(math.fsum(map(mul, scaled, scaled))), exponent)
+    except OverflowError:
+        return math.inf
 
 
 def _order_key(metric: str) -> Callable[[Scored], tuple[float, str]]:
@@ -158,8 +178,13 @@ def nearest_reference(
 
 def engine_distance(metric: str, value: float) -> float:
     """An exact score in the engines' distance form (lower is better):
-    ``1 - cosine`` (pgvector's ``<=>``, sqlite-vec's cosine distance), or the L2 distance."""
-    return 1.0 - value if metric == "cosine" else value
+    ``1 - cosine`` (pgvector's ``<=>``, sqlite-vec's cosine distance), the L2
+    distance, or ``-ip`` (pgvector's ``<#>``)."""
+    if metric == "cosine":
+        return 1.0 - value
+    if metric == "ip":
+        return -value
+    return value
 
 
 def error_bound(
@@ -169,6 +194,7 @@ def error_bound(
     worst: float,
     roundoff: float,
     expanded: bool = False,
+    max_norm: float = 0.0,
 ) -> float:
     """How far an engine's distance may be from the exact one, for any row whose exact
     distance is at most ``worst``, when the engine rounds vectors and arithmetic to
@@ -190,6 +216,10 @@ def error_bound(
       product for many rows): the squared distance is off by at most
       (gamma + 3u)(|q| + |r|)^2, and a square root by at most the square root
       of that; bound: 2*sqrt(gamma + 3u)*(2|q| + worst).
+    * ip ``-q.r``: the dot product is off by at most gamma*|q||r| and rounding
+      the items of both vectors by 2u|q||r|; nothing ties |r| to the distance,
+      so ``max_norm`` bounds the norm of every row the engine scores; bound:
+      2*(gamma + 2u)*|q|*max_norm.
     """
     n = dimension + 4
     gamma = n * roundoff / (1.0 - n * roundoff)
@@ -200,6 +230,8 @@ def error_bound(
     if metric == "l2":
         underflow = 2.0 * math.sqrt(dimension * _FLOAT32_TINY)
         return 4.0 * gamma * (2.0 * query_norm + worst) + 4.0 * roundoff * worst + underflow
+    if metric == "ip":
+        return 2.0 * (gamma + 2.0 * roundoff) * query_norm * max_norm
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -221,6 +253,7 @@ def settle(
     cutoff: float | None,
     roundoff: float,
     expanded: bool = False,
+    max_norm: Callable[[], float] | None = None,
 ) -> list[Scored]:
     """The exact answer of :func:`nearest_reference` from an engine's approximate ranking.
 
@@ -232,15 +265,18 @@ def settle(
     best found, so an engine distance of at most that plus the bound). Otherwise
     it asks for four times as many. NaN engine distances count as infinite.
     ``roundoff`` and ``expanded`` describe the engine's arithmetic (see
-    :func:`error_bound`). A query outside :func:`engine_safe`'s range cannot be
-    ranked by the engine: then every matching row (``scan``) is scored here.
+    :func:`error_bound`); for ``ip`` the bound needs ``max_norm()``, an upper
+    bound of the norm of every row the engine scores (asked once, when needed;
+    without it an ``ip`` search scores every matching row here). A query outside
+    :func:`engine_safe`'s range cannot be ranked by the engine: then every
+    matching row (``scan``) is scored here.
     """
     if limit < 1:
         return []
-    if not engine_safe(query):
+    if not engine_safe(query) or (metric == "ip" and max_norm is None):
         return nearest_reference(scan(), column, query, metric, limit, cutoff)
-    scaled, exponent = _scaled(query)
-    query_norm = math.ldexp(math.sqrt(math.fsum(map(mul, scaled, scaled))), exponent)
+    query_norm = _norm(query)
+    rows_norm: float | None = None
     key = _order_key(metric)
     wanted = limit + max(limit, 16)
     while True:
@@ -256,9 +292,14 @@ def settle(
         if not done and len(best) == limit and listed[-1][1] is not None:
             last = listed[-1][1]
             worst = engine_distance(metric, best[-1][1])
-            bound = error_bound(metric, len(query), query_norm, worst, roundoff, expanded)
+            if metric == "ip" and rows_norm is None:
+                rows_norm = max_norm() if max_norm is not None else math.inf
+            bound = error_bound(
+                metric, len(query), query_norm, worst, roundoff, expanded, rows_norm or 0.0
+            )
             # 4 double-precision ulps of slack for the comparison itself.
-            done = math.isnan(last) or last > worst + bound + 4 * FLOAT64_ROUNDOFF * (1 + worst)
+            slack = 4 * FLOAT64_ROUNDOFF * (1 + abs(worst))
+            done = math.isnan(last) or last > worst + bound + slack
         if done:
             keep = _keep(metric, cutoff)
             return [item for item in best if keep(item)]

@@ -122,21 +122,50 @@ class TiesByIdDescending(clonestore_memory.MemoryBackend):
         return found[:limit]
 
 
-def _alive_or_not(expr):
+def _dropping(expr, column):
     if isinstance(expr, Cond):
-        return TRUE if expr.column == "deleted_at" else expr
-    return type(expr)(tuple(_alive_or_not(item) for item in expr.items))
+        return TRUE if expr.column == column else expr
+    return type(expr)(tuple(_dropping(item, column) for item in expr.items))
 
 
-class DeletedVectorsFound(clonestore_memory.MemoryBackend):
-    """vector search ignores the live-rows condition: soft-deleted memories are found."""
-
-    name = "broken-vector-deleted"
+class _VectorsIgnoring(clonestore_memory.MemoryBackend):
+    ignored = ""
 
     def nearest(self, table, where, column, query, metric, limit, cutoff=None, approximate=False):
         return super().nearest(
-            table, _alive_or_not(where), column, query, metric, limit, cutoff, approximate
+            table, _dropping(where, self.ignored), column, query, metric, limit, cutoff,
+            approximate,
         )
+
+
+class DeletedVectorsFound(_VectorsIgnoring):
+    """vector search ignores the live-rows condition: soft-deleted memories are found."""
+
+    name = "broken-vector-deleted"
+    ignored = "deleted_at"
+
+
+class OtherOwnersVectorsFound(_VectorsIgnoring):
+    """vector search ignores the owner condition: other users' memories are found."""
+
+    name = "broken-vector-owner"
+    ignored = "user_id"
+
+
+class ZeroVectorsScored(clonestore_memory.MemoryBackend):
+    """vector search returns NULL and zero vectors (score 0, as an engine's NaN may sort)."""
+
+    name = "broken-vector-zero"
+
+    def nearest(self, table, where, column, query, metric, limit, cutoff=None, approximate=False):
+        found = super().nearest(table, where, column, query, metric, limit, cutoff, approximate)
+        if metric != "cosine":
+            return found
+        t = self._table(table)
+        zeros = [r for r in t.matching(where) if r[column] is None or not any(r[column])]
+        found += [(t.copy_out(r), 0.0) for r in sorted(zeros, key=lambda r: r["id"])]
+        found.sort(key=lambda item: -item[1])
+        return found[:limit]
 
 
 class _CollatingUniqueIndex(UniqueIndex):
@@ -326,6 +355,8 @@ def clonestore_backends():
         "broken-rollback": NoRollback,
         "broken-vector-ties": TiesByIdDescending,
         "broken-vector-deleted": DeletedVectorsFound,
+        "broken-vector-owner": OtherOwnersVectorsFound,
+        "broken-vector-zero": ZeroVectorsScored,
         "broken-unique-collation": CollatingUnique,
         "broken-json-order": JsonKeysSorted,
         "broken-json-numbers": JsonNumbersNormalised,
@@ -344,14 +375,13 @@ MUST_FAIL = {
     "broken-case": ["test_spi_comparisons_follow_the_reference_meaning"],
     "broken-unique": ["test_spi_unique_holds_among_live_rows_only"],
     "broken-rollback": ["test_spi_transaction_rolls_back_on_error"],
-    "broken-vector-ties": ["test_capability_vector_search_keeps_exact_results"],
-    "broken-vector-deleted": ["test_capability_vector_search_keeps_exact_results"],
 }
 
 
 #: Broken URL -> the kit's tests that must each fail on it, run on their own (selected with
 #: -k, as a backend author would): the holes a third party's MariaDB backend slipped
-#: through in the kit's first edition. ``{tmp}`` is the test's directory.
+#: through in the kit's first edition, and vector search's (wrong ties, deleted rows, other
+#: owners, zero vectors). ``{tmp}`` is the test's directory.
 MUST_FAIL_ALONE = {
     "broken-unique-collation://": [
         "test_unique_keys_compare_code_point_for_code_point",
@@ -374,6 +404,23 @@ MUST_FAIL_ALONE = {
     ],
     "broken-upsert-any-key://": ["test_upsert_clashing_with_another_constraint_changes_nothing"],
     "broken-rollback://": ["test_plugin_audit_chain_holds_exactly_the_committed_writes"],
+    "broken-vector-ties://": [
+        "test_capability_vector_search_keeps_exact_results",
+        "test_capability_vector_search_breaks_ties_by_id",
+        "test_capability_vector_search_skips_null_and_other_dimensions",
+    ],
+    "broken-vector-deleted://": [
+        "test_capability_vector_search_keeps_exact_results",
+        "test_capability_vector_search_finds_live_rows_of_the_search_only",
+    ],
+    "broken-vector-owner://": [
+        "test_capability_vector_search_keeps_exact_results",
+        "test_capability_vector_search_finds_live_rows_of_the_search_only",
+    ],
+    "broken-vector-zero://": [
+        "test_capability_vector_search_keeps_exact_results",
+        "test_capability_vector_search_skips_null_and_other_dimensions",
+    ],
     "broken-unique-race://": [
         "test_unique_holds_when_inserts_race",
         "test_partial_unique_holds_when_updates_race",

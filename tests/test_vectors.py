@@ -36,6 +36,7 @@ def _float32_engine(
     with np.errstate(all="ignore"):
         q32 = np.asarray(query, dtype=np.float32)
     qnorm = math.sqrt(math.fsum(x * x for x in query))
+    top = _max_norm(rows, query)
     listed = []
     for row in rows:
         v = row["v"]
@@ -49,11 +50,13 @@ def _float32_engine(
             if metric == "cosine":
                 norms = float(np.linalg.norm(v32)) * float(np.linalg.norm(q32))
                 distance = float("nan") if norms == 0 else 1.0 - float(v32 @ q32) / norms
+            elif metric == "ip":
+                distance = -float(v32 @ q32)
             else:
                 distance = float(np.linalg.norm(v32 - q32))
         exact = score(metric, query, v)
         worst = 0.0 if exact is None else engine_distance(metric, exact)
-        bound = error_bound(metric, len(query), qnorm, worst, FLOAT32_ROUNDOFF)
+        bound = error_bound(metric, len(query), qnorm, worst, FLOAT32_ROUNDOFF, max_norm=top)
         sign = 1 if int(row["id"]) % 2 else -1
         listed.append((row, distance + sign * push * bound))
     listed.sort(key=lambda item: (item[1] is not None, math.inf if item[1] is None or
@@ -64,6 +67,16 @@ def _float32_engine(
         return listed[:n]
 
     return fetch
+
+
+def _max_norm(rows: list[dict[str, Any]], query: list[float]) -> float:
+    """The largest norm of the rows an engine scores (of the query's dimension, safe)."""
+    norms = [
+        math.sqrt(math.fsum(x * x for x in row["v"]))
+        for row in rows
+        if len(row["v"]) == len(query) and engine_safe(row["v"])
+    ]
+    return max(norms, default=0.0)
 
 
 _items = st.one_of(
@@ -88,7 +101,11 @@ def test_settle_is_exact_over_a_worst_case_float32_engine(
     rows = _rows(vectors)
     calls: list[int] = []
     fetch = _float32_engine(rows, query, metric, push, calls)
-    got = settle(fetch, lambda: rows, "v", query, metric, limit, None, FLOAT32_ROUNDOFF)
+    top = _max_norm(rows, query)
+    got = settle(
+        fetch, lambda: rows, "v", query, metric, limit, None, FLOAT32_ROUNDOFF,
+        max_norm=lambda: top,
+    )  # fmt: skip
     assert got == nearest_reference(rows, "v", query, metric, limit)
 
 
@@ -101,7 +118,11 @@ def test_settle_asks_for_few_candidates_on_embeddings() -> None:
     for metric in METRICS:
         calls: list[int] = []
         fetch = _float32_engine(rows, query, metric, 0.0, calls)
-        got = settle(fetch, lambda: rows, "v", query, metric, 10, None, FLOAT32_ROUNDOFF)
+        top = _max_norm(rows, query)
+        got = settle(
+            fetch, lambda: rows, "v", query, metric, 10, None, FLOAT32_ROUNDOFF,
+            max_norm=lambda top=top: top,
+        )  # fmt: skip
         assert got == nearest_reference(rows, "v", query, metric, 10)
         assert calls == [26], metric
 
@@ -119,7 +140,7 @@ def test_reference_ties_by_id_and_cutoffs() -> None:
                                             ("0003", 1.0)]  # fmt: skip
 
 
-@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_scores_survive_extreme_magnitudes(metric: str) -> None:
     """Scores of vectors near the float64 limits are finite where the value is (scaling by
     powers of two, exact), so such memories are ranked, not lost."""
@@ -127,3 +148,32 @@ def test_scores_survive_extreme_magnitudes(metric: str) -> None:
     assert value is not None
     assert math.isfinite(value)
     assert score("cosine", [1.0, 0.0], [5e-324, 0.0]) == 1.0
+
+
+def test_inner_product_meaning() -> None:
+    """ip: the dot product, highest first, ties by id; zero vectors score 0 and a zero
+    query ties every row at 0; products beyond the double range are infinite, not lost;
+    a cutoff keeps scores at least it."""
+    rows = _rows([[2.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [-1.0, 0.0], [3.0]])
+    got = nearest_reference(rows, "v", [1.0, 0.5], "ip", 10)
+    assert [(r["id"], s) for r, s in got] == [("0000", 2.0), ("0003", 1.5), ("0001", 1.0),
+                                             ("0002", 0.0), ("0004", -1.0)]  # fmt: skip
+    zero = nearest_reference(rows, "v", [0.0, 0.0], "ip", 3)
+    assert [(r["id"], s) for r, s in zero] == [("0000", 0.0), ("0001", 0.0), ("0002", 0.0)]
+    cut = nearest_reference(rows, "v", [1.0, 0.5], "ip", 10, cutoff=1.0)
+    assert [r["id"] for r, _ in cut] == ["0000", "0003", "0001"]
+    assert score("ip", [1e300, 1e300], [1e300, 0.0]) == math.inf
+    assert score("ip", [1e300, 0.0], [-1e300, 0.0]) == -math.inf
+    assert score("ip", [1e-300, 0.0], [1e-300, 0.0]) == 0.0
+    assert score("ip", [1e200, 1.0], [1e-200, 0.0]) == 1.0
+
+
+def test_settle_without_a_norm_bound_scores_every_row_for_ip() -> None:
+    """Without max_norm an ip search cannot prove a margin: it scores every row (scan)."""
+    rows = _rows([[1.0, 0.0], [5.0, 5.0], [0.0, 1.0]])
+
+    def fetch(n: int) -> Any:
+        raise AssertionError("the engine is not asked")
+
+    got = settle(fetch, lambda: rows, "v", [1.0, 0.0], "ip", 2, None, FLOAT32_ROUNDOFF)
+    assert got == nearest_reference(rows, "v", [1.0, 0.0], "ip", 2)

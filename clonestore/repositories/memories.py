@@ -61,13 +61,16 @@ class MemoryRepository(OwnedRepository[Memory]):
     ) -> list[ScoredMemory]:
         """The user's live memories most similar to ``embedding``, best first.
 
-        Exact by default: cosine similarity (``metric="cosine"``, highest first)
-        or Euclidean distance (``"l2"``, nearest first) computed in double
-        precision from the stored values, ties broken by id, on every backend.
-        Only memories whose embedding has the query's dimension are compared;
-        memories with a zero embedding have no cosine similarity and are skipped.
+        Exact by default: cosine similarity (``metric="cosine"``, highest first),
+        Euclidean distance (``"l2"``, nearest first) or inner product (``"ip"``,
+        highest first) computed in double precision from the stored values, ties
+        broken by id, on every backend. Only memories whose embedding has the
+        query's dimension are compared; memories with a zero embedding have no
+        cosine similarity and are skipped (under ``ip`` they score 0).
         ``where`` adds lookups (``memory_type="preference"``); ``min_score``
-        (cosine) or ``max_distance`` (l2) drops weaker matches. With
+        (cosine, ip) or ``max_distance`` (l2) drops weaker matches. ``limit``
+        is at least 1 (0 is refused); a limit above the number of memories
+        returns them all. With
         ``approximate=True`` a backend with an approximate index (PostgreSQL's
         HNSW, see the README) may use it: faster, but some of the exact top
         matches may be missing (scores stay exact).

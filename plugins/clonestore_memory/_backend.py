@@ -161,8 +161,20 @@ class MemoryBackend:
             def scan() -> list[Row]:
                 return t.matching(where)
 
+            def max_norm() -> float:
+                return index.max_norm(where, len(query))
+
             found = settle(
-                fetch, scan, column, query, metric, limit, cutoff, FLOAT64_ROUNDOFF, expanded=True
+                fetch,
+                scan,
+                column,
+                query,
+                metric,
+                limit,
+                cutoff,
+                FLOAT64_ROUNDOFF,
+                expanded=True,
+                max_norm=max_norm,
             )
             return [(t.copy_out(row), value) for row, value in found]
 

@@ -71,9 +71,12 @@ class _Group:
         self.free.extend(range(2 * size - 1, size - 1, -1))
 
     def distances(self, query: np.ndarray, query_norm: float, metric: str) -> np.ndarray:
-        """Each slot's distance to ``query`` (cosine distance or L2, expanded form);
-        NaN for a zero vector under cosine."""
+        """Each slot's distance to ``query`` (cosine distance, L2 in expanded form, or
+        the negative inner product); NaN for a zero vector under cosine."""
         dots = self.matrix @ query
+        if metric == "ip":
+            negated: np.ndarray = -dots
+            return negated
         with np.errstate(divide="ignore", invalid="ignore"):
             if metric == "cosine":
                 result: np.ndarray = 1.0 - dots / (self.norms * query_norm)
@@ -121,6 +124,15 @@ class VectorIndex:
                     group = self.groups.get((cond.value, dimension))
                     return [] if group is None else [group]
         return [g for (_, dim), g in self.groups.items() if dim == dimension]
+
+    def max_norm(self, where: Expr, dimension: int) -> float:
+        """The largest norm of the vectors :meth:`ranked` scores for ``where``."""
+        top = 0.0
+        for group in self._groups_for(where, dimension):
+            live = group.used & group.safe
+            if live.any():
+                top = max(top, float(group.norms[live].max()))
+        return top
 
     def ranked(
         self, where: Expr, query: list[float], metric: str

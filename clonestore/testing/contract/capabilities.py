@@ -23,7 +23,7 @@ import attrs
 import pytest
 
 import clonestore
-from clonestore import AlreadyExists, BackendError, Store
+from clonestore import AlreadyExists, BackendError, Store, ValidationError
 from clonestore.spi import (
     CAPABILITIES,
     TRUE,
@@ -37,6 +37,7 @@ from clonestore.spi import (
     OrderBy,
     TableSpec,
     Unique,
+    VectorSearch,
 )
 from clonestore.testing import FrozenClock, Inbox, StoreFactory, sequential_ids
 from clonestore.testing.differential import canon
@@ -48,7 +49,12 @@ CAPABILITY_TESTS = {
         "test_capability_listen_notify_round_trip",
         "test_capability_listen_notify_delivers_on_commit_only",
     ),
-    "vector_search": ("test_capability_vector_search_keeps_exact_results",),
+    "vector_search": (
+        "test_capability_vector_search_keeps_exact_results",
+        "test_capability_vector_search_breaks_ties_by_id",
+        "test_capability_vector_search_finds_live_rows_of_the_search_only",
+        "test_capability_vector_search_skips_null_and_other_dimensions",
+    ),
     "bulk_copy": ("test_capability_bulk_copy_keeps_rows_and_atomicity",),
     "ephemeral": ("test_capability_ephemeral_tables_keep_the_meaning_of_tables",),
     "append_only": ("test_capability_append_only_refuses_all_but_erasure_and_purge",),
@@ -140,6 +146,17 @@ def _pair(store_factory: StoreFactory) -> tuple[Store, Store]:
     return target, oracle
 
 
+def _declared_pair(store_factory: StoreFactory, capability: str) -> tuple[Store, Store]:
+    """:func:`_pair`, skipping by name unless the target declares ``capability``."""
+    target, oracle = _pair(store_factory)
+    try:
+        _declared(target, capability)
+    except BaseException:
+        oracle.close()
+        raise
+    return target, oracle
+
+
 def _vector_corpus(store: Store) -> tuple[str, str]:
     """Two users' memories built to trip an engine: duplicates and exact ties (equal
     vectors, scaled copies), near ties that single precision cannot tell apart, zero
@@ -168,6 +185,9 @@ def _vector_corpus(store: Store) -> tuple[str, str]:
     store.memories.delete(gone.id)
     erased = store.memories.add(user.id, "hard-deleted", [1.0, 0.0, 0.0])
     store.memories.hard_delete(erased.id)
+    back = store.memories.add(user.id, "restored", [0.0, 1.0, 0.0])
+    store.memories.delete(back.id)
+    store.memories.restore(back.id)
     moved = store.memories.add(user.id, "moved", [1.0, 0.0, 0.0])
     store.memories.update(moved.id, embedding=[-1.0, 0.0, 0.0])
     with contextlib.suppress(RuntimeError), store.transaction():
@@ -187,8 +207,7 @@ _VECTOR_QUERIES: Final = (
 
 def test_capability_vector_search_keeps_exact_results(store_factory: StoreFactory) -> None:
     """vector_search: similar() and nearest() give the reference's rows, order and scores."""
-    target, oracle = _pair(store_factory)
-    _declared(target, "vector_search")
+    target, oracle = _declared_pair(store_factory, "vector_search")
     with oracle:
         users = [_vector_corpus(s) for s in (target, oracle)]
         assert users[0] == users[1]
@@ -197,7 +216,7 @@ def test_capability_vector_search_keeps_exact_results(store_factory: StoreFactor
         assert all(m["content"] not in ("rolled-back", "hard-deleted") for m in live)
         for query in _VECTOR_QUERIES:
             for metric in METRICS:
-                for limit in (1, 3, 10, 1000):
+                for limit in (1, 3, 10, 1000, 10**9):
                     want = nearest_reference(live, "embedding", query, metric, limit)
                     got = target.memories.similar(user, query, limit=limit, metric=metric)
                     assert [(r.memory.id, r.score) for r in got] == [
@@ -212,10 +231,126 @@ def test_capability_vector_search_keeps_exact_results(store_factory: StoreFactor
                     got = target.memories.similar(user, query, limit=1000, metric=metric, **cut)
                     expected = nearest_reference(live, "embedding", query, metric, 1000, middle)
                     assert [r.memory.id for r in got] == [row["id"] for row, _ in expected]
+        for s in (target, oracle):
+            with pytest.raises(ValidationError):
+                s.memories.similar(user, [1.0, 0.0, 0.0], limit=0)
         everyone = [vars_of(m) for m in target.memories.find_many()]
         want = nearest_reference(everyone, "embedding", [1.0, 0.0, 0.0], "cosine", 8)
         got = target.memories.nearest([1.0, 0.0, 0.0], limit=8, where={"memory_type": "fact"})
         assert [(r.memory.id, r.score) for r in got] == [(row["id"], v) for row, v in want]
+
+
+def _ids(found: Any) -> list[tuple[str, float]]:
+    return [(r.memory.id, r.score) for r in found]
+
+
+def test_capability_vector_search_breaks_ties_by_id(store_factory: StoreFactory) -> None:
+    """vector_search: equal scores (duplicates, scaled copies, zero ip query) come by id."""
+    target, oracle = _declared_pair(store_factory, "vector_search")
+    with oracle:
+        for s in (target, oracle):
+            user = s.users.create(email="t@example.com", name="T")
+            ids = [s.memories.add(user.id, f"d{i}", [1.0, 2.0, 2.0]).id for i in range(12)]
+            for i in range(6):
+                s.memories.add(user.id, f"s{i}", [2.0 * (i + 1), 4.0 * (i + 1), 4.0 * (i + 1)])
+            # rewritten in reverse: an engine ordering by write position gets them backwards
+            for id in reversed(ids):
+                s.memories.update(id, embedding=[1.0, 2.0, 2.0])
+        live = [vars_of(m) for m in target.memories.for_owner(user.id)]
+        for metric in METRICS:
+            for query in ([1.0, 2.0, 2.0], [0.0, 0.0, 0.0]) if metric != "cosine" else (
+                [1.0, 2.0, 2.0],
+            ):  # fmt: skip
+                for limit in (1, 5, 12, 20):
+                    want = nearest_reference(live, "embedding", query, metric, limit)
+                    got = target.memories.similar(user.id, query, limit=limit, metric=metric)
+                    assert _ids(got) == [(row["id"], v) for row, v in want], (metric, query)
+                    same = oracle.memories.similar(user.id, query, limit=limit, metric=metric)
+                    assert canon(got) == canon(same), (metric, query, limit)
+
+
+def test_capability_vector_search_finds_live_rows_of_the_search_only(
+    store_factory: StoreFactory,
+) -> None:
+    """vector_search: only live rows of the owner and the conditions; restored ones too."""
+    target, oracle = _declared_pair(store_factory, "vector_search")
+    best = [1.0, 0.0, 0.0]
+    with oracle:
+        for s in (target, oracle):
+            user = s.users.create(email="l@example.com", name="L")
+            other = s.users.create(email="o@example.com", name="O")
+            s.memories.add(user.id, "far", [0.0, 1.0, 0.0])
+            s.memories.add(user.id, "pref", [0.9, 0.1, 0.0], memory_type="preference")
+            s.memories.add(other.id, "theirs", best)
+            s.memories.delete(s.memories.add(user.id, "deleted", best).id)
+            s.memories.hard_delete(s.memories.add(user.id, "erased", best).id)
+            back = s.memories.add(user.id, "restored", [0.8, 0.2, 0.0])
+            s.memories.delete(back.id)
+            s.memories.restore(back.id)
+            with contextlib.suppress(RuntimeError), s.transaction():
+                s.memories.add(user.id, "rolled-back", best)
+                raise RuntimeError("roll back")
+            gone = s.users.create(email="g@example.com", name="G")
+            s.memories.add(gone.id, "cascade", best)
+            s.users.delete(gone.id)
+        for metric in METRICS:
+            got = target.memories.similar(user.id, best, limit=10, metric=metric)
+            assert sorted(r.memory.content for r in got) == ["far", "pref", "restored"], metric
+            assert canon(got) == canon(oracle.memories.similar(user.id, best, 10, metric))
+            everyone = target.memories.nearest(best, limit=10, metric=metric)
+            assert sorted(r.memory.content for r in everyone) == [
+                "far", "pref", "restored", "theirs"
+            ], metric  # fmt: skip
+            assert canon(everyone) == canon(oracle.memories.nearest(best, 10, metric))
+        prefs = target.memories.similar(user.id, best, 10, where={"memory_type": "preference"})
+        assert [r.memory.content for r in prefs] == ["pref"]
+        strong = target.memories.similar(user.id, best, 10, min_score=0.9)
+        assert [r.memory.content for r in strong] == ["pref", "restored"]
+        assert target.memories.similar(user.id, best, 10, metric="ip", min_score=0.85) == [
+            r for r in target.memories.similar(user.id, best, 10, metric="ip")
+            if r.score >= 0.85
+        ]  # fmt: skip
+        near = target.memories.similar(user.id, best, 10, metric="l2", max_distance=0.3)
+        assert [r.memory.content for r in near] == ["pref", "restored"]
+
+
+#: The kit's vector table: a nullable vector column on a table without an owner.
+VECTORS: Final = TableSpec(
+    name="kit_vectors",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="label", kind="text"),
+        Column(name="v", kind="vector", nullable=True),
+    ),
+)
+
+
+def test_capability_vector_search_skips_null_and_other_dimensions(store: Store) -> None:
+    """vector_search (SPI, kit_vectors): NULL and other dimensions never; zero for l2/ip."""
+    backend = _declared(store, "vector_search")
+    assert isinstance(backend, VectorSearch), "declares vector_search without nearest()"
+    backend.create_tables([VECTORS])
+    backend.delete(VECTORS, TRUE)  # what an earlier run of the kit left
+    rng = random.Random(5)
+    values: list[list[float] | None] = [None, [0.0, 0.0, 0.0], [1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+    values += [[rng.gauss(0, 1) for _ in range(3)] for _ in range(20)]
+    values += [None, [2.0, 0.0, 0.0], [1.0, 0.0, 0.0], None, [0.0, 0.0, 0.0]]
+    rows = [
+        {"id": _uid(i), "label": "odd" if i % 2 else "even", "v": v} for i, v in enumerate(values)
+    ]
+    for row in rows:
+        backend.insert(VECTORS, row)
+    odd = Cond("label", "eq", "odd")
+    for metric in METRICS:
+        for query in ([1.0, 0.0, 0.0], [0.3, -2.0, 0.5]):
+            for where, matching in ((TRUE, rows), (odd, [r for r in rows if r["label"] == "odd"])):
+                for limit in (1, 4, 100):
+                    want = nearest_reference(matching, "v", query, metric, limit)
+                    got = backend.nearest(VECTORS, where, "v", query, metric, limit)
+                    assert [(r["id"], v) for r, v in got] == [
+                        (r["id"], v) for r, v in want
+                    ], (metric, query, where, limit)
+                    assert all(r == rows[int(r["id"][-12:])] for r, _ in got)
 
 
 def vars_of(memory: Any) -> dict[str, Any]:
@@ -225,8 +360,7 @@ def vars_of(memory: Any) -> dict[str, Any]:
 
 def test_capability_bulk_copy_keeps_rows_and_atomicity(store_factory: StoreFactory) -> None:
     """bulk_copy: a large create_many stores what memory:// stores, and a clash stores none."""
-    target, oracle = _pair(store_factory)
-    _declared(target, "bulk_copy")
+    target, oracle = _declared_pair(store_factory, "bulk_copy")
     with oracle:
         for s in (target, oracle):
             user = s.users.create(email="b@example.com", name="B")

@@ -125,6 +125,7 @@ def test_similar_validates_its_arguments(store: Store) -> None:
     new_memory(store, user)
     bad: list[dict[str, Any]] = [
         {"embedding": [1.0, 0.0], "metric": "dot"},
+        {"embedding": [1.0, 0.0], "limit": -1},
         {"embedding": [1.0, 0.0], "limit": 0},
         {"embedding": [1.0, 0.0], "limit": 2.5},
         {"embedding": [0.0, 0.0]},

@@ -28,6 +28,7 @@ from clonestore.records import SESSION_STATES
 from clonestore.testing import strategies as s
 from clonestore.testing.differential import Stores
 from clonestore.testing.profiles import load_default_profile
+from clonestore.vectors import METRICS
 
 __all__ = [
     "STEPS",
@@ -246,9 +247,34 @@ class BackendsAgree(RuleBasedStateMachine):
         memory = self.run(lambda st_: st_.memories.add(user, content, vector))
         return memory.id if memory is not None else multiple()
 
-    @rule(user=users, vector=s.vectors, metric=st.sampled_from(["cosine", "l2"]))
-    def similar(self, user: str, vector: list[float], metric: str) -> None:
-        self.run(lambda st_: st_.memories.similar(user, vector, limit=3, metric=metric))
+    @rule(
+        user=users,
+        vector=s.vectors,
+        metric=st.sampled_from(METRICS),
+        limit=st.sampled_from([0, 1, 3, 10**6]),  # 0 is refused everywhere
+        kind=st.sampled_from([None, "fact", "preference"]),
+    )
+    def similar(
+        self, user: str, vector: list[float], metric: str, limit: int, kind: str | None
+    ) -> None:
+        where = None if kind is None else {"memory_type": kind}
+        self.run(lambda st_: st_.memories.similar(user, vector, limit, metric, where=where))
+
+    @rule(vector=s.vectors, metric=st.sampled_from(METRICS), limit=st.sampled_from([1, 5]))
+    def nearest(self, vector: list[float], metric: str, limit: int) -> None:
+        self.run(lambda st_: st_.memories.nearest(vector, limit, metric))
+
+    @rule(memory=memories, vector=s.vectors, kind=st.sampled_from(["fact", "preference"]))
+    def update_memory(self, memory: str, vector: list[float], kind: str) -> None:
+        self.run(lambda st_: st_.memories.update(memory, embedding=vector, memory_type=kind))
+
+    @rule(memory=memories, restore=st.booleans())
+    def delete_memory(self, memory: str, restore: bool) -> None:
+        def body(st_: clonestore.Store) -> Any:
+            st_.memories.delete(memory)
+            return st_.memories.restore(memory) if restore else None
+
+        self.run(body)
 
     @rule(memory=consumes(memories))
     def hard_delete_memory(self, memory: str) -> None:
