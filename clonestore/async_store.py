@@ -33,10 +33,23 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
+from clonestore.async_types import (
+    AsyncAuditService,
+    AsyncCacheService,
+    AsyncDocumentRepository,
+    AsyncFaceModelRepository,
+    AsyncMemoryRepository,
+    AsyncRateLimitService,
+    AsyncSessionRepository,
+    AsyncSpecializationRepository,
+    AsyncTurnRepository,
+    AsyncUserRepository,
+    AsyncVoiceModelRepository,
+)
 from clonestore.bridge import run_sync
 from clonestore.errors import ValidationError
 from clonestore.opening import DEFAULT_URL, backend_factories, open_store
@@ -99,7 +112,8 @@ class AsyncRepository(_Awaited):
     """A repository whose methods are awaited: ``await store.users.get(id)``.
 
     Same names, arguments, results and errors as the synchronous repository
-    (:class:`clonestore.Repository` and its subclasses).
+    (:class:`clonestore.Repository` and its subclasses); typed by the protocols of
+    :mod:`clonestore.async_types` (``store.users`` is an ``AsyncUserRepository``).
     """
 
 
@@ -151,10 +165,8 @@ class _ContextBlock:
         self._block.__exit__(*exc)
 
 
-def _repositories(owner: Any, source: Any) -> None:
-    from clonestore.repositories import REPOSITORIES
-
-    for name in REPOSITORIES:
+def _repositories(owner: Any, source: Any, names: Sequence[str]) -> None:
+    for name in names:
         setattr(owner, name, AsyncRepository(getattr(source, name)))
 
 
@@ -162,18 +174,20 @@ class AsyncUserView:
     """``store.for_user(user_id)`` under ``open_async``: the repositories limited to one
     user's rows (see :mod:`clonestore.tenancy`), awaited."""
 
-    users: AsyncRepository
-    voice_models: AsyncRepository
-    face_models: AsyncRepository
-    sessions: AsyncRepository
-    turns: AsyncRepository
-    documents: AsyncRepository
-    memories: AsyncRepository
+    users: AsyncUserRepository
+    voice_models: AsyncVoiceModelRepository
+    face_models: AsyncFaceModelRepository
+    sessions: AsyncSessionRepository
+    turns: AsyncTurnRepository
+    documents: AsyncDocumentRepository
+    memories: AsyncMemoryRepository
 
     def __init__(self, view: Any) -> None:
+        from clonestore.repositories import REPOSITORIES
+
         self.view = view
         self.user_id: str = view.user_id
-        _repositories(self, view)
+        _repositories(self, view, list(REPOSITORIES))
 
     async def export_user(self, user_id: str | None = None) -> dict[str, Any]:
         """Everything stored about the owner."""
@@ -200,30 +214,53 @@ class AsyncStore:
     ``async with``) when done.
     """
 
-    users: AsyncRepository
-    voice_models: AsyncRepository
-    face_models: AsyncRepository
-    sessions: AsyncRepository
-    turns: AsyncRepository
-    documents: AsyncRepository
-    memories: AsyncRepository
+    users: AsyncUserRepository
+    voice_models: AsyncVoiceModelRepository
+    face_models: AsyncFaceModelRepository
+    sessions: AsyncSessionRepository
+    turns: AsyncTurnRepository
+    documents: AsyncDocumentRepository
+    memories: AsyncMemoryRepository
+    specializations: AsyncSpecializationRepository
+    #: The built-in plugins' services, awaited, when the store was opened with them.
+    cache: AsyncCacheService
+    ratelimit: AsyncRateLimitService
+    audit: AsyncAuditService
 
     def __init__(self, store: Store) -> None:
+        from clonestore.repositories import CATALOGUES, REPOSITORIES
+
         self._store = store
         self.url = store.url
         self.clock = store.clock
         self.tables = store.tables
         self.options = store.options
-        _repositories(self, store)
+        _repositories(self, store, [*REPOSITORIES, *CATALOGUES])
 
-    def __getattr__(self, name: str) -> Any:
-        # Services attached by plugins (store.cache, store.ratelimit, store.audit), awaited.
-        store = self.__dict__.get("_store")
-        if store is not None and name in store.services:
-            service = _Awaited(store.services[name])
-            self.__dict__[name] = service
-            return service
-        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+    if not TYPE_CHECKING:  # type checkers see only the declared attributes: a typo is an error
+
+        def __getattr__(self, name: str) -> Any:
+            # Services attached by plugins (store.cache, store.ratelimit, store.audit), awaited;
+            # the synchronous store's error (naming the plugin to load) otherwise.
+            store = self.__dict__.get("_store")
+            if store is not None and name in store.services:
+                service = _Awaited(store.services[name])
+                self.__dict__[name] = service
+                return service
+            if store is not None and not name.startswith("_") and name not in dir(store):
+                try:
+                    getattr(store, name)
+                except AttributeError as exc:
+                    if "plugin" in str(exc):  # names the plugin to load
+                        raise AttributeError(str(exc), name=name, obj=self) from None
+            raise AttributeError(
+                f"{type(self).__name__!s} has no attribute {name!r}", name=name, obj=self
+            )
+
+    @property
+    def services(self) -> dict[str, Any]:
+        """Every plugin's service by name (synchronous objects: call them in :meth:`run_sync`)."""
+        return self._store.services
 
     @property
     def hook(self) -> Any:

@@ -4,11 +4,13 @@ per entity, records as frozen dataclasses), and the run-time checks that match i
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,7 @@ import clonestore
 from clonestore import ValidationError
 from clonestore import services as service_types
 
+from . import typing_async
 from .typing_fields import FIELDS_MODULE, expected_source
 
 APP = '''
@@ -44,6 +47,39 @@ copy = clonestore.User(
 store.close()
 '''
 
+ASYNC_APP = '''
+import asyncio
+from decimal import Decimal
+
+import clonestore
+
+
+async def main() -> None:
+    async with clonestore.open_async("memory://", plugins=["cache", "ratelimit"]) as store:
+        user = await store.users.create(email="ada@example.com", name="Ada")
+        user = await store.users.update(user.id, expected_version=1, name="Ada L")
+        name: str = user.name
+        async with store.transaction():
+            session = await store.sessions.create(user_id=user.id)
+            turn = await store.sessions.add_turn(session.id, llm_cost=Decimal("0.002"))
+        index: int = turn.turn_index
+        page = await store.users.page(size=10)
+        first: clonestore.User = page.items[0]
+        mine = store.for_user(user.id)
+        found = await mine.sessions.for_owner(user.id)
+        count: int = len(found) + await store.specializations.count()
+        await store.cache.set_embedding("q", [0.5, 0.5])
+        hit: list[float] | None = await store.cache.get_embedding("q")
+        await store.ratelimit.check_and_increment(user.id, "chat", 10, 60)
+        ok: bool = (await store.health())["ok"]
+
+    store2 = await clonestore.open_async("memory://")
+    await store2.close()
+
+
+asyncio.run(main())
+'''
+
 #: Each line a mistake mypy must report (the marker names the error code).
 TYPOS = '''
 import clonestore
@@ -61,6 +97,24 @@ user.name = "changed"  # E: misc
 clonestore.User(email="a@example.com")  # E: call-arg
 '''
 
+ASYNC_TYPOS = '''
+import clonestore
+
+
+async def main() -> None:
+    store = await clonestore.open_async("memory://", plugins=["cache"])
+    await store.usres.count()  # E: attr-defined
+    await store.users.create(email="ada@example.com", nmae="Ada")  # E: call-arg
+    await store.users.update("id", version=2)  # E: call-arg
+    await store.documents.create(user_id="u", filename="f", size_bytes="big")  # E: arg-type
+    await store.cache.get_embeding("q")  # E: attr-defined
+    user = await store.users.get("id")
+    user.name = "changed"  # E: misc
+    name: str = store.users.get("id").name  # E: attr-defined
+    await store.for_user("u").sessions.add_trun("s")  # E: attr-defined
+    bad: int = await store.users.find_by_email("a@example.com")  # E: assignment
+'''
+
 
 def _mypy(directory: Path, *files: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MYPYPATH", "PYTHONPATH")}
@@ -71,10 +125,16 @@ def _mypy(directory: Path, *files: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_mypy_strict_passes_an_app_and_reports_each_typo(tmp_path: Path) -> None:
-    """Outside the repository, mypy --strict passes an app and reports every deliberate typo."""
-    (tmp_path / "app.py").write_text(textwrap.dedent(APP), encoding="utf-8")
-    (tmp_path / "typos.py").write_text(textwrap.dedent(TYPOS), encoding="utf-8")
+@pytest.mark.parametrize(
+    ("app", "typos"), [(APP, TYPOS), (ASYNC_APP, ASYNC_TYPOS)], ids=["open", "open_async"]
+)
+def test_mypy_strict_passes_an_app_and_reports_each_typo(
+    tmp_path: Path, app: str, typos: str
+) -> None:
+    """Outside the repository, mypy --strict passes an app and reports every deliberate
+    typo, with the synchronous API and with the awaited one."""
+    (tmp_path / "app.py").write_text(textwrap.dedent(app), encoding="utf-8")
+    (tmp_path / "typos.py").write_text(textwrap.dedent(typos), encoding="utf-8")
     result = _mypy(tmp_path, "app.py", "typos.py")
     output = result.stdout + result.stderr
     assert "Cannot find implementation or library stub" not in output, (
@@ -83,7 +143,7 @@ def test_mypy_strict_passes_an_app_and_reports_each_typo(tmp_path: Path) -> None
     )
     errors = [line for line in output.splitlines() if ": error:" in line]
     assert [e for e in errors if not e.startswith("typos.py:")] == [], output
-    lines = textwrap.dedent(TYPOS).splitlines()
+    lines = textwrap.dedent(typos).splitlines()
     expected = {
         (number, line.rsplit("# E: ", 1)[1])
         for number, line in enumerate(lines, 1)
@@ -102,6 +162,51 @@ def test_fields_module_is_generated_from_the_records() -> None:
     assert FIELDS_MODULE.read_text(encoding="utf-8") == expected_source(), (
         "clonestore/fields.py is stale: run python tests/typing_fields.py"
     )
+
+
+def test_async_types_module_is_generated_from_the_sync_classes() -> None:
+    """clonestore/async_types.py is what tests/typing_async.py derives from the
+    synchronous repositories and service protocols."""
+    assert typing_async.ASYNC_TYPES_MODULE.read_text(encoding="utf-8") == (
+        typing_async.expected_source()
+    ), "clonestore/async_types.py is stale: run python tests/typing_async.py"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "sync"),
+    [(name, cls) for name, cls, _ in typing_async.sources()],
+    ids=[name for name, _, _ in typing_async.sources()],
+)
+def test_each_async_protocol_mirrors_its_sync_class_name_for_name(
+    protocol: str, sync: type
+) -> None:
+    """Every public method of the synchronous class is a coroutine of the async protocol
+    with the same parameters, every other public member is there as it is, nothing more
+    (the members left out are named with their reason); the AsyncStore is typed by it."""
+    import clonestore.async_types as async_types
+
+    typed = getattr(async_types, protocol)
+
+    def public(cls: type) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if klass.__module__.startswith("clonestore"):
+                found.update(vars(klass))
+                found.update(dict.fromkeys(getattr(klass, "__annotations__", {}), None))
+        return {n: v for n, v in found.items() if not n.startswith("_")}
+
+    members, mirrored = public(sync), public(typed)
+    assert set(mirrored) == set(members) - set(typing_async.LEFT_OUT), protocol
+    for name, member in members.items():
+        if name in typing_async.LEFT_OUT or not inspect.isfunction(member):
+            continue
+        assert inspect.iscoroutinefunction(mirrored[name]), f"{protocol}.{name}"
+        if name not in ("create", "update"):  # their keywords are typed per entity
+            assert list(inspect.signature(mirrored[name]).parameters) == list(
+                inspect.signature(member).parameters
+            ), f"{protocol}.{name}"
+    attribute = next(a for n, c, a in typing_async.sources() if n == protocol).strip("`")
+    assert clonestore.AsyncStore.__annotations__[attribute.split(".")[1]] == protocol
 
 
 def test_a_misspelt_field_is_a_validation_error_at_run_time() -> None:
