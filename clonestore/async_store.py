@@ -170,9 +170,8 @@ def _repositories(owner: Any, source: Any, names: Sequence[str]) -> None:
         setattr(owner, name, AsyncRepository(getattr(source, name)))
 
 
-class AsyncUserView:
-    """``store.for_user(user_id)`` under ``open_async``: the repositories limited to one
-    user's rows (see :mod:`clonestore.tenancy`), awaited."""
+class _UserRepositories:
+    """The repositories of a user's rows, awaited (typed for an async store and a view)."""
 
     users: AsyncUserRepository
     voice_models: AsyncVoiceModelRepository
@@ -181,6 +180,11 @@ class AsyncUserView:
     turns: AsyncTurnRepository
     documents: AsyncDocumentRepository
     memories: AsyncMemoryRepository
+
+
+class AsyncUserView(_UserRepositories):
+    """``store.for_user(user_id)`` under ``open_async``: the repositories limited to one
+    user's rows (see :mod:`clonestore.tenancy`), awaited."""
 
     def __init__(self, view: Any) -> None:
         from clonestore.repositories import REPOSITORIES
@@ -207,20 +211,13 @@ class AsyncUserView:
         return f"<clonestore.AsyncUserView user_id={self.user_id}>"
 
 
-class AsyncStore:
+class AsyncStore(_UserRepositories):
     """An open clonestore for asyncio code: :class:`~clonestore.Store`'s API, awaited.
 
     Made by :func:`open_async`. Safe to share between tasks; close it (or use
     ``async with``) when done.
     """
 
-    users: AsyncUserRepository
-    voice_models: AsyncVoiceModelRepository
-    face_models: AsyncFaceModelRepository
-    sessions: AsyncSessionRepository
-    turns: AsyncTurnRepository
-    documents: AsyncDocumentRepository
-    memories: AsyncMemoryRepository
     specializations: AsyncSpecializationRepository
     #: The built-in plugins' services, awaited, when the store was opened with them.
     cache: AsyncCacheService

@@ -4,6 +4,7 @@ per entity, records as frozen dataclasses), and the run-time checks that match i
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
 import subprocess
@@ -206,7 +207,10 @@ def test_each_async_protocol_mirrors_its_sync_class_name_for_name(
                 inspect.signature(member).parameters
             ), f"{protocol}.{name}"
     attribute = next(a for n, c, a in typing_async.sources() if n == protocol).strip("`")
-    assert clonestore.AsyncStore.__annotations__[attribute.split(".")[1]] == protocol
+    declared = collections.ChainMap(
+        *(vars(c).get("__annotations__", {}) for c in clonestore.AsyncStore.__mro__)
+    )
+    assert declared[attribute.split(".")[1]] == protocol
 
 
 def test_a_misspelt_field_is_a_validation_error_at_run_time() -> None:
