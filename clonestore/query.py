@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, TypeAlias
@@ -41,7 +40,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from clonestore.errors import ValidationError
-from clonestore.schema import ORDERABLE, Column, TableSpec, check
+from clonestore.schema import ORDERABLE, Column, TableSpec, check, checker
 
 __all__ = [
     "FALSE",
@@ -50,6 +49,7 @@ __all__ = [
     "And",
     "Cond",
     "Expr",
+    "Lookup",
     "Or",
     "OrderBy",
     "decode_cursor",
@@ -114,7 +114,6 @@ class OrderBy:
 # --------------------------------------------------------------------------- parsing
 
 
-@functools.cache
 def _value_column(col: Column) -> Column:
     """The rules a filter value obeys: the column's type and enum, not its range
     (``size_bytes__gt=-1`` is a fine question) nor its minimum length."""
@@ -205,6 +204,43 @@ def parse_where(spec: TableSpec, where: Mapping[str, Any] | None) -> Expr:
             raise ValidationError(f"lookups are field names (strings), got {key!r}")
     items = tuple(_parse_one(spec, key, value) for key, value in where.items())
     return items[0] if len(items) == 1 else And(items)
+
+
+class Lookup:
+    """The where-clause of ``name=value`` lookups on fixed fields, built once per table.
+
+    ``Lookup(spec, ("email",))(("Ann@Example.com",))`` is what
+    ``parse_where(spec, {"email": "Ann@Example.com"})`` gives, conjoined after
+    ``prefix`` (the repository's live-rows and owner terms), without parsing
+    keys or finding columns on every call: a repository's own fixed-shape
+    queries (``find_by_email``, ``active_for``...) build theirs once. Values
+    are checked as :func:`parse_where` checks them (``None`` is ``isnull``;
+    a ``casefold`` column compares ``casefold()`` forms).
+    """
+
+    __slots__ = ("_checks", "_prefix")
+
+    def __init__(self, spec: TableSpec, names: Sequence[str], prefix: Sequence[Expr] = ()) -> None:
+        checks: list[tuple[str, Callable[[Any], Any], bool]] = []
+        for name in names:
+            col = spec.column(name)
+            if col.kind not in ORDERABLE:
+                raise TypeError(f"{spec.name}.{name}: a {col.kind} field has no equality lookup")
+            target = col.key_name if col.casefold else name
+            checks.append((target, checker(_value_column(col)), col.casefold))
+        self._checks = tuple(checks)
+        self._prefix = tuple(e for e in prefix if not _is_true(e))
+
+    def __call__(self, values: Sequence[Any]) -> Expr:
+        items = list(self._prefix)
+        for (name, check_value, fold), value in zip(self._checks, values, strict=True):
+            if value is None:
+                items.append(Cond(name, "isnull", True))
+            elif fold:
+                items.append(Cond(name, "eq", check_value(value).casefold()))
+            else:
+                items.append(Cond(name, "eq", check_value(value)))
+        return items[0] if len(items) == 1 else And(tuple(items))
 
 
 def _is_true(expr: Expr) -> bool:

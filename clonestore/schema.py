@@ -47,6 +47,7 @@ __all__ = [
     "TableSpec",
     "Unique",
     "check",
+    "checker",
     "column",
     "json_object",
     "record",
@@ -333,6 +334,22 @@ def check(col: Column, value: Any) -> Any:
         if problem is not None:
             raise _fail(col, problem)
     return checked
+
+
+def checker(col: Column) -> Callable[[Any], Any]:
+    """``check(col, value)`` as a function of ``value`` alone, its branch chosen once:
+    what code checking the same column on every call keeps (an id's check is then a
+    set lookup for an id seen lately, without the call chain)."""
+    if col.kind == "id" and col.validator is None:
+        valid = _VALID_IDS
+
+        def check_id(value: Any) -> Any:
+            if type(value) is str and value in valid:
+                return value
+            return _check_kind(col, value)
+
+        return check_id
+    return functools.partial(check, col)
 
 
 def json_object(value: Any) -> str | None:

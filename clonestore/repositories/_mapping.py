@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar, cast
 import attrs
 
 from clonestore.errors import ValidationError
-from clonestore.schema import Column, TableSpec, check
+from clonestore.schema import Column, TableSpec, checker
 from clonestore.spi import Row
 
 __all__ = ["RecordMapping"]
@@ -39,7 +39,14 @@ class RecordMapping(Generic[R]):
         attributes = attrs.fields(cast(Any, self.record))
         #: The record's fields, in declaration order.
         self.fields = tuple(f.name for f in attributes)
-        self._id_col = spec.column("id")
+        #: ``id`` if it is a valid id, else :class:`ValidationError`.
+        self.check_id: Callable[[Any], str] = checker(spec.column("id"))
+        # What update() may change, each with its check (``settable="yes"``, not derived).
+        self._changeable = {
+            c.name: checker(c)
+            for c in spec.columns
+            if c.settable == "yes" and c.derived_from is None
+        }
         self._derived = tuple(c for c in spec.columns if c.derived_from is not None)
         self._hidden = tuple(
             c.name for c in spec.columns if c.name not in self.fields and c.derived_from is None
@@ -91,11 +98,6 @@ class RecordMapping(Generic[R]):
             row[name] = None
         return row
 
-    def check_id(self, id: Any) -> str:
-        """``id`` if it is a valid id, else :class:`ValidationError`."""
-        value: str = check(self._id_col, id)
-        return value
-
     def new_record(
         self,
         fields: Mapping[str, Any],
@@ -135,11 +137,13 @@ class RecordMapping(Generic[R]):
         """Validated column changes from caller keywords (only ``settable="yes"``), with
         the derived columns they change."""
         out: dict[str, Any] = {}
+        changeable = self._changeable
         for name, value in changes.items():
-            col = self.spec.column(name)
-            if col.settable != "yes" or col.derived_from is not None:
+            check_value = changeable.get(name)
+            if check_value is None:
+                self.spec.column(name)  # an unknown field says so
                 raise ValidationError("cannot be changed with update()", field=name)
-            out[name] = check(col, value)
+            out[name] = check_value(value)
         self.add_derived(out)
         return out
 

@@ -15,6 +15,7 @@ from clonestore.query import (
     TRUE,
     Cond,
     Expr,
+    Lookup,
     OrderBy,
     conjoin,
     decode_cursor,
@@ -106,6 +107,9 @@ class Repository(Generic[R]):
         self._changes = mapping.changes
         self._live: Expr = Cond("deleted_at", "isnull", True) if spec.soft_delete else TRUE
         self._scope: Expr = TRUE
+        #: Creation order (``created_at``, ``id``), the default ordering.
+        self._creation_order = parse_order(spec, None)
+        self._lookups: dict[tuple[str, ...], Lookup] = {}
 
     @property
     def repos(self) -> Mapping[str, Repository[Any]]:
@@ -118,6 +122,7 @@ class Repository(Generic[R]):
         clone.owner = owner
         clone.context = attrs.evolve(self.context, repositories=repositories)
         clone._scope = Cond(self.owner_column, "eq", owner)
+        clone._lookups = {}
         return clone
 
     # ------------------------------------------------------------------ building records
@@ -153,6 +158,16 @@ class Repository(Generic[R]):
             raise ValidationError(f"where must be a mapping, got {type(where).__name__}")
         expr = conjoin(self._scope, parse_where(self.spec, where))
         return expr if with_deleted else conjoin(self._live, expr)
+
+    def _lookup(self, *names: str) -> Lookup:
+        """The where-clause of live rows (in this view) with ``name=value`` for ``names``,
+        built on first use (see :class:`~clonestore.query.Lookup`): what
+        ``_where({name: value...})`` gives, without parsing the lookups every call."""
+        lookup = self._lookups.get(names)
+        if lookup is None:
+            lookup = Lookup(self.spec, names, (self._live, self._scope))
+            self._lookups[names] = lookup
+        return lookup
 
     def _by_id(self, id: str, *, live: bool = True) -> Expr:
         return conjoin(Cond("id", "eq", id), self._scope, self._live if live else TRUE)
@@ -236,7 +251,7 @@ class Repository(Generic[R]):
 
     def find_one(self, **where: Any) -> R | None:
         """The first live record (in creation order) matching the lookups, or None."""
-        rows = self._select("find_one", self._where(where), parse_order(self.spec, None), limit=1)
+        rows = self._select("find_one", self._where(where), self._creation_order, limit=1)
         return self._load(rows[0]) if rows else None
 
     def find_many(

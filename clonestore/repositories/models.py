@@ -89,7 +89,9 @@ class CloneModelRepository(OwnedRepository[M]):
 
     def active_for(self, user_id: str) -> M | None:
         """The user's active model, or None."""
-        return self.find_one(user_id=self._check_owner(user_id), is_active=True)
+        where = self._lookup("user_id", "is_active")((self._check_owner(user_id), True))
+        rows = self._select("find_one", where, self._creation_order, limit=1)
+        return self._load(rows[0]) if rows else None
 
 
 class VoiceModelRepository(CloneModelRepository[VoiceModel]):

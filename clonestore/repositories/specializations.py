@@ -34,5 +34,5 @@ class SpecializationRepository(Repository[Specialization]):
 
     def find_by_name(self, name: str) -> Specialization | None:
         """The specialization called ``name`` (exactly), or None."""
-        rows = self._select("find_by_name", self._where({"name": name}), (), limit=1)
+        rows = self._select("find_by_name", self._lookup("name")((name,)), (), limit=1)
         return self._load(rows[0]) if rows else None

@@ -41,7 +41,7 @@ class UserRepository(Repository[User]):
         """The live user with this email, ignoring case; None if there is none."""
         # Emails are unique among live users, so there is at most one row: no
         # ordering needed (the engine can stop at the first index hit).
-        rows = self._select("find_by_email", self._where({"email": email}), (), limit=1)
+        rows = self._select("find_by_email", self._lookup("email")((email,)), (), limit=1)
         return self._load(rows[0]) if rows else None
 
     def _children(self) -> list[Repository[Any]]:

@@ -291,7 +291,7 @@ class SQLBackend(abc.ABC):
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
         shape = walk(where, values, self.compiler.small_in)
-        order_key = tuple((o.column, o.desc) for o in order)
+        order_key = tuple([(o.column, o.desc) for o in order]) if order else ()
         key = ("select", info.name, shape, order_key, limit is not None, offset != 0)
         compiler = self.compiler
         statement = compiler.cache.get(key)

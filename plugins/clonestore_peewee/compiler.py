@@ -64,8 +64,14 @@ def walk(expr: Expr, values: list[Any], small_in: int = SMALL_IN) -> Hashable:
             return (expr.column, op, -1)
         values.append(expr.value)
         return (expr.column, op)
-    items = cast(And | Or, expr).items
-    return (type(expr) is And, *[walk(item, values, small_in) for item in items])
+    shape: list[Hashable] = [type(expr) is And]
+    for item in cast(And | Or, expr).items:
+        if type(item) is Cond and item.op in _VALUE_OPS:  # the common case, inline
+            values.append(item.value)
+            shape.append((item.column, item.op))
+        else:
+            shape.append(walk(item, values, small_in))
+    return tuple(shape)
 
 
 class _Slot:
