@@ -24,7 +24,14 @@ from clonestore.errors import AlreadyExists, ClonestoreError
 from clonestore.operations import Operation
 from clonestore.query import Expr, OrderBy
 from clonestore.schema import TableSpec
-from clonestore.spi import Aggregate, Backend, Row, VectorSearch
+from clonestore.spi import (
+    Aggregate,
+    Backend,
+    Row,
+    UpdateAndInsert,
+    VectorSearch,
+    update_and_insert_reference,
+)
 from clonestore.unit_of_work import UnitOfWork
 from clonestore.vectors import nearest_reference
 
@@ -61,6 +68,12 @@ class Gateway:
         self._reads = implemented("clonestore_read")
         self._write_hooks = (
             self._before or self._after or self._failed or implemented("clonestore_after_commit")
+        )
+        # The capability's method, looked up once (a protocol check costs microseconds).
+        self._update_and_insert_native: UpdateAndInsert | None = (
+            backend
+            if "update_and_insert" in backend.capabilities and isinstance(backend, UpdateAndInsert)
+            else None
         )
 
     # ------------------------------------------------------------------ reads
@@ -216,6 +229,73 @@ class Gateway:
             op, explain_conflict, self.backend.update, table, where, changes
         )
         return rows
+
+    def update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+        *,
+        action: str,
+        insert_action: str,
+        key: str | None = None,
+        explain_conflict: ExplainConflict | None = None,
+    ) -> Row | None:
+        """``backend.update_and_insert`` (capability ``update_and_insert``; otherwise
+        :func:`clonestore.spi.update_and_insert_reference` over the backend): the row
+        inserted, or None when no row matched.
+
+        Plugins see an update (``action``, ``key``) followed by an insert
+        (``insert_action``), as if the two were made one after the other. When a
+        plugin watches writes one by one (``before_write``, ``after_write``,
+        ``write_failed``), they are: each sees the other's effect.
+        """
+        if self._before or self._after or self._failed:
+            with self.unit.atomic():
+                rows = self.update(table, where, changes, action=action, key=key)
+                if not rows:
+                    return None
+                complete = dict(row)
+                for column, source in copied.items():
+                    complete[column] = rows[0][source]
+                self.insert(into, complete, action=insert_action, explain_conflict=explain_conflict)
+                return complete
+        args = (table, where, changes, into, row, copied)
+        if not self._write_hooks and not self.unit.active:
+            return _call(explain_conflict, self._update_and_insert, *args)
+        with self.unit.atomic():
+            inserted = _call(explain_conflict, self._update_and_insert, *args)
+            if inserted is not None:
+                self.unit.record(
+                    Operation(
+                        action=action, kind="update", table=table, key=key, where=where,
+                        changes=changes,
+                    )
+                )  # fmt: skip
+                self.unit.record(
+                    Operation(
+                        action=insert_action, kind="insert", table=into, key=inserted["id"],
+                        changes=inserted,
+                    )
+                )  # fmt: skip
+        return inserted
+
+    def _update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+    ) -> Row | None:
+        native = self._update_and_insert_native
+        if native is not None:
+            return native.update_and_insert(table, where, changes, into, row, copied)
+        return update_and_insert_reference(self.backend, table, where, changes, into, row, copied)
 
     def delete(self, table: TableSpec, where: Expr, *, action: str, key: str | None = None) -> int:
         """``backend.delete``: how many rows were removed for good.

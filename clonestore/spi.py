@@ -22,7 +22,7 @@ What every method means, on every backend:
 
 A backend may declare optional capabilities in ``capabilities``
 (:data:`CAPABILITIES`): operations (``vector_search``, ``bulk_copy``,
-``listen_notify``) and table options (``ephemeral``, ``append_only``, see
+``listen_notify``, ``update_and_insert``) and table options (``ephemeral``, ``append_only``, see
 :class:`TableSpec`). The store checks once, when it opens, that the backend
 declares every capability its plugins need (``clonestore_required_capabilities``)
 and every guarantee its tables ask for (``append_only``); otherwise ``open()``
@@ -98,6 +98,7 @@ __all__ = [
     "Row",
     "TableSpec",
     "Unique",
+    "UpdateAndInsert",
     "VectorSearch",
     "append_only_allows",
     "append_only_refusal",
@@ -116,6 +117,7 @@ __all__ = [
     "score",
     "settle",
     "sort_rows",
+    "update_and_insert_reference",
 ]
 
 Row: TypeAlias = dict[str, Any]
@@ -129,7 +131,9 @@ AGGREGATES: Final = frozenset({"count", "sum", "min", "max"})
 TABLE_OPTIONS: Final = frozenset({"ephemeral", "append_only"})
 
 #: Optional capabilities a backend may declare.
-CAPABILITIES: Final = frozenset({"vector_search", "bulk_copy", "listen_notify"}) | TABLE_OPTIONS
+CAPABILITIES: Final = (
+    frozenset({"vector_search", "bulk_copy", "listen_notify", "update_and_insert"}) | TABLE_OPTIONS
+)
 
 
 @attrs.frozen
@@ -291,6 +295,60 @@ class VectorSearch(Protocol):
         index (HNSW): the rows may then differ from the exact answer, but their
         scores are still exact and in order.
         """
+
+
+@runtime_checkable
+class UpdateAndInsert(Protocol):
+    """Optional capability ``update_and_insert``: change one row and insert another
+    that takes values from it, in one step (PostgreSQL: one statement, a CTE).
+
+    The meaning is :func:`update_and_insert_reference`, composed of
+    ``transaction``, ``update`` and ``insert``; backends without the capability
+    get it from the core, which runs the reference over their own operations.
+    """
+
+    def update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+    ) -> Row | None:
+        """Apply ``changes`` (values or :class:`Increment`) to the row of ``table``
+        matching ``where``; if there is one, insert ``row`` into ``into`` with each
+        column of ``copied`` (a column of ``into`` -> a column of ``table``) set to
+        the changed row's value. Atomically: both or neither.
+
+        ``where`` pins one row (it includes the id). Returns the inserted row, or
+        None when no row matched (nothing is written).
+        """
+
+
+def update_and_insert_reference(
+    backend: Backend,
+    table: TableSpec,
+    where: Expr,
+    changes: Mapping[str, Any],
+    into: TableSpec,
+    row: Row,
+    copied: Mapping[str, str],
+) -> Row | None:
+    """The meaning of :meth:`UpdateAndInsert.update_and_insert`, over ``backend``'s
+    ``transaction``, ``update`` and ``insert``."""
+    with backend.transaction():
+        updated = backend.update(table, where, changes)
+        if not updated:
+            return None
+        if len(updated) > 1:
+            raise BackendError(f"update_and_insert: {len(updated)} rows of {table.name} matched")
+        (source,) = updated
+        inserted = dict(row)
+        for column, source_column in copied.items():
+            inserted[column] = source[source_column]
+        backend.insert(into, inserted)
+        return inserted
 
 
 @runtime_checkable

@@ -90,6 +90,14 @@ CHANGES: Final[tuple[Change, ...]] = (
     ),
     Change(
         2,
+        "update_and_insert",
+        "optional method update_and_insert(table, where, changes, into, row, copied) behind "
+        "the capability update_and_insert (clonestore.spi.UpdateAndInsert): change one row "
+        "and insert one taking values from it, in one step; without it the core composes "
+        "the same from transaction, update and insert (spi.update_and_insert_reference)",
+    ),
+    Change(
+        2,
         "iter_leaves",
         "clonestore.spi.iter_leaves (every condition of an expression) is public",
     ),

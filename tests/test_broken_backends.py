@@ -342,6 +342,39 @@ class CheckThenWrite(clonestore_memory.MemoryBackend):
         return sorted((t.copy_out(r) for r in new), key=lambda r: r["id"])
 
 
+class RacyUpdateAndInsert(clonestore_memory.MemoryBackend):
+    """update_and_insert() reads the row, then writes its new values and the child: racing
+    calls lose increments (and number two children alike)."""
+
+    name = "broken-update-and-insert-race"
+
+    def update_and_insert(self, table, where, changes, into, row, copied):
+        found = self.select(table, where)
+        if not found:
+            return None
+        time.sleep(0.002)  # what a round trip costs: another writer reads the same
+        new = apply_changes(found[0], changes)
+        inserted = {**row, **{column: new[source] for column, source in copied.items()}}
+        with self._db.atomic():
+            self.update(table, Cond("id", "eq", new["id"]), {c: new[c] for c in changes})
+            self.insert(into, inserted)
+        return inserted
+
+
+class UpdateAndInsertApart(clonestore_memory.MemoryBackend):
+    """update_and_insert() keeps the update when the insert fails: not all or nothing."""
+
+    name = "broken-update-and-insert-apart"
+
+    def update_and_insert(self, table, where, changes, into, row, copied):
+        updated = self.update(table, where, changes)
+        if not updated:
+            return None
+        inserted = {**row, **{column: updated[0][source] for column, source in copied.items()}}
+        self.insert(into, inserted)
+        return inserted
+
+
 class Unbroken(clonestore_memory.MemoryBackend):
     """The memory backend itself, served by this same plugin: the control."""
 
@@ -365,6 +398,8 @@ def clonestore_backends():
         "broken-upsert-scope": UpsertIgnoresScope,
         "broken-upsert-any-key": UpsertOnAnyKey,
         "broken-unique-race": CheckThenWrite,
+        "broken-update-and-insert-race": RacyUpdateAndInsert,
+        "broken-update-and-insert-apart": UpdateAndInsertApart,
         "unbroken": Unbroken,
     }
 '''
@@ -424,6 +459,12 @@ MUST_FAIL_ALONE = {
     "broken-unique-race://": [
         "test_unique_holds_when_inserts_race",
         "test_partial_unique_holds_when_updates_race",
+    ],
+    "broken-update-and-insert-race://": [
+        "test_capability_update_and_insert_counts_every_racing_call",
+    ],
+    "broken-update-and-insert-apart://": [
+        "test_capability_update_and_insert_changes_both_or_neither",
     ],
 }
 

@@ -35,6 +35,13 @@ SESSION_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     "error": frozenset({"idle"}),
 }
 
+#: What a new turn takes from its session once its totals are counted: turn column ->
+#: session column.
+_TURN_FROM_SESSION: Final[Mapping[str, str]] = {
+    "user_id": "user_id",
+    "turn_index": "last_turn_index",
+}
+
 #: How often a state move is retried when another writer changed the state first.
 _CAS_ATTEMPTS: Final = 10
 
@@ -127,27 +134,33 @@ class SessionRepository(OwnedRepository[Session]):
         session_id = self._check_id(session_id)
         turns = self.repos["turns"]
         probe = turns._build({"session_id": session_id, **fields}, user_id=session_id, turn_index=1)
-        with self._unit.atomic():
-            changes = self._stamp(
-                {
-                    "total_turns": Increment(1),
-                    "last_turn_index": Increment(1),
-                    "total_latency_ms": Increment(probe.latency_ms),
-                    "total_cost": Increment(probe.cost),
-                }
-            )
-            where = conjoin(self._by_id(session_id), Cond("ended_at", "isnull", True))
-            rows = self._update("add_turn", where, changes, key=session_id)
-            if not rows:
-                self._live_row(session_id)
-                raise InvalidTransition(f"session {session_id} has ended; no more turns")
-            session = rows[0]
-            # The probe is valid; the two values the session gave are valid ids and counts,
-            # so the turn is the probe's row with them, loaded without checking 37 fields again.
-            row = turns._row(probe)
-            row["user_id"] = session["user_id"]
-            row["turn_index"] = session["last_turn_index"]
-            turns._insert("add_turn", row)
+        changes = self._stamp(
+            {
+                "total_turns": Increment(1),
+                "last_turn_index": Increment(1),
+                "total_latency_ms": Increment(probe.latency_ms),
+                "total_cost": Increment(probe.cost),
+            }
+        )
+        where = conjoin(self._by_id(session_id), Cond("ended_at", "isnull", True))
+        # The probe is valid; the two values the session gives are valid ids and counts, so
+        # the turn is the probe's row with them, loaded without checking 37 fields again.
+        # One step: the session's totals change and the turn is inserted, or neither.
+        row = self._gateway.update_and_insert(
+            self.spec,
+            where,
+            changes,
+            turns.spec,
+            turns._row(probe),
+            _TURN_FROM_SESSION,
+            action=f"{self.noun}.add_turn",
+            insert_action=f"{turns.noun}.add_turn",
+            key=session_id,
+            explain_conflict=turns._unique_error,
+        )
+        if row is None:
+            self._live_row(session_id)
+            raise InvalidTransition(f"session {session_id} has ended; no more turns")
         turn: Turn = turns._load(row)
         return turn
 

@@ -8,7 +8,13 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, ValidationError
+from clonestore import (
+    AlreadyExists,
+    BackendError,
+    ClonestoreError,
+    ConfigurationError,
+    ValidationError,
+)
 from clonestore.spi import (
     FLOAT64_ROUNDOFF,
     Aggregate,
@@ -38,9 +44,10 @@ class MemoryBackend:
     #: The reference behaviour of each: ``listen_notify`` between the stores of
     #: one database in this process (see ``_notify``), ``append_only`` checked
     #: in Python with :func:`clonestore.spi.append_only_allows`, ``ephemeral``
-    #: trivially (nothing here survives the process), ``vector_search`` exactly.
+    #: trivially (nothing here survives the process), ``vector_search`` exactly,
+    #: ``update_and_insert`` under one hold of the lock.
     capabilities: frozenset[str] = frozenset(
-        {"vector_search", "listen_notify", "append_only", "ephemeral"}
+        {"vector_search", "listen_notify", "append_only", "ephemeral", "update_and_insert"}
     )
     #: The storage SPI this backend is written against (clonestore.spi_versions).
     spi_version = 2
@@ -220,6 +227,42 @@ class MemoryBackend:
             for row in updated:
                 db.put(t, row)
             return [t.copy_out(r) for r in updated]
+
+    def update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+    ) -> Row | None:
+        """Capability ``update_and_insert``: the reference meaning
+        (:func:`clonestore.spi.update_and_insert_reference`) under one hold of the lock."""
+        t = self._table(table)
+        child = self._table(into)
+        db = self._db
+        with db.atomic():
+            targets = t.matching(where)
+            if not targets:
+                return None
+            if len(targets) > 1:
+                raise BackendError(
+                    f"update_and_insert: {len(targets)} rows of {table.name} matched"
+                )
+            (old,) = targets
+            new = t.copy_in(apply_changes(old, changes))
+            guard = self._guard(table)
+            if guard is not None and not append_only_allows(guard, old, new):
+                raise append_only_refusal(table.name, "UPDATE")
+            db.put(t, new)
+            inserted = dict(row)
+            for column, source in copied.items():
+                inserted[column] = new[source]
+            if inserted["id"] in child.rows:
+                raise AlreadyExists(f"{into.name}: id {inserted['id']} already exists")
+            db.put(child, child.copy_in(inserted))
+            return inserted
 
     def delete(self, table: TableSpec, where: Expr) -> int:
         t = self._table(table)

@@ -13,12 +13,21 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import peewee
 
 from clonestore import ClonestoreError, ConfigurationError, ValidationError
-from clonestore.spi import Aggregate, Expr, Increment, OrderBy, Row, TableSpec
+from clonestore.spi import (
+    Aggregate,
+    Backend,
+    Expr,
+    Increment,
+    OrderBy,
+    Row,
+    TableSpec,
+    update_and_insert_reference,
+)
 
 from . import query_log
 from .compiler import Compiler, TableInfo, walk
@@ -382,6 +391,20 @@ class SQLBackend(abc.ABC):
         out = [load(row) for row in rows]
         out.sort(key=_BY_ID)
         return out
+
+    def update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+    ) -> Row | None:
+        """Capability ``update_and_insert``: the reference meaning, in one transaction of
+        this backend's update and insert; an engine with one statement for it overrides."""
+        backend = cast(Backend, self)
+        return update_and_insert_reference(backend, table, where, changes, into, row, copied)
 
     def delete(self, table: TableSpec, where: Expr) -> int:
         """Remove matching rows for good; how many were removed."""

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
@@ -46,15 +46,17 @@ from playhouse.pool import PooledPostgresqlDatabase
 
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable, ValidationError
 from clonestore.secrets import redact_url
-from clonestore.spi import TableSpec
+from clonestore.spi import Expr, Row, TableSpec
 
 from . import query_log
-from .backend import ALL, MANY, NONE, ONE, SQLBackend, fetch
+from .backend import ALL, MANY, NONE, ONE, SQLBackend, _change_values, fetch
 from .codecs import load_json
+from .compiler import walk
 from .dialects import POSTGRES
 from .errors import closed_error
 from .notifications import MAX_PAYLOAD_BYTES, Listener
 from .options import positive_float, positive_int, read_options, text
+from .statements import update_and_insert_statement
 from .table_options import postgres_append_only, postgres_purge_function
 
 __all__ = ["PostgresBackend"]
@@ -178,7 +180,9 @@ class PostgresBackend(SQLBackend):
 
     name = "postgresql"
     dialect = POSTGRES
-    capabilities: frozenset[str] = frozenset({"listen_notify", "ephemeral", "append_only"})
+    capabilities: frozenset[str] = frozenset(
+        {"listen_notify", "ephemeral", "append_only", "update_and_insert"}
+    )
 
     def __init__(self, url: str, **options: Any) -> None:
         params, opts = self._configure(url, options)
@@ -292,6 +296,45 @@ class PostgresBackend(SQLBackend):
         )
         removed: int = row[0]
         return removed
+
+    # ------------------------------------------------------------------ writes
+
+    def update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+    ) -> Row | None:
+        """Capability ``update_and_insert`` in one statement: a data-modifying CTE
+        updates the row, and ``INSERT ... SELECT`` from it inserts only if it matched."""
+        info = self._tables.get(table.name) or self.table_info(table)
+        child = self._tables.get(into.name) or self.table_info(into)
+        values: list[Any] = []
+        increments = _change_values(changes, values)
+        shape = walk(where, values)
+        key = ("update_and_insert", info.name, shape, tuple(changes), increments, child.name,
+               tuple(copied.items()))  # fmt: skip
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
+        if statement is None:
+            statement = compiler.keep(
+                key,
+                update_and_insert_statement(
+                    compiler, info, where, changes, increments, child, copied
+                ),
+            )
+        params: dict[Any, Any] = dict(row)
+        params.update(enumerate(values))
+        found = self._execute(statement.sql, statement.params(params), ONE)
+        if found is None:
+            return None
+        assert statement.load is not None
+        inserted = dict(row)
+        inserted.update(statement.load(found))
+        return inserted
 
     # ------------------------------------------------------------------ connections
 

@@ -420,6 +420,20 @@ class ReplicatedBackend:
         """Update on the primary."""
         return self._write(lambda: self.primary.update(table, where, changes))  # type: ignore[no-any-return]
 
+    def update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+    ) -> Row | None:
+        """Update and insert on the primary (capability ``update_and_insert``)."""
+        return self._write(  # type: ignore[no-any-return]
+            lambda: self.primary.update_and_insert(table, where, changes, into, row, copied)
+        )
+
     def delete(self, table: TableSpec, where: Expr) -> int:
         """Delete on the primary."""
         return self._write(lambda: self.primary.delete(table, where))  # type: ignore[no-any-return]

@@ -146,7 +146,7 @@ class SqliteBackend(SQLBackend):
     dialect = SQLITE
     #: ``append_only`` by triggers (see :mod:`.table_options`); no ``ephemeral``:
     #: SQLite has no per-table durability, so such tables stay ordinary ones.
-    capabilities: frozenset[str] = frozenset({"append_only"})
+    capabilities: frozenset[str] = frozenset({"append_only", "update_and_insert"})
 
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
         path, query = _parse_path(url)

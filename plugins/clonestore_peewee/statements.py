@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import peewee
 from peewee import SQL, fn
 
 from clonestore import ConfigurationError
@@ -19,6 +20,7 @@ from clonestore.spi import AGGREGATES, Expr, OrderBy
 
 from .codecs import make_loader
 from .compiler import TRUE_SQL, Compiler, Slots, Statement, TableInfo
+from .fields import FIELD_CLASSES, POSTGRES_TYPES
 from .models import unique_predicate
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "count_statement",
     "delete_statement",
     "select_statement",
+    "update_and_insert_statement",
     "update_statement",
     "upsert_statement",
 ]
@@ -154,3 +157,53 @@ def upsert_statement(
         .returning(*info.columns)
     )
     return compiler.render(query, info.load)
+
+
+def update_and_insert_statement(
+    compiler: Compiler,
+    info: TableInfo,
+    where: Expr,
+    changes: Mapping[str, Any],
+    increments: Sequence[bool],
+    child: TableInfo,
+    copied: Mapping[str, str],
+) -> Statement:
+    """``WITH parent AS (UPDATE ... RETURNING sources) INSERT INTO child (...) SELECT
+    ?, parent.source, ... FROM parent RETURNING copied``: PostgreSQL only (a
+    data-modifying CTE). No row matched: nothing is inserted and no row returned.
+
+    Slots: the changes' values, the expression's, then the child's other columns
+    under their names (the statement's parameters come from one mapping holding
+    the row and the numbered values).
+    """
+    slots = Slots()
+    update = info.model.update(compiler.assignments(info, changes, slots, increments))
+    sources = list(dict.fromkeys(copied.values()))
+    update = _where(compiler, update, info, where, slots).returning(
+        *[info.fields[name] for name in sources]
+    )
+    parent = update.cte("clonestore_parent")
+    keys: list[Any] = list(range(slots.count))
+    selected: list[Any] = []
+    for column in child.spec.columns:
+        source = copied.get(column.name)
+        if source is not None:
+            selected.append(getattr(parent.c, source))
+            continue
+        slot = slots.new(compiler.codecs.param(column.kind), column.nullable)
+        keys.append(column.name)
+        # INSERT ... SELECT gives untyped parameters no column type: cast each to its own.
+        sql_type = POSTGRES_TYPES[FIELD_CLASSES[column.kind].field_type].split(" COLLATE")[0]
+        selected.append(peewee.Cast(slot, sql_type))
+    returned = list(copied)
+    query = (
+        child.model.insert_from(peewee.Select((parent,), selected), child.columns)
+        .with_cte(parent)
+        .returning(*[child.fields[name] for name in returned])
+    )
+    load = make_loader(
+        returned,
+        [compiler.codecs.result(child.kinds[name]) for name in returned],
+        [child.spec.by_name[name].nullable for name in returned],
+    )
+    return compiler.render(query, load, keys=keys)

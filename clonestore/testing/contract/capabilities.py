@@ -2,8 +2,10 @@
 
 A backend declares the ones it offers in ``Backend.capabilities``. Each has a
 test here that verifies it when declared and otherwise skips, naming the
-capability: the only skips in the kit. A capability may make an operation
-faster, never change its meaning, so ``vector_search`` and ``bulk_copy`` are
+capability: the only skips in the kit. ``update_and_insert`` is the exception:
+without it the core runs the reference over the backend's own operations, so
+its tests hold every backend to the same meaning, declared or not. A capability
+may make an operation faster, never change its meaning, so ``vector_search`` and ``bulk_copy`` are
 held to the results ``memory://`` gives. The table options (``ephemeral``,
 ``append_only``) are checked on tables of the kit's own (``kit_*``).
 """
@@ -11,12 +13,15 @@ held to the results ``memory://`` gives. The table options (``ephemeral``,
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import attrs
@@ -27,19 +32,25 @@ from clonestore import AlreadyExists, BackendError, Store, ValidationError
 from clonestore.spi import (
     CAPABILITIES,
     TRUE,
+    And,
     AppendOnly,
     AppendOnlyTables,
     Backend,
     Column,
     Cond,
+    Expr,
     Increment,
     ListenNotify,
     OrderBy,
+    Row,
     TableSpec,
     Unique,
     VectorSearch,
+    UpdateAndInsert,
+    update_and_insert_reference,
 )
 from clonestore.testing import FrozenClock, Inbox, StoreFactory, sequential_ids
+from clonestore.testing.contract._builders import aborted, race
 from clonestore.testing.differential import canon
 from clonestore.vectors import METRICS, nearest_reference
 
@@ -58,6 +69,10 @@ CAPABILITY_TESTS = {
     "bulk_copy": ("test_capability_bulk_copy_keeps_rows_and_atomicity",),
     "ephemeral": ("test_capability_ephemeral_tables_keep_the_meaning_of_tables",),
     "append_only": ("test_capability_append_only_refuses_all_but_erasure_and_purge",),
+    "update_and_insert": (
+        "test_capability_update_and_insert_changes_both_or_neither",
+        "test_capability_update_and_insert_counts_every_racing_call",
+    ),
 }
 
 
@@ -492,3 +507,108 @@ def test_capability_append_only_refuses_all_but_erasure_and_purge(store: Store) 
     assert backend.purge(LEDGER, 2) == 0
     backend.insert(LEDGER, {**rows[0], "seq": 4})  # appending goes on
     assert backend.count(LEDGER, TRUE) == 2
+
+
+# ----------------------------------------------------------------------------- update_and_insert
+
+#: The kit's counted parents and their numbered children (a session and its turns).
+PARENTS: Final = TableSpec(
+    name="kit_parents",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="owner", kind="key", max_length=50),
+        Column(name="hits", kind="int"),
+        Column(name="total", kind="decimal"),
+        Column(name="closed", kind="bool"),
+    ),
+)
+
+CHILDREN: Final = TableSpec(
+    name="kit_children",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="parent_id", kind="id"),
+        Column(name="owner", kind="key", max_length=50),
+        Column(name="number", kind="int"),
+        Column(name="note", kind="text", nullable=True),
+    ),
+    unique=(Unique(("parent_id", "number")),),
+)
+
+#: A child's columns taken from its parent once counted.
+_FROM_PARENT: Final = {"owner": "owner", "number": "hits"}
+
+
+def _update_and_insert(store: Store) -> Callable[..., Row | None]:
+    """The backend's ``update_and_insert`` where declared; else the reference the core runs
+    over its update and insert (so this contract holds on every backend)."""
+    backend = store.backend
+    backend.create_tables([PARENTS, CHILDREN])
+    backend.delete(CHILDREN, TRUE)  # what an earlier run of the kit left
+    backend.delete(PARENTS, TRUE)
+    if "update_and_insert" not in backend.capabilities:
+        return functools.partial(update_and_insert_reference, backend)
+    assert isinstance(backend, UpdateAndInsert), "declares update_and_insert without the method"
+    return backend.update_and_insert
+
+
+def _count_on(parent: str, amount: str = "0") -> tuple[Expr, dict[str, Increment]]:
+    where = And((Cond("id", "eq", parent), Cond("closed", "eq", False)))
+    return where, {"hits": Increment(1), "total": Increment(Decimal(amount))}
+
+
+def _child(parent: str, n: int, note: str | None = None) -> Row:
+    # owner and number are placeholders: update_and_insert sets them from the parent.
+    return {"id": _uid(n), "parent_id": parent, "owner": "?", "number": 0, "note": note}
+
+
+def test_capability_update_and_insert_changes_both_or_neither(store: Store) -> None:
+    """update_and_insert: both land, copied values included, or neither (no match, failure)."""
+    call = _update_and_insert(store)
+    backend = store.backend
+    parent = {"id": _uid(100), "owner": "ann", "hits": 0, "total": Decimal(0), "closed": False}
+    closed = {**parent, "id": _uid(101), "closed": True}
+    backend.insert_many(PARENTS, [parent, closed])
+    where, changes = _count_on(parent["id"], "0.25")
+    first = call(PARENTS, where, changes, CHILDREN, _child(parent["id"], 1, "é"), _FROM_PARENT)
+    expected = {**_child(parent["id"], 1, "é"), "owner": "ann", "number": 1}
+    assert first == expected
+    assert backend.get(CHILDREN, _uid(1)) == expected
+    second = call(PARENTS, where, changes, CHILDREN, _child(parent["id"], 2), _FROM_PARENT)
+    assert second is not None
+    assert second["number"] == 2
+    assert backend.get(PARENTS, parent["id"]) == {**parent, "hits": 2, "total": Decimal("0.5")}
+    kept = backend.select(PARENTS, TRUE, [OrderBy("id")])
+    where_closed, _ = _count_on(closed["id"])
+    refused = call(PARENTS, where_closed, changes, CHILDREN, _child(closed["id"], 3), _FROM_PARENT)
+    assert refused is None
+    with pytest.raises(AlreadyExists):  # the child's id is taken: the count is undone
+        call(PARENTS, where, changes, CHILDREN, _child(parent["id"], 1), _FROM_PARENT)
+    with aborted(store.transaction()):
+        call(PARENTS, where, changes, CHILDREN, _child(parent["id"], 4), _FROM_PARENT)
+    assert backend.select(PARENTS, TRUE, [OrderBy("id")]) == kept
+    assert [r["id"] for r in backend.select(CHILDREN, TRUE, [OrderBy("id")])] == [_uid(1), _uid(2)]
+
+
+def test_capability_update_and_insert_counts_every_racing_call(store: Store) -> None:
+    """update_and_insert: racing threads lose no increment; children are numbered 1..n once."""
+    call = _update_and_insert(store)
+    parent = {"id": _uid(200), "owner": "bo", "hits": 0, "total": Decimal(0), "closed": False}
+    store.backend.insert(PARENTS, parent)
+    where, changes = _count_on(parent["id"], "0.000001")
+    threads, each = 8, 6
+
+    def work(t: int) -> None:
+        for i in range(each):
+            row = _child(parent["id"], 1000 + t * each + i)
+            call(PARENTS, where, changes, CHILDREN, row, _FROM_PARENT)
+
+    errors = race(threads, work)
+    assert errors == [], f"racing calls failed: {errors[:3]!r}"
+    stored = store.backend.get(PARENTS, parent["id"])
+    assert stored is not None
+    assert (stored["hits"], stored["total"]) == (threads * each, Decimal("0.000048")), (
+        "increments were lost: the update is not one atomic step with the insert"
+    )
+    numbers = sorted(r["number"] for r in store.backend.select(CHILDREN, TRUE))
+    assert numbers == list(range(1, threads * each + 1))
