@@ -45,8 +45,8 @@ from clonestore.spi import (
     Row,
     TableSpec,
     Unique,
-    VectorSearch,
     UpdateAndInsert,
+    VectorSearch,
     update_and_insert_reference,
 )
 from clonestore.testing import FrozenClock, Inbox, StoreFactory, sequential_ids
@@ -566,8 +566,8 @@ def test_capability_update_and_insert_changes_both_or_neither(store: Store) -> N
     """update_and_insert: both land, copied values included, or neither (no match, failure)."""
     call = _update_and_insert(store)
     backend = store.backend
-    parent = {"id": _uid(100), "owner": "ann", "hits": 0, "total": Decimal(0), "closed": False}
-    closed = {**parent, "id": _uid(101), "closed": True}
+    parent: Row = {"id": _uid(100), "owner": "ann", "hits": 0, "total": Decimal(0), "closed": False}
+    closed: Row = {**parent, "id": _uid(101), "closed": True}
     backend.insert_many(PARENTS, [parent, closed])
     where, changes = _count_on(parent["id"], "0.25")
     first = call(PARENTS, where, changes, CHILDREN, _child(parent["id"], 1, "é"), _FROM_PARENT)
@@ -593,7 +593,7 @@ def test_capability_update_and_insert_changes_both_or_neither(store: Store) -> N
 def test_capability_update_and_insert_counts_every_racing_call(store: Store) -> None:
     """update_and_insert: racing threads lose no increment; children are numbered 1..n once."""
     call = _update_and_insert(store)
-    parent = {"id": _uid(200), "owner": "bo", "hits": 0, "total": Decimal(0), "closed": False}
+    parent: Row = {"id": _uid(200), "owner": "bo", "hits": 0, "total": Decimal(0), "closed": False}
     store.backend.insert(PARENTS, parent)
     where, changes = _count_on(parent["id"], "0.000001")
     threads, each = 8, 6
