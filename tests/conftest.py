@@ -63,6 +63,12 @@ REPLICATED = "replicated"
 REPLICATED_CONTRACT_MODULES = frozenset(
     {"entities", "transactions", "queries", "paging", "sessions", "users", "spi"}
 )
+#: PostgreSQL 16 with pgvector, from the ``pgserver`` dev dependency, always (CI's
+#: server, named by CLONESTORE_TEST_POSTGRES_URL, lacks pgvector and covers the SQL
+#: fallback). It joins the matrix for the modules where vector search or COPY
+#: could change an answer.
+PGVECTOR = "pgvector"
+PGVECTOR_MODULES = frozenset({"capabilities", "memories", "test_pgvector"})
 #: The backends whose storage outlives a process and is shared between processes
 #: (memory:// lives inside one). Modules that need shared storage override
 #: ``clonestore_url`` with ``shared_url``, so the kit's fixtures follow.
@@ -76,12 +82,15 @@ def _url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "sqlite:///" + str((tmp_path / "clonestore.db").resolve())
     if backend == REPLICATED:
         return str(request.getfixturevalue("replicated_url"))
+    if backend == PGVECTOR:
+        return str(request.getfixturevalue("pgvector_url"))
     return str(request.getfixturevalue("postgres_url"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The matrix: every test using ``clonestore_url`` (this file's) runs per backend;
-    the contract modules of REPLICATED_CONTRACT_MODULES also on the replicated entry."""
+    the contract modules of REPLICATED_CONTRACT_MODULES also on the replicated entry, and
+    those of PGVECTOR_MODULES on pgvector."""
     if "backend_name" not in metafunc.fixturenames:
         return
     module = metafunc.module.__name__.rpartition(".")[2]
@@ -89,6 +98,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     backends = BACKENDS
     if in_contract and module in REPLICATED_CONTRACT_MODULES:
         backends = (*BACKENDS, REPLICATED)
+    if module in PGVECTOR_MODULES:
+        backends = (*backends, PGVECTOR)
     metafunc.parametrize("backend_name", backends, ids=backends)
 
 
@@ -240,6 +251,11 @@ def _server_url() -> Iterator[str]:
             )
         yield configured
         return
+    yield from _pgserver_url()
+
+
+def _pgserver_url() -> Iterator[str]:
+    """A throwaway PostgreSQL 16 with pgvector from ``pgserver``; fails when it cannot start."""
     tmp = tempfile.mkdtemp(prefix="clonestore-pg-")
     try:
         with warnings.catch_warnings():
@@ -272,8 +288,28 @@ def postgres_server_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def pgvector_server_url(postgres_server_url: str) -> Iterator[str]:
+    """A PostgreSQL server with pgvector: pgserver's (the session's own when
+    CLONESTORE_TEST_POSTGRES_URL is unset, else one more). Fails, never skips."""
+    if not os.environ.get(POSTGRES_ENV):
+        yield postgres_server_url
+        return
+    yield from _pgserver_url()
+
+
+@pytest.fixture(scope="session")
+def pgvector_url(pgvector_server_url: str) -> Iterator[str]:
+    """A database with pgvector created for this test session, dropped when it ends."""
+    yield from _session_database(pgvector_server_url)
+
+
+@pytest.fixture(scope="session")
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A database created for this test session, dropped when it ends."""
+    yield from _session_database(postgres_server_url)
+
+
+def _session_database(postgres_server_url: str) -> Iterator[str]:
     name = f"clonestore_test_{secrets.token_hex(6)}"
     admin = _connect(postgres_server_url)
     try:

@@ -91,15 +91,31 @@ def _tables(store: Store) -> Check:
 def _vectors(store: Store, health: dict[str, Any]) -> Check:
     if "pgvector" in health:
         found = health["pgvector"]
+        searched = (health.get("vector_search") or {}).get("engine")
         if not found:
-            return Check("pgvector", "info", "not on this server; vector search runs without it")
-        if found.get("installed"):
+            return Check(
+                "pgvector",
+                "info",
+                "not on this server; exact vector search runs in SQL over the stored arrays "
+                "(slower than pgvector)",
+            )
+        if found.get("installed") and searched == "pgvector":
             return Check("pgvector", "ok", f"installed, version {found['installed']}")
+        if found.get("installed"):
+            return Check(
+                "pgvector",
+                "info",
+                f"installed (version {found['installed']}) after migration 0004 ran: vector "
+                "search runs in SQL over the stored arrays",
+                "clonestore downgrade --to 0003_keyset_indexes, then clonestore migrate",
+            )
         return Check(
             "pgvector",
             "info",
-            f"available (version {found.get('available')}) but not installed in this database",
-            "CREATE EXTENSION vector (as a superuser) to search embeddings in the engine",
+            f"available (version {found.get('available')}) but not installed in this database; "
+            "vector search runs in SQL over the stored arrays",
+            "CREATE EXTENSION vector (as a superuser), then clonestore downgrade --to "
+            "0003_keyset_indexes and clonestore migrate, to search embeddings with pgvector",
         )
     capabilities = sorted(getattr(store.backend, "capabilities", ()))
     shown = ", ".join(capabilities) if capabilities else "none"

@@ -14,6 +14,14 @@ application_name   clone..  shown in ``pg_stat_activity``
 sslmode, ...                passed to libpq: sslmode, sslrootcert, sslcert,
                             sslkey, target_session_attrs, host, port, user,
                             password, dbname
+vector_dimension   none     the one length of embeddings (``vector(n)``);
+                            other lengths are a ValidationError
+vector_index       none     ``hnsw``: an HNSW index for ``approximate=True``
+                            searches (needs vector_dimension)
+vector_index_m..   cosine   vector_index_metrics: metrics indexed (cosine,l2)
+m                  16       HNSW links per node
+ef_construction    64       HNSW build candidate list
+ef_search          200      HNSW search candidate list (per transaction)
 =================  =======  ==================================================
 
 A connection is taken from ``playhouse.pool.PooledPostgresqlDatabase`` for
@@ -22,9 +30,12 @@ connection found broken (server restart, ``pg_terminate_backend``) fails its
 call with ``StorageUnavailable`` and is discarded along with the idle ones
 (they are most likely broken too), so later calls reconnect by themselves.
 
-Capability ``listen_notify`` (:class:`clonestore.spi.ListenNotify`): see
-:mod:`.notifications`. Table options ``ephemeral`` (``UNLOGGED``) and
-``append_only`` (a refusing trigger): see :mod:`.table_options`.
+Capability ``vector_search`` (:class:`clonestore.spi.VectorSearch`): pgvector
+when the server has it, else exact SQL over the stored arrays; see
+:mod:`.pg_vectors`. Capability ``listen_notify``
+(:class:`clonestore.spi.ListenNotify`): see :mod:`.notifications`. Table options
+``ephemeral`` (``UNLOGGED``) and ``append_only`` (a refusing trigger): see
+:mod:`.table_options`.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from .dialects import POSTGRES
 from .errors import closed_error
 from .notifications import MAX_PAYLOAD_BYTES, Listener
 from .options import positive_float, positive_int, read_options, text
+from .pg_vectors import VECTOR_OPTIONS, VectorOptions, VectorSearch
 from .statements import update_and_insert_statement
 from .table_options import postgres_append_only, postgres_purge_function
 
@@ -86,6 +98,7 @@ OPTIONS: Final = {
     "application_name": (text, "clonestore"),
     **dict.fromkeys(LIBPQ_PARAMETERS, (text, None)),
     **query_log.OPTIONS,
+    **VECTOR_OPTIONS,
 }
 
 #: Rows inserted per statement by insert_many (psycopg2's execute_values pages).
@@ -181,7 +194,7 @@ class PostgresBackend(SQLBackend):
     name = "postgresql"
     dialect = POSTGRES
     capabilities: frozenset[str] = frozenset(
-        {"listen_notify", "ephemeral", "append_only", "update_and_insert"}
+        {"listen_notify", "ephemeral", "append_only", "update_and_insert", "vector_search"}
     )
 
     def __init__(self, url: str, **options: Any) -> None:
@@ -220,6 +233,7 @@ class PostgresBackend(SQLBackend):
             server_options += f" -c statement_timeout={int(opts['statement_timeout'] * 1000)}"
         self.url = url
         self.label = redact_url(url)
+        self.vectors = VectorSearch(self, VectorOptions.read(opts))
         self.pool_size: int = opts["pool_size"]
         self.pool_timeout: float = opts["pool_timeout"]
         self._secrets = (params.get("password"),)
@@ -256,6 +270,7 @@ class PostgresBackend(SQLBackend):
         for spec in specs:
             if spec.append_only is not None:
                 self._guard(spec)
+        self.vectors.apply(specs)
 
     def _set_persistence(self, spec: TableSpec) -> None:
         change = "UNLOGGED" if spec.ephemeral else "LOGGED"
@@ -449,6 +464,7 @@ class PostgresBackend(SQLBackend):
             out.update(ok=True, server_version=row[0])
             row = self._execute(_PGVECTOR, (), ONE)
             out["pgvector"] = {"installed": row[0], "available": row[1]} if row else None
+            out["vector_search"] = self.vectors.engine_report()
         except Exception as exc:
             out["error"] = str(exc)
         out["latency_ms"] = (time.perf_counter() - started) * 1000
@@ -513,3 +529,44 @@ class PostgresBackend(SQLBackend):
             listener.stop()
 
         return stop
+
+    # ------------------------------------------------------------------ vector_search
+
+    def nearest(
+        self,
+        table: TableSpec,
+        where: Expr,
+        column: str,
+        query: Sequence[float],
+        metric: str,
+        limit: int,
+        cutoff: float | None = None,
+        approximate: bool = False,
+    ) -> list[tuple[Row, float]]:
+        """The exact best ``limit`` rows by ``metric``, found by pgvector or, without it,
+        in SQL over the stored arrays (see :mod:`.pg_vectors`); approximate with HNSW
+        when asked and the backend was opened with ``vector_index="hnsw"``."""
+        return self.vectors.nearest(table, where, column, query, metric, limit, cutoff,
+                                    approximate)  # fmt: skip
+
+    def insert(self, table: TableSpec, row: Row) -> None:
+        """Insert one complete row (vectors of ``vector_dimension``'s length only)."""
+        self.vectors.check_rows(table, (row,))
+        super().insert(table, row)
+
+    def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
+        """Insert rows, all or none (vectors of ``vector_dimension``'s length only)."""
+        self.vectors.check_rows(table, rows)
+        super().insert_many(table, rows)
+
+    def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
+        """Apply ``changes`` (vectors of ``vector_dimension``'s length only)."""
+        self.vectors.check_rows(table, (changes,))
+        return super().update(table, where, changes)
+
+    def upsert(
+        self, table: TableSpec, key: Sequence[str], insert_row: Row, changes: Mapping[str, Any]
+    ) -> Row:
+        """Insert or change one row (vectors of ``vector_dimension``'s length only)."""
+        self.vectors.check_rows(table, (insert_row, changes))
+        return super().upsert(table, key, insert_row, changes)
