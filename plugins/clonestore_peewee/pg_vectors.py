@@ -354,8 +354,22 @@ class VectorSearch:
         def scan() -> list[Row]:
             return backend.select(table, where)
 
+        def max_norm() -> float:
+            norm_key = ("nearest_norm", info.name, shape, column, engine)
+            norms = compiler.cache.get(norm_key)
+            if norms is None:
+                norms = compiler.keep(
+                    norm_key, _norm_statement(backend, info, where, column, engine)
+                )
+            found = backend._execute(norms.sql, norms.params(values[1:]), ONE)[0]
+            # Computed in double precision from float32 items (pgvector) or float64 ones:
+            # a relative margin far above either's rounding makes it a bound.
+            return 0.0 if found is None else float(found) * (1.0 + 2.0**-16)
+
         roundoff = FLOAT64_ROUNDOFF if engine is None else FLOAT32_ROUNDOFF
-        return settle(fetch, scan, column, query, metric, limit, cutoff, roundoff)
+        return settle(
+            fetch, scan, column, query, metric, limit, cutoff, roundoff, max_norm=max_norm
+        )
 
     def _approximate(
         self,
@@ -378,6 +392,40 @@ class VectorSearch:
             )
             listed = fetch(limit + max(limit, 16))
         return nearest_reference([row for row, _ in listed], column, query, metric, limit, cutoff)
+
+
+def _norm_statement(
+    backend: PostgresBackend, info: TableInfo, where: Expr, column: str, engine: EngineColumn | None
+) -> Statement:
+    """``SELECT max(norm) ... WHERE ... AND cardinality(column) = ?`` over the rows the engine
+    scores; values: the where's, dimension."""
+    compiler = backend.compiler
+    slots = Slots()
+    field = info.fields[column]
+    if engine is None:
+        norm: Any = NodeList(
+            (
+                SQL(
+                    f"(SELECT CASE WHEN bool_and({_SAFE}) THEN sqrt(sum(a * a)) END "
+                    f"FROM (SELECT CASE WHEN {_SAFE} THEN x ELSE 0 END AS a, x FROM unnest("
+                ),
+                field,
+                SQL(") AS x) AS u)"),
+            ),
+            glue="",
+        )
+    else:
+        norm = fn.vector_norm(SQL(f'"{engine.name}"'))
+    select = info.model.select(fn.MAX(norm))
+    return compiler.render(_filtered(compiler, select, info, where, field, slots), None)
+
+
+def _filtered(
+    compiler: Any, select: Any, info: TableInfo, where: Expr, field: Any, slots: Slots
+) -> Any:
+    condition = compiler.condition(info, where, slots)
+    length = fn.cardinality(field) == slots.new()
+    return select.where(length if condition is TRUE_SQL else condition & length)
 
 
 def _statement(
@@ -416,9 +464,7 @@ def _statement(
             (SQL(f'"{engine.name}"'), SQL(_OPERATORS[metric]), peewee.Cast(query, cast))
         )
     select = info.model.select(*info.columns, distance.alias("distance"))
-    condition = compiler.condition(info, where, slots)
-    length = fn.cardinality(field) == slots.new()
-    select = select.where(length if condition is TRUE_SQL else condition & length)
+    select = _filtered(compiler, select, info, where, field, slots)
     if hnsw:
         select = select.order_by(distance)
     else:

@@ -71,7 +71,7 @@ def test_pgvector_path_keeps_float64_values_and_settles_exactly(pgvector_fresh: 
         added = [store.memories.add(user.id, f"m{i}", v) for i, v in enumerate(vectors)]
         assert [list(store.memories.get(m.id).embedding) for m in added] == vectors
         rows = [{"id": m.id, "embedding": list(m.embedding)} for m in added]
-        for metric in ("cosine", "l2"):
+        for metric in ("cosine", "l2", "ip"):
             query = [rng.gauss(0, 1) for _ in range(16)]
             got = store.memories.similar(user.id, query, limit=10, metric=metric)
             want = nearest_reference(rows, "embedding", query, metric, 10)
