@@ -403,21 +403,30 @@ def _norm_statement(
     slots = Slots()
     field = info.fields[column]
     if engine is None:
-        norm: Any = NodeList(
-            (
-                SQL(
-                    f"(SELECT CASE WHEN bool_and({_SAFE}) THEN sqrt(sum(a * a)) END "
-                    f"FROM (SELECT CASE WHEN {_SAFE} THEN x ELSE 0 END AS a, x FROM unnest("
-                ),
-                field,
-                SQL(") AS x) AS u)"),
-            ),
-            glue="",
-        )
+        norm: Any = _over_items("sqrt(sum(a * a))", field)
     else:
         norm = fn.vector_norm(SQL(f'"{engine.name}"'))
     select = info.model.select(fn.MAX(norm))
     return compiler.render(_filtered(compiler, select, info, where, field, slots), None)
+
+
+def _over_items(aggregate: str, field: Any, query: Any = None) -> Any:
+    """``aggregate`` over the items ``a`` of a stored array (0 for items not
+    :func:`engine_safe`) and ``y`` of the query (without one, of the array itself), in
+    double precision; NULL for a row with an item that is not safe (settle scores it)."""
+    return NodeList(
+        (
+            SQL(
+                f"(SELECT CASE WHEN bool_and({_SAFE}) THEN {aggregate} END "
+                f"FROM (SELECT CASE WHEN {_SAFE} THEN x ELSE 0 END AS a, y, x FROM unnest("
+            ),
+            field,
+            SQL(","),
+            field if query is None else query,
+            SQL(") AS t(x, y)) AS u)"),
+        ),
+        glue="",
+    )
 
 
 def _filtered(
@@ -444,20 +453,7 @@ def _statement(
     query = peewee.Cast(slots.new(), "float8[]")
     field = info.fields[column]
     if engine is None:
-        distance: Any = NodeList(
-            (
-                SQL(
-                    f"(SELECT CASE WHEN bool_and({_SAFE}) THEN {_SQL_DISTANCES[metric]} END "
-                    f"FROM (SELECT CASE WHEN {_SAFE} THEN x ELSE 0 END AS a, y, x "
-                    "FROM unnest("
-                ),
-                field,
-                SQL(","),
-                query,
-                SQL(") AS t(x, y)) AS u)"),
-            ),
-            glue="",
-        )
+        distance: Any = _over_items(_SQL_DISTANCES[metric], field, query)
     else:
         cast = "vector" if engine.dimension is None else f"vector({engine.dimension})"
         distance = NodeList(
