@@ -94,6 +94,8 @@ class AsyncPostgresBackend(AsyncConnections, PostgresBackend):
     """PostgreSQL storage for ``open_async``, implementing :class:`clonestore.spi.Backend`
     inside the greenlet bridge."""
 
+    # COPY runs on psycopg2's connections: large inserts here are batched INSERTs.
+    capabilities = PostgresBackend.capabilities - {"bulk_copy"}
     fetch = staticmethod(_fetch)
 
     def __init__(self, url: str, **options: Any) -> None:

@@ -22,6 +22,7 @@ vector_index_m..   cosine   vector_index_metrics: metrics indexed (cosine,l2)
 m                  16       HNSW links per node
 ef_construction    64       HNSW build candidate list
 ef_search          200      HNSW search candidate list (per transaction)
+copy_min_rows      100      insert_many of this many rows or more uses COPY
 =================  =======  ==================================================
 
 A connection is taken from ``playhouse.pool.PooledPostgresqlDatabase`` for
@@ -30,7 +31,9 @@ connection found broken (server restart, ``pg_terminate_backend``) fails its
 call with ``StorageUnavailable`` and is discarded along with the idle ones
 (they are most likely broken too), so later calls reconnect by themselves.
 
-Capability ``vector_search`` (:class:`clonestore.spi.VectorSearch`): pgvector
+Capability ``bulk_copy``: large ``insert_many`` calls by ``COPY`` (option
+``copy_min_rows``, default 100), see :mod:`.pg_copy`. Capability
+``vector_search`` (:class:`clonestore.spi.VectorSearch`): pgvector
 when the server has it, else exact SQL over the stored arrays; see
 :mod:`.pg_vectors`. Capability ``listen_notify``
 (:class:`clonestore.spi.ListenNotify`): see :mod:`.notifications`. Table options
@@ -41,6 +44,7 @@ when the server has it, else exact SQL over the stored arrays; see
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import threading
 import time
@@ -67,6 +71,7 @@ from .dialects import POSTGRES
 from .errors import closed_error
 from .notifications import MAX_PAYLOAD_BYTES, Listener
 from .options import positive_float, positive_int, read_options, text
+from .pg_copy import copy_chunks, copy_sql, row_encoder
 from .pg_vectors import VECTOR_OPTIONS, VectorOptions, VectorSearch
 from .statements import update_and_insert_statement
 from .table_options import postgres_append_only, postgres_purge_function
@@ -99,6 +104,7 @@ OPTIONS: Final = {
     **dict.fromkeys(LIBPQ_PARAMETERS, (text, None)),
     **query_log.OPTIONS,
     **VECTOR_OPTIONS,
+    "copy_min_rows": (positive_int, 100),
 }
 
 #: Rows inserted per statement by insert_many (psycopg2's execute_values pages).
@@ -194,7 +200,8 @@ class PostgresBackend(SQLBackend):
     name = "postgresql"
     dialect = POSTGRES
     capabilities: frozenset[str] = frozenset(
-        {"listen_notify", "ephemeral", "append_only", "update_and_insert", "vector_search"}
+        {"listen_notify", "ephemeral", "append_only", "update_and_insert", "vector_search",
+         "bulk_copy"}
     )
 
     def __init__(self, url: str, **options: Any) -> None:
@@ -234,6 +241,8 @@ class PostgresBackend(SQLBackend):
         self.url = url
         self.label = redact_url(url)
         self.vectors = VectorSearch(self, VectorOptions.read(opts))
+        self.copy_min_rows: int = opts["copy_min_rows"]
+        self._copiers: dict[str, tuple[str, Callable[[Row], str]]] = {}
         self.pool_size: int = opts["pool_size"]
         self.pool_timeout: float = opts["pool_timeout"]
         self._secrets = (params.get("password"),)
@@ -555,9 +564,27 @@ class PostgresBackend(SQLBackend):
         super().insert(table, row)
 
     def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
-        """Insert rows, all or none (vectors of ``vector_dimension``'s length only)."""
+        """Insert rows, all or none (vectors of ``vector_dimension``'s length only); at
+        least ``copy_min_rows`` of them by COPY (capability ``bulk_copy``, :mod:`.pg_copy`)."""
         self.vectors.check_rows(table, rows)
-        super().insert_many(table, rows)
+        if len(rows) < self.copy_min_rows or "bulk_copy" not in self.capabilities:
+            super().insert_many(table, rows)
+            return
+        copier = self._copiers.get(table.name)
+        if copier is None:
+            spec = self.table_info(table).spec
+            copier = self._copiers[table.name] = (
+                copy_sql(spec.name, spec.columns),
+                row_encoder(spec.columns),
+            )
+        sql, encode = copier
+        with self.transaction():
+            cursor = self._state.conn.cursor()
+            try:
+                for chunk in copy_chunks(encode, rows):
+                    cursor.copy_expert(sql, io.StringIO(chunk))
+            except Exception as exc:
+                raise self.translate(exc) from exc
 
     def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
         """Apply ``changes`` (vectors of ``vector_dimension``'s length only)."""

@@ -1,5 +1,6 @@
 """PostgreSQL vector search: pgvector (pgserver's PostgreSQL 16) and, on a server
-without it, exact SQL over the stored arrays; the deployment's dimension, HNSW.
+without it, exact SQL over the stored arrays; the deployment's dimension, HNSW;
+COPY for large inserts (bulk_copy).
 
 The kit's capability tests hold both to memory://'s answers; these tests cover
 what only PostgreSQL has: which engine runs, the fixed dimension, the HNSW index.
@@ -11,13 +12,16 @@ import logging
 import random
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg2
 import pytest
 
 import clonestore
-from clonestore import ConfigurationError, ValidationError
+from clonestore import AlreadyExists, ConfigurationError, ValidationError
+from clonestore.spi import TRUE, Column, OrderBy, TableSpec
 from clonestore.vectors import nearest_reference
 
 
@@ -201,3 +205,81 @@ def test_hnsw_is_opt_in_and_approximate_scores_stay_exact(pgvector_fresh: str) -
         exact_scores = {r.memory.id: r.score for r in exact}
         overlap = [r for r in approximate if r.memory.id in exact_scores]
         assert all(r.score == exact_scores[r.memory.id] for r in overlap)
+
+
+# ----------------------------------------------------------------------------- bulk_copy
+
+_KINDS_TABLE = TableSpec(
+    name="cs_copy_kinds",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="k", kind="key", max_length=100),
+        Column(name="t", kind="text", nullable=True),
+        Column(name="i", kind="int", nullable=True),
+        Column(name="f", kind="float", nullable=True),
+        Column(name="b", kind="bool", nullable=True),
+        Column(name="d", kind="datetime", nullable=True),
+        Column(name="m", kind="decimal", nullable=True),
+        Column(name="j", kind="json", nullable=True),
+        Column(name="l", kind="list", nullable=True),
+        Column(name="v", kind="vector", nullable=True),
+    ),
+)
+
+_AWKWARD_TEXT = ("", "a\tb\nc\rd", "back\\slash \\N", 'quote" comma, {brace}', "NULL", "ß é 🙂")
+
+
+def _kinds_rows(n: int) -> list[dict[str, Any]]:
+    rng = random.Random(n)
+    rows = []
+    for i in range(n):
+        text = _AWKWARD_TEXT[i % len(_AWKWARD_TEXT)]
+        null = i % 7 == 3
+        rows.append(
+            {
+                "id": f"00000000-0000-4000-8000-{i:012d}",
+                "k": f"k{i}{text}",
+                "t": None if null else text,
+                "i": None if null else (-(2**63) if i % 2 else 2**63 - 1) // (i + 1),
+                "f": None
+                if null
+                else [0.0, -0.0, 1e-300, 5e-324, 1.7976931348623157e308, rng.random()][i % 6],
+                "b": None if null else bool(i % 2),
+                "d": None if null else datetime(1 + i % 9999, 1 + i % 12, 1, 2, 3, 4, i, UTC),
+                "m": None if null else Decimal(f"{rng.randint(-(10**11), 10**11)}.{i % 10**6:06d}"),
+                "j": None if null else {"s": text, "n": [1, 2.5, None, True], "e": {}},
+                "l": None if null else [text, "x", '"', "\\", "", "NULL"][: 1 + i % 6],
+                "v": None if null else [rng.gauss(0, 1), 1e300, -5e-324, 0.0][: 1 + i % 4],
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("server", ["postgres", "pgvector"])
+def test_copy_stores_every_kind_as_insert_does(server: str, request: pytest.FixtureRequest) -> None:
+    """insert_many by COPY (many rows) and by INSERT (few) store the same values, awkward
+    text, array items, extreme numbers and NULLs included."""
+    url = request.getfixturevalue("postgres_url" if server == "postgres" else "pgvector_url")
+    rows = _kinds_rows(260)
+    with clonestore.open(url, copy_min_rows=100) as store:
+        backend: Any = store.backend
+        backend.create_tables([_KINDS_TABLE])
+        backend.delete(_KINDS_TABLE, TRUE)
+        statements: list[str] = []
+        execute = backend._execute
+
+        def recording(sql: str, params: Any, mode: int) -> Any:
+            statements.append(sql)
+            return execute(sql, params, mode)
+
+        backend.__dict__["_execute"] = recording
+        backend.insert_many(_KINDS_TABLE, rows[:200])  # COPY
+        assert not any(s.startswith("INSERT") for s in statements)
+        backend.insert_many(_KINDS_TABLE, rows[200:])  # INSERT
+        assert any(s.startswith("INSERT") for s in statements)
+        assert backend.select(_KINDS_TABLE, TRUE, [OrderBy("id")]) == rows
+        with pytest.raises(AlreadyExists):
+            backend.insert_many(
+                _KINDS_TABLE, [{**r, "id": r["id"][:-4] + "9999"} for r in rows[:150]] + rows[:1]
+            )
+        assert backend.count(_KINDS_TABLE, TRUE) == len(rows)

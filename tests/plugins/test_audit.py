@@ -85,6 +85,21 @@ def test_bulk_writes_record_one_entry_per_row(store):
     assert all(e.changes["after"] == {"subscription_tier": "pro"} for e in updated)
 
 
+def test_large_bulk_writes_are_recorded_and_fail_together(store):
+    """A create_many large enough for COPY (PostgreSQL's bulk_copy) records every row, and a
+    batch that fails on a taken email leaves no rows and no success entries."""
+    rows = [{"email": f"bulk{i}@example.com", "name": "B"} for i in range(150)]
+    users = store.users.create_many(rows)
+    created = _entries(store, action="user.create_many", limit=1000)
+    assert sorted(e.resource_id for e in created) == sorted(u.id for u in users)
+    clash = [{"email": f"more{i}@example.com", "name": "M"} for i in range(150)]
+    with pytest.raises(AlreadyExists):
+        store.users.create_many([*clash, {"email": "BULK7@example.com", "name": "again"}])
+    assert store.users.count() == 150
+    after = _entries(store, action="user.create_many", limit=1000)
+    assert [e.id for e in after if e.result == "success"] == [e.id for e in created]
+
+
 def test_cascades_and_deletes_are_recorded(store, clock):
     """A user's soft delete records the cascade; a hard delete records the removed row."""
     user = store.users.create(email="ada@example.com", name="Ada")
