@@ -34,6 +34,7 @@ from .errors import closed_error
 from .fields import SQLITE_TYPES
 from .options import positive_int, read_options
 from .sqlite import OPTIONS, SqliteBackend, _parse_path
+from .sqlite_vectors import SqliteVectors
 
 __all__ = ["AsyncSqliteBackend"]
 
@@ -98,6 +99,10 @@ class AsyncSqliteBackend(AsyncConnections, SqliteBackend):
 
     begin_sql = "BEGIN IMMEDIATE"
     fetch = staticmethod(_fetch)
+    #: No ``vector_search``: aiosqlite's connections (the standard library's sqlite3)
+    #: load no extension and take no aggregate function, so the core scores vectors;
+    #: writes mark the vector tables a sqlite-vec backend keeps as stale.
+    capabilities: frozenset[str] = SqliteBackend.capabilities - {"vector_search"}
 
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
         path, query = _parse_path(url)
@@ -126,6 +131,7 @@ class AsyncSqliteBackend(AsyncConnections, SqliteBackend):
             path, self.pool, pragmas=pragmas, timeout=self.busy_timeout, lock_type="IMMEDIATE"
         )
         SQLBackend.__init__(self, database)
+        self.vectors = SqliteVectors(self, extension=False)
         self._tx = PerTask(_TxState)  # type: ignore[assignment]
         self.use_query_log(opts["log_queries"], opts["slow_query_ms"])
 

@@ -299,16 +299,7 @@ class SQLBackend(abc.ABC):
         """Matching rows in ``order``, after ``offset``, at most ``limit``."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
-        shape = walk(where, values, self.compiler.small_in)
-        order_key = tuple([(o.column, o.desc) for o in order]) if order else ()
-        key = ("select", info.name, shape, order_key, limit is not None, offset != 0)
-        compiler = self.compiler
-        statement = compiler.cache.get(key)
-        if statement is None:
-            statement = compiler.keep(
-                key,
-                select_statement(compiler, info, where, order, limit is not None, offset != 0),
-            )
+        statement = self.select_statement(info, where, values, order, limit is not None, offset)
         if limit is not None:
             values.append(limit)
         if offset:
@@ -316,6 +307,27 @@ class SQLBackend(abc.ABC):
         rows = self._execute(statement.sql, statement.params(values), ALL)
         load = info.load
         return [load(row) for row in rows]
+
+    def select_statement(
+        self,
+        info: TableInfo,
+        where: Expr,
+        values: list[Any],
+        order: Sequence[OrderBy] = (),
+        limit: bool = False,
+        offset: int = 0,
+    ) -> Any:
+        """The cached ``SELECT`` of this shape; appends ``where``'s values to ``values``."""
+        shape = walk(where, values, self.compiler.small_in)
+        order_key = tuple([(o.column, o.desc) for o in order]) if order else ()
+        key = ("select", info.name, shape, order_key, limit, offset != 0)
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
+        if statement is None:
+            statement = compiler.keep(
+                key, select_statement(compiler, info, where, order, limit, offset != 0)
+            )
+        return statement
 
     def count(self, table: TableSpec, where: Expr) -> int:
         """How many rows match."""

@@ -39,6 +39,12 @@ from clonestore.secrets import redact
 
 __all__ = ["closed_error", "translate_postgres", "translate_sqlite", "unwrap"]
 
+# SQLite's exception classes: the standard library's (aiosqlite uses it) and those of the
+# driver Peewee chose (pysqlite3 when installed: classes of the same names, not the same).
+_DRIVERS: Final = (sqlite3, getattr(peewee, "sqlite3", None) or sqlite3)
+_INTEGRITY_ERRORS: Final = tuple({d.IntegrityError for d in _DRIVERS})
+_PROGRAMMING_ERRORS: Final = tuple({d.ProgrammingError for d in _DRIVERS})
+
 # SQLite result codes (https://sqlite.org/rescode.html).
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
@@ -89,7 +95,7 @@ def translate_sqlite(exc: BaseException, where: str) -> ClonestoreError:
     orig = unwrap(exc)
     message = _first_line(orig, ())
     code = getattr(orig, "sqlite_errorcode", None)
-    if isinstance(orig, sqlite3.IntegrityError) and (
+    if isinstance(orig, _INTEGRITY_ERRORS) and (
         code in _SQLITE_UNIQUE or "UNIQUE constraint" in message
     ):
         # "UNIQUE constraint failed: users.email_key" -> which columns, no values.
@@ -103,7 +109,7 @@ def translate_sqlite(exc: BaseException, where: str) -> ClonestoreError:
         )
     if code is not None and (code & 0xFF) == _SQLITE_CANTOPEN:
         return StorageUnavailable(f"{where}: cannot open the database file ({message})", orig=orig)
-    if isinstance(orig, sqlite3.ProgrammingError) and "closed" in message:
+    if isinstance(orig, _PROGRAMMING_ERRORS) and "closed" in message:
         return StorageUnavailable(f"{where}: the connection is closed", orig=orig)
     return BackendError(f"{where}: {message}", orig=orig)
 

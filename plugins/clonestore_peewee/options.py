@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from clonestore import ConfigurationError
 
-__all__ = ["OptionSpec", "positive_float", "positive_int", "read_options", "text"]
+__all__ = ["OptionSpec", "flag", "positive_float", "positive_int", "read_options", "text"]
 
 #: Option name -> (converter, default). Converters raise ValueError on bad input.
 OptionSpec = Mapping[str, tuple[Callable[[Any], Any], Any]]
@@ -38,6 +38,16 @@ def positive_float(value: Any) -> float:
     if not number > 0 or number == float("inf"):
         raise ValueError("expected a finite number > 0")
     return number
+
+
+def flag(value: Any) -> bool:
+    """True or false (a bool, or 1/0, true/false, yes/no, on/off)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                    "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ValueError("expected true or false")
 
 
 def text(value: Any) -> str:

@@ -22,21 +22,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from .options import flag
+
 __all__ = ["OPTIONS", "SQL_LOGGER", "describe_params", "logged_execute"]
 
 #: The logger statements go to.
 SQL_LOGGER: Final = logging.getLogger("clonestore.sql")
 
 Execute = Callable[[str, Any, int], Any]
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
-                                                    "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    raise ValueError("expected true or false")
 
 
 def _milliseconds(value: Any) -> float:
@@ -50,7 +43,7 @@ def _milliseconds(value: Any) -> float:
 
 #: The backends' query-log options (keyword arguments to open() or URL query).
 OPTIONS: Final = {
-    "log_queries": (_flag, False),
+    "log_queries": (flag, False),
     "slow_query_ms": (_milliseconds, None),
 }
 

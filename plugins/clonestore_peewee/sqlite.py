@@ -3,7 +3,13 @@
 ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
 ``sqlite:///:memory:``. Options (keywords or URL query): ``busy_timeout``
 (seconds a writer waits for the lock, default 10) and ``synchronous``
-(``normal``, the default and SQLite's advice for WAL, or ``full``).
+(``normal``, the default and SQLite's advice for WAL, or ``full``), and
+``vector_extension`` (default true: load sqlite-vec when the driver and the
+package allow; false searches vectors without it, see :mod:`.sqlite_vectors`).
+
+The driver is Peewee's: ``pysqlite3`` when installed (the ``vectors`` extra:
+it can load extensions, which the standard library's ``sqlite3`` cannot here),
+otherwise ``sqlite3``.
 
 Concurrency: a file database runs in WAL mode with one connection per thread,
 so readers never block the writer. Transactions start with ``BEGIN
@@ -21,7 +27,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -29,18 +35,21 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
-from clonestore.spi import TableSpec
+from clonestore.spi import Expr, Row, TableSpec
 
 from . import query_log
 from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, fetch
 from .dialects import SQLITE
 from .errors import closed_error
-from .options import positive_float, read_options
+from .options import flag, positive_float, read_options
+from .sqlite_vectors import SqliteVectors, load_extension, register_functions
 from .table_options import SQLITE_PURGES, sqlite_append_only
 
 __all__ = ["SqliteBackend"]
 
 _SYNCHRONOUS: Final = {"normal": "NORMAL", "full": "FULL"}
+#: Changes that move a row's vectors in or out of the vector tables.
+_VECTOR_KEYS: Final = frozenset({"deleted_at", "user_id"})
 
 
 def _synchronous(value: Any) -> str:
@@ -80,12 +89,30 @@ def _file_problem(path: str) -> str:
 OPTIONS: Final = {
     "busy_timeout": (positive_float, 10.0),
     "synchronous": (_synchronous, "NORMAL"),
+    "vector_extension": (flag, True),
     **query_log.OPTIONS,
 }
 
+#: The driver module Peewee chose: pysqlite3's dbapi2 when installed, else sqlite3.
+DRIVER: Any = peewee.sqlite3  # type: ignore[attr-defined]
 
-class _Connection(sqlite3.Connection):
-    """A sqlite3 connection that can be weakly referenced (the base class cannot)."""
+
+class _Connection(DRIVER.Connection):  # type: ignore[misc]
+    """A driver connection that can be weakly referenced (the base class cannot)."""
+
+
+_EXTENSION: dict[str, str | None] = {}
+
+
+def extension_version() -> str | None:
+    """sqlite-vec's version when the driver can load it (probed once), else None."""
+    if "version" not in _EXTENSION:
+        conn = DRIVER.connect(":memory:")
+        try:
+            _EXTENSION["version"] = load_extension(conn)
+        finally:
+            conn.close()
+    return _EXTENSION["version"]
 
 
 # Peewee's stubs leave out the connection internals overridden here.
@@ -99,7 +126,7 @@ def close_optimized(conn: sqlite3.Connection) -> None:
     statistics of the tables it used (sampled, see ``analysis_limit``) as it closes,
     so the planner keeps choosing the ordered indexes as tables grow.
     """
-    with contextlib.suppress(sqlite3.Error):  # read-only or busy: the statistics wait
+    with contextlib.suppress(sqlite3.Error, DRIVER.Error):  # read-only or busy: stats wait
         conn.execute("PRAGMA optimize")
     conn.close()
 
@@ -109,8 +136,11 @@ class _SqliteDatabase(_PeeweeSqliteDatabase):  # type: ignore[misc]
 
     field_types = {**peewee.SqliteDatabase.field_types, **SQLITE.field_types}
 
-    def __init__(self, path: str, *, shared: sqlite3.Connection | None, **kwargs: Any) -> None:
+    def __init__(
+        self, path: str, *, shared: sqlite3.Connection | None, extension: bool, **kwargs: Any
+    ) -> None:
         self._shared = shared
+        self._extension = extension
         # Every connection this database opened (one per thread for a file).
         self.opened: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         super().__init__(path, **kwargs)
@@ -125,6 +155,12 @@ class _SqliteDatabase(_PeeweeSqliteDatabase):  # type: ignore[misc]
     def _close(self, conn: sqlite3.Connection) -> None:
         if conn is not self._shared:
             close_optimized(conn)
+
+    def _add_conn_hooks(self, conn: sqlite3.Connection) -> None:
+        super()._add_conn_hooks(conn)
+        register_functions(conn)
+        if self._extension:
+            load_extension(conn)
 
 
 def _parse_path(url: str) -> tuple[str, str]:
@@ -146,7 +182,9 @@ class SqliteBackend(SQLBackend):
     dialect = SQLITE
     #: ``append_only`` by triggers (see :mod:`.table_options`); no ``ephemeral``:
     #: SQLite has no per-table durability, so such tables stay ordinary ones.
-    capabilities: frozenset[str] = frozenset({"append_only", "update_and_insert"})
+    capabilities: frozenset[str] = frozenset(
+        {"append_only", "update_and_insert", "vector_search"}
+    )
 
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
         path, query = _parse_path(url)
@@ -160,10 +198,11 @@ class SqliteBackend(SQLBackend):
             ("analysis_limit", 1000),  # PRAGMA optimize samples, never reads whole tables
         ]
         shared: sqlite3.Connection | None = None
+        extension = opts["vector_extension"] and extension_version() is not None
         if self.memory:
             # One database per backend: a single connection every thread uses,
             # serialized by self._lock.
-            shared = sqlite3.connect(
+            shared = DRIVER.connect(
                 ":memory:", isolation_level=None, check_same_thread=False, factory=_Connection
             )
             self._lock: threading.RLock | None = threading.RLock()
@@ -173,6 +212,7 @@ class SqliteBackend(SQLBackend):
         database = _SqliteDatabase(
             path,
             shared=shared,
+            extension=extension,
             pragmas=pragmas,
             timeout=self.busy_timeout,
             lock_type="IMMEDIATE",
@@ -180,6 +220,7 @@ class SqliteBackend(SQLBackend):
             factory=_Connection,
         )
         super().__init__(database)
+        self.vectors = SqliteVectors(self, extension)
         if shared is not None:
             database._add_conn_hooks(shared)
         # Peewee's per-thread connection state, read directly on the hot path.
@@ -226,6 +267,7 @@ class SqliteBackend(SQLBackend):
                     raise
             else:
                 self._rollback_quietly()
+                self.vectors.forget()
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -264,7 +306,9 @@ class SqliteBackend(SQLBackend):
     # ------------------------------------------------------------------ table options
 
     def apply_table_options(self, specs: Sequence[TableSpec]) -> None:
-        """Install (or replace, when the spec changed) the append-only triggers."""
+        """Install (or replace, when the spec changed) the append-only triggers; with
+        sqlite-vec, rebuild vector tables a backend without it left stale."""
+        self.vectors.prepare(specs)
         guarded = [spec for spec in specs if spec.append_only is not None]
         if not guarded:
             return
@@ -297,6 +341,97 @@ class SqliteBackend(SQLBackend):
         self._execute(f"DELETE FROM {SQLITE_PURGES} WHERE table_name = ?", (spec.name,), NONE)
         return removed
 
+    # ------------------------------------------------------------------ vectors
+
+    def _vector_table(self, table: TableSpec) -> bool:
+        return any(c.kind == "vector" for c in table.columns)
+
+    def insert(self, table: TableSpec, row: Row) -> None:
+        """Insert one row (and its vector into the vector tables, in one transaction)."""
+        if not self._vector_table(table):
+            return super().insert(table, row)
+        with self.transaction():
+            super().insert(table, row)
+            self.vectors.add(table, [row])
+        return None
+
+    def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
+        """Insert rows, all or none (their vectors too)."""
+        if not self._vector_table(table) or not rows:
+            return super().insert_many(table, rows)
+        with self.transaction():
+            super().insert_many(table, rows)
+            self.vectors.add(table, rows)
+        return None
+
+    def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
+        """Update rows; a change of a vector, the owner or ``deleted_at`` (soft delete,
+        restore) moves the rows' vectors in the same transaction."""
+        if not self._vector_table(table) or not any(
+            name in _VECTOR_KEYS or table.by_name[name].kind == "vector" for name in changes
+        ):
+            return super().update(table, where, changes)
+        with self.transaction():
+            rows = super().update(table, where, changes)
+            self.vectors.remove(table, [row["id"] for row in rows])
+            self.vectors.add(table, rows)
+        return rows
+
+    def delete(self, table: TableSpec, where: Expr) -> int:
+        """Remove matching rows for good, their vectors too."""
+        if not self._vector_table(table):
+            return super().delete(table, where)
+        with self.transaction():
+            self.vectors.remove(table, [row["id"] for row in self.select(table, where)])
+            return super().delete(table, where)
+
+    def upsert(
+        self, table: TableSpec, key: Sequence[str], insert_row: Row, changes: Mapping[str, Any]
+    ) -> Row:
+        """Insert or update one row, its vector too."""
+        if not self._vector_table(table):
+            return super().upsert(table, key, insert_row, changes)
+        with self.transaction():
+            row = super().upsert(table, key, insert_row, changes)
+            self.vectors.remove(table, [row["id"]])
+            self.vectors.add(table, [row])
+        return row
+
+    def drop_spec_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Drop the tables of ``specs`` and their vector tables."""
+        for spec in specs:
+            if self._vector_table(spec):
+                self.vectors.drop(spec)
+        super().drop_spec_tables(specs)
+
+    def where_sql(self, table: TableSpec, where: Expr) -> tuple[str, str, list[Any]]:
+        """``where`` as SQL on the table: its alias, the condition (empty for none)
+        and the condition's parameters."""
+        info = self._tables.get(table.name) or self.table_info(table)
+        values: list[Any] = []
+        statement = self.select_statement(info, where, values)
+        head, _, condition = statement.sql.partition(" WHERE ")
+        alias = head.rsplit(" AS ", 1)[1]
+        return alias, condition, list(statement.params(values))
+
+    def nearest(
+        self,
+        table: TableSpec,
+        where: Expr,
+        column: str,
+        query: Sequence[float],
+        metric: str,
+        limit: int,
+        cutoff: float | None = None,
+        approximate: bool = False,
+    ) -> list[tuple[Row, float]]:
+        """Capability ``vector_search``: exact nearest-k (see :mod:`.sqlite_vectors`);
+        there is no approximate index, so ``approximate`` searches are exact too."""
+        spec = (self._tables.get(table.name) or self.table_info(table)).spec
+        if column not in spec.by_name or spec.by_name[column].kind != "vector":
+            raise ConfigurationError(f"{table.name}.{column} is not a vector column")
+        return self.vectors.nearest(spec, where, column, query, metric, limit, cutoff)
+
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception."""
         error = SQLITE.translate(exc, self.label)
@@ -317,6 +452,9 @@ class SqliteBackend(SQLBackend):
             row = self._execute("SELECT sqlite_version()", (), ONE)
             journal = self._execute("PRAGMA journal_mode", (), ONE)
             out.update(ok=True, server_version=row[0], journal_mode=journal[0])
+            out["vector_search"] = (
+                f"sqlite-vec {extension_version()}" if self.vectors.extension else "portable"
+            )
         except Exception as exc:
             out["error"] = str(exc)
         out["latency_ms"] = (time.perf_counter() - started) * 1000

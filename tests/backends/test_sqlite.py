@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sqlite3
 import threading
 import time
 import uuid
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from clonestore_peewee.sqlite import DRIVER as sqlite3  # the driver the backend uses
 
 import clonestore
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, StorageUnavailable
