@@ -22,7 +22,8 @@ What every method means, on every backend:
 
 A backend may declare optional capabilities in ``capabilities``
 (:data:`CAPABILITIES`): operations (``vector_search``, ``bulk_copy``,
-``listen_notify``, ``update_and_insert``) and table options (``ephemeral``, ``append_only``, see
+``listen_notify``, ``update_and_insert``, ``upsert_returning``) and table
+options (``ephemeral``, ``append_only``, see
 :class:`TableSpec`). The store checks once, when it opens, that the backend
 declares every capability its plugins need (``clonestore_required_capabilities``)
 and every guarantee its tables ask for (``append_only``); otherwise ``open()``
@@ -99,6 +100,7 @@ __all__ = [
     "TableSpec",
     "Unique",
     "UpdateAndInsert",
+    "UpsertReturning",
     "VectorSearch",
     "append_only_allows",
     "append_only_refusal",
@@ -132,7 +134,10 @@ TABLE_OPTIONS: Final = frozenset({"ephemeral", "append_only"})
 
 #: Optional capabilities a backend may declare.
 CAPABILITIES: Final = (
-    frozenset({"vector_search", "bulk_copy", "listen_notify", "update_and_insert"}) | TABLE_OPTIONS
+    frozenset(
+        {"vector_search", "bulk_copy", "listen_notify", "update_and_insert", "upsert_returning"}
+    )
+    | TABLE_OPTIONS
 )
 
 
@@ -324,6 +329,25 @@ class UpdateAndInsert(Protocol):
         ``where`` pins one row (it includes the id). Returns the inserted row, or
         None when no row matched (nothing is written).
         """
+
+
+@runtime_checkable
+class UpsertReturning(Protocol):
+    """Optional capability ``upsert_returning``: ``upsert`` takes ``returning``, the
+    columns the caller needs, and returns only them (a counter's count, not its
+    whole row: fewer values sent back and decoded). The values are those of the
+    row as stored, as without ``returning``.
+    """
+
+    def upsert(
+        self,
+        table: TableSpec,
+        key: Sequence[str],
+        insert_row: Row,
+        changes: Mapping[str, Any],
+        returning: Sequence[str] | None = None,
+    ) -> Row:
+        """:meth:`Backend.upsert`; with ``returning``, a row of those columns only."""
 
 
 def update_and_insert_reference(

@@ -98,6 +98,13 @@ CHANGES: Final[tuple[Change, ...]] = (
     ),
     Change(
         2,
+        "upsert_returning",
+        "optional parameter returning of upsert (the columns to return) behind the "
+        "capability upsert_returning (clonestore.spi.UpsertReturning); callers pass it "
+        "only to backends declaring the capability",
+    ),
+    Change(
+        2,
         "iter_leaves",
         "clonestore.spi.iter_leaves (every condition of an expression) is public",
     ),

@@ -245,10 +245,18 @@ class JsonNumbersNormalised(_WithTables):
     table_class = _NumberJsonTable
 
 
+def _only(row, returning):
+    """The columns ``upsert(..., returning=...)`` asks for (capability upsert_returning)."""
+    return row if returning is None else {name: row[name] for name in returning}
+
+
 class _ReadThenWriteUpsert:
     """upsert() as a read, then an insert or a read-modify-write update: no atomic step."""
 
-    def upsert(self, table, key, insert_row, changes):
+    def upsert(self, table, key, insert_row, changes, returning=None):
+        return _only(self._racy_upsert(table, key, insert_row, changes), returning)
+
+    def _racy_upsert(self, table, key, insert_row, changes):
         where = And(tuple(Cond(c, "eq", insert_row[c]) for c in key))
         if table.soft_delete:
             where = And((*where.items, Cond("deleted_at", "isnull", True)))
@@ -281,7 +289,10 @@ class UpsertIgnoresScope(clonestore_memory.MemoryBackend):
 
     name = "broken-upsert-scope"
 
-    def upsert(self, table, key, insert_row, changes):
+    def upsert(self, table, key, insert_row, changes, returning=None):
+        return _only(self._scopeless_upsert(table, key, insert_row, changes), returning)
+
+    def _scopeless_upsert(self, table, key, insert_row, changes):
         where = And(tuple(Cond(c, "eq", insert_row[c]) for c in key))
         with self._db.atomic():
             found = sorted(self.select(table, where), key=lambda r: r["id"])
@@ -297,7 +308,10 @@ class UpsertOnAnyKey(clonestore_memory.MemoryBackend):
 
     name = "broken-upsert-any-key"
 
-    def upsert(self, table, key, insert_row, changes):
+    def upsert(self, table, key, insert_row, changes, returning=None):
+        return _only(self._any_key_upsert(table, key, insert_row, changes), returning)
+
+    def _any_key_upsert(self, table, key, insert_row, changes):
         with self._db.atomic():
             t = self._table(table)
             for index in t.unique:

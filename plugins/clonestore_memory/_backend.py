@@ -25,6 +25,7 @@ from clonestore.spi import (
     append_only_allows,
     append_only_refusal,
     apply_changes,
+    copy_value,
     matches,
     settle,
     sort_rows,
@@ -45,9 +46,17 @@ class MemoryBackend:
     #: one database in this process (see ``_notify``), ``append_only`` checked
     #: in Python with :func:`clonestore.spi.append_only_allows`, ``ephemeral``
     #: trivially (nothing here survives the process), ``vector_search`` exactly,
-    #: ``update_and_insert`` under one hold of the lock.
+    #: ``update_and_insert`` under one hold of the lock, ``upsert_returning`` by
+    #: copying out only the columns asked for.
     capabilities: frozenset[str] = frozenset(
-        {"vector_search", "listen_notify", "append_only", "ephemeral", "update_and_insert"}
+        {
+            "vector_search",
+            "listen_notify",
+            "append_only",
+            "ephemeral",
+            "update_and_insert",
+            "upsert_returning",
+        }
     )
     #: The storage SPI this backend is written against (clonestore.spi_versions).
     spi_version = 2
@@ -298,7 +307,9 @@ class MemoryBackend:
         key: Sequence[str],
         insert_row: Row,
         changes: Mapping[str, Any],
+        returning: Sequence[str] | None = None,
     ) -> Row:
+        """Capability ``upsert_returning``: with ``returning``, only those columns."""
         t = self._table(table)
         unique = next((u for u in table.unique if u.columns == tuple(key)), None)
         if unique is None:
@@ -314,6 +325,8 @@ class MemoryBackend:
                 if guard is not None and not append_only_allows(guard, t.rows[holder], row):
                     raise append_only_refusal(table.name, "UPDATE")
             db.put(t, row)
+            if returning is not None:
+                return {name: copy_value(row[name]) for name in returning}
             return t.copy_out(row)
 
     @contextmanager

@@ -436,23 +436,28 @@ class SQLBackend(abc.ABC):
         key: Sequence[str],
         insert_row: Row,
         changes: Mapping[str, Any],
+        returning: Sequence[str] | None = None,
     ) -> Row:
-        """One ``INSERT ... ON CONFLICT (key) [WHERE partial] DO UPDATE ... RETURNING``."""
+        """One ``INSERT ... ON CONFLICT (key) [WHERE partial] DO UPDATE ... RETURNING``;
+        with ``returning`` (capability ``upsert_returning``), only those columns."""
         info = self._tables.get(table.name) or self.table_info(table)
         unique = info.uniques.get(tuple(key))
         if unique is None:
             raise ConfigurationError(f"{table.name} has no unique constraint on {tuple(key)}")
         values: list[Any] = [insert_row[c.name] for c in info.spec.columns]
         increments = _change_values(changes, values)
-        cache_key = ("upsert", info.name, unique.columns, tuple(changes), increments)
+        wanted = None if returning is None else tuple(returning)
+        cache_key = ("upsert", info.name, unique.columns, tuple(changes), increments, wanted)
         compiler = self.compiler
         statement = compiler.cache.get(cache_key)
         if statement is None:
             statement = compiler.keep(
-                cache_key, upsert_statement(compiler, info, unique.columns, changes, increments)
+                cache_key,
+                upsert_statement(compiler, info, unique.columns, changes, increments, wanted),
             )
         row = self._execute(statement.sql, statement.params(values), ONE)
-        stored: Row = info.load(row)
+        assert statement.load is not None
+        stored: Row = statement.load(row)
         return stored
 
     # ------------------------------------------------------------------ transactions

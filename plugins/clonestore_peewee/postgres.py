@@ -200,8 +200,15 @@ class PostgresBackend(SQLBackend):
     name = "postgresql"
     dialect = POSTGRES
     capabilities: frozenset[str] = frozenset(
-        {"listen_notify", "ephemeral", "append_only", "update_and_insert", "vector_search",
-         "bulk_copy"}
+        {
+            "listen_notify",
+            "ephemeral",
+            "append_only",
+            "update_and_insert",
+            "upsert_returning",
+            "vector_search",
+            "bulk_copy",
+        }
     )
 
     def __init__(self, url: str, **options: Any) -> None:

@@ -439,10 +439,17 @@ class ReplicatedBackend:
         return self._write(lambda: self.primary.delete(table, where))  # type: ignore[no-any-return]
 
     def upsert(
-        self, table: TableSpec, key: Sequence[str], insert_row: Row, changes: Mapping[str, Any]
+        self,
+        table: TableSpec,
+        key: Sequence[str],
+        insert_row: Row,
+        changes: Mapping[str, Any],
+        returning: Sequence[str] | None = None,
     ) -> Row:
         """Upsert on the primary."""
-        return self._write(lambda: self.primary.upsert(table, key, insert_row, changes))  # type: ignore[no-any-return]
+        return self._write(  # type: ignore[no-any-return]
+            lambda: self.primary.upsert(table, key, insert_row, changes, returning)
+        )
 
     def create_tables(self, specs: Sequence[TableSpec]) -> None:
         """Create tables on the primary (standbys replay the DDL)."""

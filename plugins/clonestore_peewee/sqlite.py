@@ -183,7 +183,7 @@ class SqliteBackend(SQLBackend):
     #: ``append_only`` by triggers (see :mod:`.table_options`); no ``ephemeral``:
     #: SQLite has no per-table durability, so such tables stay ordinary ones.
     capabilities: frozenset[str] = frozenset(
-        {"append_only", "update_and_insert", "vector_search"}
+        {"append_only", "update_and_insert", "upsert_returning", "vector_search"}
     )
 
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:

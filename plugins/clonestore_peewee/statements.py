@@ -131,8 +131,10 @@ def upsert_statement(
     columns: Sequence[str],
     changes: Mapping[str, Any],
     increments: Sequence[bool],
+    returning: Sequence[str] | None = None,
 ) -> Statement:
-    """``INSERT ... ON CONFLICT (columns) [WHERE partial] DO UPDATE SET ... RETURNING``.
+    """``INSERT ... ON CONFLICT (columns) [WHERE partial] DO UPDATE SET ... RETURNING``
+    (every column, or those of ``returning``).
 
     The conflict target repeats the unique index's predicate so that the
     engine picks that (partial) index as the arbiter.
@@ -147,6 +149,15 @@ def upsert_statement(
     if not update:  # DO NOTHING would return no row; a no-op SET returns it
         update = {info.fields["id"]: info.fields["id"]}
     unique = info.uniques[tuple(columns)]
+    if returning is None:
+        returned, load = info.columns, info.load
+    else:
+        returned = [info.fields[name] for name in returning]
+        load = make_loader(
+            returning,
+            [codecs.result(info.kinds[name]) for name in returning],
+            [info.spec.by_name[name].nullable for name in returning],
+        )
     query = (
         info.model.insert(row)
         .on_conflict(
@@ -154,9 +165,9 @@ def upsert_statement(
             conflict_where=unique_predicate(info.model, info.spec, unique),
             update=update,
         )
-        .returning(*info.columns)
+        .returning(*returned)
     )
-    return compiler.render(query, info.load)
+    return compiler.render(query, load)
 
 
 def update_and_insert_statement(

@@ -105,9 +105,13 @@ def _bucket_where(user_id: str, endpoint: str, *conds: Cond) -> And:
     return And((Cond("user_id", "eq", user_id), Cond("endpoint", "eq", endpoint), *conds))
 
 
-def _window(row: Row, start_us: int) -> dict[str, Any]:
+#: What a window's decision reads of its row (capability ``upsert_returning``).
+_DECIDES: Final = ("id", "count", "quota", "refused")
+
+
+def _window(row: Row, start_us: int, endpoint: str | None = None) -> dict[str, Any]:
     return {
-        "endpoint": row["endpoint"],
+        "endpoint": row["endpoint"] if endpoint is None else endpoint,
         "window_start": start_us,
         "count": row["count"],
         "quota": row["quota"],
@@ -123,6 +127,10 @@ class TableCounters:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        # The window's upsert returns only what the decision reads, where it can.
+        self._returning = (
+            {"returning": _DECIDES} if "upsert_returning" in backend.capabilities else {}
+        )
         self._bounds: dict[tuple[int, int], tuple[Any, Any]] = {}
         # Last TAT seen per bucket: picks the statement most likely to decide.
         self._tat_hint: Bounded[tuple[str, str], int] = Bounded()
@@ -152,8 +160,10 @@ class TableCounters:
             "quota": limit,
             "refused": 0,
         }
-        stored = self.backend.upsert(WINDOWS, WINDOW_KEY, row, {"count": ONE, "quota": limit})
-        return _window(stored, start_us)
+        stored = self.backend.upsert(
+            WINDOWS, WINDOW_KEY, row, {"count": ONE, "quota": limit}, **self._returning
+        )
+        return _window(stored, start_us, endpoint)
 
     def read(
         self, user_id: str, endpoint: str, window: int, start_us: int

@@ -46,6 +46,7 @@ from clonestore.spi import (
     TableSpec,
     Unique,
     UpdateAndInsert,
+    UpsertReturning,
     VectorSearch,
     update_and_insert_reference,
 )
@@ -73,6 +74,7 @@ CAPABILITY_TESTS = {
         "test_capability_update_and_insert_changes_both_or_neither",
         "test_capability_update_and_insert_counts_every_racing_call",
     ),
+    "upsert_returning": ("test_capability_upsert_returning_gives_the_columns_asked_for",),
 }
 
 
@@ -612,3 +614,23 @@ def test_capability_update_and_insert_counts_every_racing_call(store: Store) -> 
     )
     numbers = sorted(r["number"] for r in store.backend.select(CHILDREN, TRUE))
     assert numbers == list(range(1, threads * each + 1))
+
+
+# ----------------------------------------------------------------------------- upsert_returning
+
+
+def test_capability_upsert_returning_gives_the_columns_asked_for(store: Store) -> None:
+    """upsert_returning: upsert(..., returning=cols) gives those columns of the row as stored."""
+    backend = _declared(store, "upsert_returning")
+    assert isinstance(backend, UpsertReturning), "declares upsert_returning without returning"
+    backend.create_tables([CHILDREN])
+    backend.delete(CHILDREN, TRUE)  # what an earlier run of the kit left
+    key = ("parent_id", "number")
+    row: Row = {"id": _uid(300), "parent_id": _uid(9), "owner": "x", "number": 7, "note": "a"}
+    first = backend.upsert(CHILDREN, key, row, {"note": "b"}, returning=("id", "note"))
+    assert first == {"id": row["id"], "note": "a"}
+    again = {**row, "id": _uid(301)}
+    second = backend.upsert(CHILDREN, key, again, {"note": "b"}, returning=("note", "number", "id"))
+    assert second == {"note": "b", "number": 7, "id": row["id"]}
+    assert backend.upsert(CHILDREN, key, again, {"note": None}) == {**row, "note": None}
+    assert backend.select(CHILDREN, TRUE) == [{**row, "note": None}]
