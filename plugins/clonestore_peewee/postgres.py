@@ -340,7 +340,10 @@ class PostgresBackend(SQLBackend):
         copied: Mapping[str, str],
     ) -> Row | None:
         """Capability ``update_and_insert`` in one statement: a data-modifying CTE
-        updates the row, and ``INSERT ... SELECT`` from it inserts only if it matched."""
+        updates the row, and ``INSERT ... SELECT`` from it inserts only if it matched
+        (vectors of ``vector_dimension``'s length only)."""
+        self.vectors.check_rows(table, (changes,))
+        self.vectors.check_rows(into, (row,))
         info = self._tables.get(table.name) or self.table_info(table)
         child = self._tables.get(into.name) or self.table_info(into)
         values: list[Any] = []
@@ -599,8 +602,13 @@ class PostgresBackend(SQLBackend):
         return super().update(table, where, changes)
 
     def upsert(
-        self, table: TableSpec, key: Sequence[str], insert_row: Row, changes: Mapping[str, Any]
+        self,
+        table: TableSpec,
+        key: Sequence[str],
+        insert_row: Row,
+        changes: Mapping[str, Any],
+        returning: Sequence[str] | None = None,
     ) -> Row:
         """Insert or change one row (vectors of ``vector_dimension``'s length only)."""
         self.vectors.check_rows(table, (insert_row, changes))
-        return super().upsert(table, key, insert_row, changes)
+        return super().upsert(table, key, insert_row, changes, returning)
