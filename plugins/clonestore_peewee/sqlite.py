@@ -386,16 +386,21 @@ class SqliteBackend(SQLBackend):
             return super().delete(table, where)
 
     def upsert(
-        self, table: TableSpec, key: Sequence[str], insert_row: Row, changes: Mapping[str, Any]
+        self,
+        table: TableSpec,
+        key: Sequence[str],
+        insert_row: Row,
+        changes: Mapping[str, Any],
+        returning: Sequence[str] | None = None,
     ) -> Row:
-        """Insert or update one row, its vector too."""
+        """Insert or update one row, its vector too (which needs the whole row back)."""
         if not self._vector_table(table):
-            return super().upsert(table, key, insert_row, changes)
+            return super().upsert(table, key, insert_row, changes, returning)
         with self.transaction():
             row = super().upsert(table, key, insert_row, changes)
             self.vectors.remove(table, [row["id"]])
             self.vectors.add(table, [row])
-        return row
+        return row if returning is None else {name: row[name] for name in returning}
 
     def drop_spec_tables(self, specs: Sequence[TableSpec]) -> None:
         """Drop the tables of ``specs`` and their vector tables."""
