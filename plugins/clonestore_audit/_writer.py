@@ -12,7 +12,7 @@ from typing import Any, Final
 import attrs
 
 from clonestore import Conflict, Store
-from clonestore.spi import TRUE, And, Cond, Increment, OrderBy, Row
+from clonestore.spi import TRUE, And, Cond, Increment, OrderBy, Row, UpdateAndInsert
 from clonestore_audit._capture import Draft
 from clonestore_audit._chain import GENESIS, new_salt, personal_digest, row_hash
 from clonestore_audit._tables import ANCHORS, HEAD, HEAD_ID, LOG
@@ -32,6 +32,13 @@ class ChainWriter:
         self._store = store
         self._backend = store.backend
         self._head: tuple[int, str] | None = None
+        backend = store.backend
+        #: The backend when it moves the head and inserts a row in one step.
+        self._together: UpdateAndInsert | None = (
+            backend
+            if "update_and_insert" in backend.capabilities and isinstance(backend, UpdateAndInsert)
+            else None
+        )
 
     def _now(self) -> datetime:
         return self._store.clock().astimezone(UTC)
@@ -95,22 +102,28 @@ class ChainWriter:
             for _ in range(MAX_APPEND_ATTEMPTS):
                 head = self._head or self._load_head()
                 rows = self._chain(drafts, head)
-                moved = backend.update(
-                    HEAD,
-                    And(
-                        (
-                            Cond("id", "eq", HEAD_ID),
-                            Cond("seq", "eq", head[0]),
-                            Cond("hash", "eq", head[1]),
-                        )
-                    ),
-                    {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]},
+                where = And(
+                    (
+                        Cond("id", "eq", HEAD_ID),
+                        Cond("seq", "eq", head[0]),
+                        Cond("hash", "eq", head[1]),
+                    )
                 )
-                if moved:
-                    if len(rows) == 1:
+                moves = {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
+                if len(rows) == 1 and self._together is not None:
+                    # The head's move and the row's insert in one step (one statement
+                    # on PostgreSQL): nothing moved means another writer moved it first.
+                    inserted = self._together.update_and_insert(
+                        HEAD, where, moves, LOG, rows[0], {}
+                    )
+                    moved = inserted is not None
+                else:
+                    moved = bool(backend.update(HEAD, where, moves))
+                    if moved and len(rows) == 1:
                         backend.insert(LOG, rows[0])
-                    else:
+                    elif moved:
                         backend.insert_many(LOG, rows)
+                if moved:
                     self._head = (rows[-1]["seq"], rows[-1]["hash"])
                     return rows
                 self._head = None

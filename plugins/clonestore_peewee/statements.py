@@ -189,7 +189,7 @@ def update_and_insert_statement(
     """
     slots = Slots()
     update = info.model.update(compiler.assignments(info, changes, slots, increments))
-    sources = list(dict.fromkeys(copied.values()))
+    sources = list(dict.fromkeys(copied.values())) or ["id"]  # RETURNING needs a column
     update = _where(compiler, update, info, where, slots).returning(
         *[info.fields[name] for name in sources]
     )
@@ -206,7 +206,7 @@ def update_and_insert_statement(
         # INSERT ... SELECT gives untyped parameters no column type: cast each to its own.
         sql_type = POSTGRES_TYPES[FIELD_CLASSES[column.kind].field_type].split(" COLLATE")[0]
         selected.append(peewee.Cast(slot, sql_type))
-    returned = list(copied)
+    returned = list(copied) or ["id"]
     query = (
         child.model.insert_from(peewee.Select((parent,), selected), child.columns)
         .with_cte(parent)
