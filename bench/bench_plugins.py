@@ -14,7 +14,8 @@ In one run, on each backend (memory, sqlite, postgres):
   ``users.get`` against an uncached one.
 
 Targets: a check at least 4x faster than pyrate-limiter's PostgreSQL bucket and
-within 1.2x of the raw upsert; exact admission everywhere.
+within 1.2x of the raw upsert; exact admission everywhere; audit at most 2x a
+plain write on PostgreSQL and 3x on SQLite; a cached ``users.get`` at most 3 µs.
 
     python bench/bench_plugins.py                       # memory, sqlite, postgres
     python bench/bench_plugins.py --backends sqlite --calls 5000
@@ -167,18 +168,26 @@ def _time_writes(url: str, plugins: list[str], writes: int) -> tuple[Timing, Tim
         store.close()
 
 
-def bench_audit(url: str, args: Any) -> None:
+#: Audit's cost per write (audited / plain, p50) by backend (issue 16).
+AUDIT_TARGETS = {"postgres": 2.0, "sqlite": 3.0}
+#: A cached users.get served from L1, p50 µs.
+CACHE_HIT_TARGET_US = 3.0
+
+
+def bench_audit(url: str, args: Any) -> dict[str, float]:
     u0, c0 = _time_writes(url, [], args.writes)
     u1, c1 = _time_writes(url, ["audit"], args.writes)
     print(f"  {'audit overhead per write':34} {'without µs':>10} {'with µs':>9} {'ratio':>9}")
+    ratios = {}
     for label, base, audited in (("users.update", u0, u1), ("users.create", c0, c1)):
+        ratios[label] = audited.p50_us / base.p50_us
         print(
-            f"  {label:34} {base.p50_us:10.1f} {audited.p50_us:9.1f} "
-            f"{audited.p50_us / base.p50_us:8.2f}x"
+            f"  {label:34} {base.p50_us:10.1f} {audited.p50_us:9.1f} {ratios[label]:8.2f}x"
         )
+    return ratios
 
 
-def bench_cache(url: str, args: Any) -> None:
+def bench_cache(url: str, args: Any) -> float:
     from clonestore_cache import CachePlugin
 
     rows = []
@@ -227,14 +236,33 @@ def bench_cache(url: str, args: Any) -> None:
     print(f"  {'cache':34} {'p50 µs':>10} {'p99 µs':>9}")
     for label, timing in rows:
         print(f"  {label:34} {timing.p50_us:10.1f} {timing.p99_us:9.1f}")
+    return dict(rows)["users.get, cached (L1)"].p50_us
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def verdict(results: dict[str, Any]) -> bool:
+def verdict(results: dict[str, Any], audits: dict[str, Any], hits: dict[str, float]) -> bool:
     ok = True
     print("\ntargets")
+    for backend, ratios in audits.items():
+        target = AUDIT_TARGETS.get(backend)
+        if target is None:
+            continue
+        for label, ratio in ratios.items():
+            good = ratio <= target
+            ok &= good
+            print(
+                f"  {backend}: audited / plain {label} (p50) = {ratio:.2f}x "
+                f"(target <= {target:.0f}x) {'PASS' if good else 'FAIL'}"
+            )
+    for backend, hit in hits.items():
+        good = hit <= CACHE_HIT_TARGET_US
+        ok &= good
+        print(
+            f"  {backend}: users.get L1 hit (p50) = {hit:.1f} µs "
+            f"(target <= {CACHE_HIT_TARGET_US:.0f} µs) {'PASS' if good else 'FAIL'}"
+        )
     for backend, rows in results.items():
         for label, (_timing, admitted) in rows.items():
             if admitted is not None and admitted != LIMIT:
@@ -294,15 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
+    audits: dict[str, Any] = {}
+    hits: dict[str, float] = {}
     for backend in args.backends.split(","):
         print(f"\n== {backend}")
         with database(backend, args.postgres_url) as url:
             bench_ratelimit(backend, url, args, results)
             if backend == "postgres":
                 bench_ratelimit(backend, url, args, results, durable=True)
-            bench_audit(url, args)
-            bench_cache(url, args)
-    return 0 if verdict(results) else 1
+            audits[backend] = bench_audit(url, args)
+            hits[backend] = bench_cache(url, args)
+    return 0 if verdict(results, audits, hits) else 1
 
 
 if __name__ == "__main__":
