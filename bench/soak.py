@@ -2,12 +2,14 @@
 
     python bench/soak.py --url postgresql://postgres@127.0.0.1:5432/soak --seconds 300
     python bench/soak.py --url sqlite:////tmp/soak.db --seconds 60 --threads 4
+    python bench/soak.py --url mariadb://root@127.0.0.1:3306/soak --seconds 60
 
 Threads create users, sessions, turns, memories and update users (with
 ``expected_version``) while a fault injector runs: on PostgreSQL it
 terminates the store's connections (``pg_terminate_backend``) at random
-intervals; on SQLite a competing connection (its own sqlite3 connection, as another
-process would have) holds the write lock for random spells.
+intervals, on MariaDB it ``KILL``s the connections to the soak's database; on
+SQLite a competing connection (its own sqlite3 connection, as another process
+would have) holds the write lock for random spells.
 Every write that returned success is recorded; at the end each is read back,
 and every session's totals are compared with the sum of its turns.
 
@@ -36,7 +38,14 @@ from typing import Any
 import clonestore
 from clonestore import ClonestoreError, Conflict
 
-__all__ = ["Ledger", "kill_connections", "lock_sqlite", "run_workload", "verify"]
+__all__ = [
+    "Ledger",
+    "kill_connections",
+    "kill_mariadb_connections",
+    "lock_sqlite",
+    "run_workload",
+    "verify",
+]
 
 
 class Ledger:
@@ -171,6 +180,37 @@ def kill_connections(admin_url: str, application_name: str) -> int:
         conn.close()
 
 
+def kill_mariadb_connections(url: str) -> int:
+    """``KILL`` every other server connection to the URL's database; how many."""
+    from urllib.parse import unquote, urlsplit
+
+    import pymysql
+
+    parts = urlsplit(url)
+    conn = pymysql.connect(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+        user=unquote(parts.username or "root"), password=unquote(parts.password or ""),
+        connect_timeout=5, autocommit=True,
+    )  # fmt: skip
+    killed = 0
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST "
+                "WHERE DB = %s AND ID <> CONNECTION_ID()",
+                (unquote(parts.path.lstrip("/")),),
+            )
+            for (pid,) in cur.fetchall():
+                try:
+                    cur.execute(f"KILL {int(pid)}")
+                    killed += 1
+                except pymysql.err.OperationalError:
+                    pass  # gone already
+    finally:
+        conn.close()
+    return killed
+
+
 def _hold_lock(path: str, seconds: float, held: Any = None) -> None:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
@@ -207,6 +247,8 @@ def _injector(url: str, application_name: str, stop: threading.Event, rng: rando
         while not stop.wait(rng.uniform(0.2, 1.5)):
             if url.startswith("postgres"):
                 counts["connections killed"] += kill_connections(url, application_name)
+            elif url.startswith("mariadb"):
+                counts["connections killed"] += kill_mariadb_connections(url)
             else:
                 _hold_lock(url.split("://", 1)[1][1:], rng.uniform(0.05, 0.6))
                 counts["locks held"] += 1
@@ -223,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     name = f"clonestore-soak-{uuid.uuid4().hex[:8]}"
     options: dict[str, Any] = (
         {"application_name": name, "pool_size": args.threads + 2, "pool_timeout": 5}
-        if args.url.startswith("postgres") else {"busy_timeout": 0.3}
+        if args.url.startswith("postgres")
+        else {"pool_size": args.threads + 2, "pool_timeout": 5}
+        if args.url.startswith("mariadb")
+        else {"busy_timeout": 0.3}
     )
     ledger, stop, faults = Ledger(), threading.Event(), collections.Counter[str]()
     rng = random.Random(args.seed)

@@ -1,9 +1,14 @@
-"""The one backend matrix, and the test session's PostgreSQL.
+"""The one backend matrix, and the test session's PostgreSQL and MariaDB.
 
 Every test that uses a store (``store``, ``store_factory``, ``clonestore_store``
 from the ``clonestore.testing`` pytest plugin) runs once per backend:
-``memory``, ``sqlite`` (a file in the test's tmp_path) and ``postgres`` (a
-database created for this test session and dropped at its end).
+``memory``, ``sqlite`` (a file in the test's tmp_path), ``postgres`` and
+``mariadb`` (each a database created for this test session and dropped at its
+end).
+
+MariaDB is the server named by ``CLONESTORE_TEST_MARIADB_URL`` (default
+``mariadb://root@127.0.0.1:3306/``); an unreachable one fails the tests, which
+never skip.
 
 PostgreSQL is the server named by ``CLONESTORE_TEST_POSTGRES_URL`` when set
 (an unreachable one fails the tests; they never skip); otherwise a throwaway
@@ -26,7 +31,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import pytest
 
@@ -35,6 +40,7 @@ from clonestore.testing.profiles import load_default_profile
 pytest_plugins = ["pytester"]
 
 POSTGRES_ENV = "CLONESTORE_TEST_POSTGRES_URL"
+MARIADB_ENV = "CLONESTORE_TEST_MARIADB_URL"
 REDIS_ENV = "CLONESTORE_TEST_REDIS_URL"
 
 # ----------------------------------------------------------------------------- hypothesis
@@ -54,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # ----------------------------------------------------------------------------- the matrix
 
-BACKENDS = ("memory", "sqlite", "postgres")
+BACKENDS = ("memory", "sqlite", "postgres", "mariadb")
 #: A PostgreSQL primary with two hot standbys the session starts (streaming
 #: replication; reads routed to the standbys). It joins the matrix for the
 #: contract modules where routing could change an answer (reads right after
@@ -84,6 +90,8 @@ def _url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(request.getfixturevalue("replicated_url"))
     if backend == PGVECTOR:
         return str(request.getfixturevalue("pgvector_url"))
+    if backend == "mariadb":
+        return str(request.getfixturevalue("mariadb_url"))
     return str(request.getfixturevalue("postgres_url"))
 
 
@@ -324,5 +332,53 @@ def _session_database(postgres_server_url: str) -> Iterator[str]:
         try:
             with admin.cursor() as cur:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            admin.close()
+
+
+# ----------------------------------------------------------------------------- MariaDB
+
+
+def _mariadb_admin(url: str) -> Any:
+    import pymysql
+
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        connect_timeout=10,
+        autocommit=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A database created for this test session on the MariaDB server of
+    ``CLONESTORE_TEST_MARIADB_URL`` (default 127.0.0.1:3306 as root), dropped when it ends.
+    Fails, never skips, when the server cannot be reached."""
+    server = os.environ.get(MARIADB_ENV) or "mariadb://root@127.0.0.1:3306/"
+    try:
+        admin = _mariadb_admin(server)
+    except Exception as exc:
+        pytest.fail(
+            f"MariaDB cannot be reached at {server} ({type(exc).__name__}: {exc}); start it "
+            f"or set {MARIADB_ENV}",
+            pytrace=False,
+        )
+    name = f"clonestore_test_{secrets.token_hex(6)}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        admin.close()
+    try:
+        yield _with_database(server, name)
+    finally:
+        admin = _mariadb_admin(server)
+        try:
+            with admin.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         finally:
             admin.close()

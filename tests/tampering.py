@@ -1,5 +1,6 @@
 """Tampering with an append-only table the way someone with database access could:
-first lifting its guard (memory://: the backend's bookkeeping; SQLite: the triggers),
+first lifting its guard (memory://: the backend's bookkeeping; SQLite and MariaDB: the
+triggers),
 then writing, then restoring the guard. PostgreSQL tests use
 ``SET session_replication_role = replica`` on a connection of their own instead."""
 
@@ -9,14 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from clonestore_peewee.backend import NONE
-from clonestore_peewee.table_options import sqlite_append_only
+from clonestore_peewee.table_options import mariadb_append_only, sqlite_append_only
 
 import clonestore
 
 
 @contextmanager
 def unguarded(store: clonestore.Store, table: str) -> Iterator[None]:
-    """``table``'s append-only guard lifted for the block (memory:// and SQLite)."""
+    """``table``'s append-only guard lifted for the block (memory://, SQLite, MariaDB)."""
     spec = store.tables[table]
     backend = store.backend
     if backend.name == "memory":
@@ -26,9 +27,10 @@ def unguarded(store: clonestore.Store, table: str) -> Iterator[None]:
         finally:
             backend._db.guarded[spec.name] = guard  # type: ignore[attr-defined]
         return
-    assert backend.name == "sqlite", f"lift the guard of {backend.name} another way"
-    for name in sqlite_append_only(spec):
-        backend._execute(f'DROP TRIGGER "{name}"', (), NONE)  # type: ignore[attr-defined]
+    assert backend.name in ("sqlite", "mariadb"), f"lift the guard of {backend.name} another way"
+    triggers = sqlite_append_only if backend.name == "sqlite" else mariadb_append_only
+    for name in triggers(spec):
+        backend._execute(f"DROP TRIGGER {name}", (), NONE)  # type: ignore[attr-defined]
     try:
         yield
     finally:

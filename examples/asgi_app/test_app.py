@@ -86,7 +86,7 @@ async def test_health_reports_the_backend(client: httpx.AsyncClient) -> None:
     """/health is the store's health report."""
     report = (await client.get("/health")).json()
     assert report["ok"] is True
-    assert report["backend"] in ("memory", "sqlite", "postgresql")
+    assert report["backend"] in ("memory", "sqlite", "postgresql", "mariadb")
 
 
 async def test_the_app_opens_and_closes_its_own_store(clonestore_url: str) -> None:

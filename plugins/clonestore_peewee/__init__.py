@@ -1,4 +1,5 @@
-"""The ``sqlite://`` and ``postgresql://`` backends, built on Peewee and playhouse.
+"""The ``sqlite://``, ``postgresql://`` and ``mariadb://`` backends, built on Peewee and
+playhouse.
 
 Registered by entry point (group ``clonestore``, name ``peewee``) like any
 third-party plugin. Tables are Peewee models built from the store's table
@@ -11,7 +12,7 @@ Modules: :mod:`.fields` (storage types), :mod:`.models` (specs -> models),
 :mod:`.codecs` (value conversion), :mod:`.dialects` (the few engine-specific
 operators), :mod:`.compiler` (shapes, slots, rendering), :mod:`.statements`
 (the statement of each SPI operation), :mod:`.backend` (the SPI),
-:mod:`.sqlite` and :mod:`.postgres` (connections, transactions, health),
+:mod:`.sqlite`, :mod:`.postgres` and :mod:`.mariadb` (connections, transactions, health),
 :mod:`.errors` (driver errors -> clonestore errors), :mod:`.options`,
 :mod:`.migration_runner`.
 """
@@ -28,6 +29,8 @@ __all__ = [
     "clonestore_backends",
     "open_async_postgres",
     "open_async_sqlite",
+    "open_mariadb",
+    "open_mysql",
     "open_postgres",
     "open_sqlite",
 ]
@@ -71,6 +74,30 @@ def open_postgres(url: str, **options: Any) -> Backend:
         raise
 
 
+def open_mariadb(url: str, **options: Any) -> Backend:
+    """A backend for ``mariadb://user:password@host:port/dbname`` (pooled PyMySQL
+    connections; see :mod:`clonestore_peewee.mariadb`)."""
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "mariadb:// needs the PyMySQL driver: pip install 'clonestore[mariadb]'"
+        ) from None
+    from .mariadb import MariadbBackend
+
+    return MariadbBackend(url, **options)
+
+
+def open_mysql(url: str, **options: Any) -> Backend:
+    """Refuses ``mysql://``: only MariaDB is tested, and MySQL 8 differs where meaning
+    is at stake (its JSON type reorders keys, its collations and upserts differ)."""
+    raise ConfigurationError(
+        "mysql:// is not supported: clonestore's MySQL-family backend is tested on "
+        "MariaDB only (use mariadb://user:password@host:port/dbname for a MariaDB "
+        "server); MySQL 8 is not tested, and differs in JSON, collations and locking"
+    )
+
+
 def open_async_sqlite(url: str, **options: Any) -> Backend:
     """``sqlite://`` under ``open_async``: the SQLite backend on aiosqlite."""
     try:
@@ -112,5 +139,12 @@ def clonestore_async_backends() -> dict[str, Any]:
 
 @hookimpl
 def clonestore_backends() -> dict[str, Any]:
-    """Serve ``sqlite://``, ``postgresql://`` and ``postgres://`` URLs."""
-    return {"sqlite": open_sqlite, "postgresql": open_postgres, "postgres": open_postgres}
+    """Serve ``sqlite://``, ``postgresql://``, ``postgres://`` and ``mariadb://`` URLs
+    (and refuse ``mysql://`` with a clear message)."""
+    return {
+        "sqlite": open_sqlite,
+        "postgresql": open_postgres,
+        "postgres": open_postgres,
+        "mariadb": open_mariadb,
+        "mysql": open_mysql,
+    }

@@ -10,22 +10,31 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
 from typing import Any, Final, cast
 
 import peewee
 
-from clonestore import ClonestoreError, ConfigurationError, ValidationError
+from clonestore import (
+    AlreadyExists,
+    ClonestoreError,
+    ConfigurationError,
+    Conflict,
+    ValidationError,
+)
 from clonestore.spi import (
     Aggregate,
+    And,
     Backend,
+    Cond,
     Expr,
     Increment,
     OrderBy,
     Row,
     TableSpec,
+    Unique,
     update_and_insert_reference,
 )
 
@@ -61,6 +70,10 @@ NONE: Final = 4
 MANY: Final = 5
 
 _BY_ID: Final = itemgetter("id")
+_ID_ORDER: Final = (OrderBy("id"),)
+#: Tries of an emulated upsert whose insert keeps losing races on its key, or (outside
+#: any transaction) whose transaction keeps being chosen as a deadlock's victim.
+_UPSERT_TRIES: Final = 20
 
 
 def fetch(cursor: Any, mode: int) -> Any:
@@ -92,6 +105,8 @@ class _TxState(threading.local):
         self.depth = 0
         # Whether the outermost transaction checked its connection out itself.
         self.owned = False
+        # Whether the engine already rolled the transaction back (InnoDB, on a deadlock).
+        self.doomed = False
 
 
 class SQLBackend(abc.ABC):
@@ -388,6 +403,11 @@ class SQLBackend(abc.ABC):
         info = self._tables.get(table.name) or self.table_info(table)
         if not changes:
             return sorted(self.select(table, where), key=_BY_ID)
+        if not self.dialect.update_returning:
+            changed: list[Row] = self._standalone_retried(
+                lambda: self._update_emulated(table, info, where, changes)
+            )
+            return changed
         values: list[Any] = []
         increments = _change_values(changes, values)
         shape = walk(where, values, self.compiler.small_in)
@@ -444,6 +464,8 @@ class SQLBackend(abc.ABC):
         unique = info.uniques.get(tuple(key))
         if unique is None:
             raise ConfigurationError(f"{table.name} has no unique constraint on {tuple(key)}")
+        if not self.dialect.upsert_on_conflict:
+            return self._upsert_emulated(table, info, unique, insert_row, changes)
         values: list[Any] = [insert_row[c.name] for c in info.spec.columns]
         increments = _change_values(changes, values)
         wanted = None if returning is None else tuple(returning)
@@ -459,6 +481,128 @@ class SQLBackend(abc.ABC):
         assert statement.load is not None
         stored: Row = statement.load(row)
         return stored
+
+    # ------------------------------------------------------------------ emulations
+
+    def _select_locked(self, info: TableInfo, where: Expr) -> list[Row]:
+        """Matching rows by id, locked (``FOR UPDATE``) until the transaction ends."""
+        values: list[Any] = []
+        key = ("select_locked", info.name, walk(where, values, self.compiler.small_in))
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
+        if statement is None:
+            statement = compiler.keep(
+                key, select_statement(compiler, info, where, _ID_ORDER, False, False, lock=True)
+            )
+        rows = self._execute(statement.sql, statement.params(values), ALL)
+        load = info.load
+        return [load(row) for row in rows]
+
+    @contextmanager
+    def _key_serialized(self, name: str) -> Iterator[None]:
+        """Held while an emulated upsert looks for its key's row and inserts it when
+        missing. Engines whose failed duplicate insert leaves a shared lock (InnoDB)
+        serialize here, so racing upserts wait on each other's inserted row instead
+        of deadlocking on those locks; by default nothing."""
+        yield
+
+    def _standalone_retried(self, call: Callable[[], Any]) -> Any:
+        """``call()`` (an emulation's own transaction); outside any caller's transaction
+        it is the whole transaction, so a deadlock (``Conflict``) runs it again."""
+        if self.in_transaction:
+            return call()
+        for _ in range(_UPSERT_TRIES - 1):
+            try:
+                return call()
+            except Conflict:
+                continue
+        return call()
+
+    def _update_emulated(
+        self, table: TableSpec, info: TableInfo, where: Expr, changes: Mapping[str, Any]
+    ) -> list[Row]:
+        with self.transaction():
+            ids = [row["id"] for row in self._select_locked(info, where)]
+            return self._update_ids(table, info, ids, changes)
+
+    def _update_ids(
+        self, table: TableSpec, info: TableInfo, ids: Sequence[str], changes: Mapping[str, Any]
+    ) -> list[Row]:
+        """``update`` without ``RETURNING``: the rows of ``ids`` (locked by the caller's
+        transaction) changed, then read back, by id."""
+        if not ids:
+            return []
+        by_ids = Cond("id", "in", tuple(ids))
+        values: list[Any] = []
+        increments = _change_values(changes, values)
+        shape = walk(by_ids, values, self.compiler.small_in)
+        key = ("update", info.name, shape, tuple(changes), increments)
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
+        if statement is None:
+            statement = compiler.keep(
+                key, update_statement(compiler, info, by_ids, changes, increments)
+            )
+        self._execute(statement.sql, statement.params(values), NONE)
+        return self.select(table, by_ids, _ID_ORDER)
+
+    def _upsert_emulated(
+        self,
+        table: TableSpec,
+        info: TableInfo,
+        unique: Unique,
+        insert_row: Row,
+        changes: Mapping[str, Any],
+    ) -> Row:
+        """``upsert`` without ``ON CONFLICT``: lock the key's row within the constraint's
+        scope, change it or insert; an insert that loses a race on this constraint (and
+        only this one) tries again, as does, outside any transaction, a deadlock."""
+        spec = info.spec
+        scope = [Cond(name, "isnull", True) if value is None else Cond(name, "eq", value)
+                 for name, value in unique.when]  # fmt: skip
+        if spec.soft_delete:
+            scope.append(Cond("deleted_at", "isnull", True))
+        in_scope = all(
+            insert_row[c.column] is None if c.op == "isnull" else insert_row[c.column] == c.value
+            for c in scope
+        )
+        keys = [insert_row[name] for name in unique.columns]
+        if not in_scope or any(value is None for value in keys):
+            # Outside the constraint (NULLs never clash): a plain insert, as ON CONFLICT does.
+            self.insert(table, insert_row)
+            return self.get(table, insert_row["id"]) or insert_row
+        where = And(tuple(Cond(n, "eq", v) for n, v in zip(unique.columns, keys, strict=True))
+                    + tuple(scope))  # fmt: skip
+        constraint = self.dialect.index_name(unique.name(spec.name))
+        retry_conflicts = not self.in_transaction
+        serial = f"{constraint}:{keys!r}"
+        for _ in range(_UPSERT_TRIES):
+            try:
+                with self.transaction():
+                    with self._key_serialized(serial):
+                        found = self._select_locked(info, where)
+                        if not found:
+                            try:
+                                with self.transaction():
+                                    self.insert(table, insert_row)
+                            except AlreadyExists as exc:
+                                if self.dialect.duplicate_key(exc) != constraint:
+                                    raise
+                                continue  # another insert of this key committed first
+                    if found:
+                        if not changes:
+                            return found[0]
+                        return self._update_ids(table, info, [found[0]["id"]], changes)[0]
+                    stored = self.get(table, insert_row["id"])
+                    assert stored is not None
+                    return stored
+            except Conflict:
+                if not retry_conflicts:
+                    raise
+        raise Conflict(
+            f"{table.name}: upserts on {constraint} kept colliding with concurrent ones "
+            f"({_UPSERT_TRIES} tries); retry"
+        )
 
     # ------------------------------------------------------------------ transactions
 

@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 from clonestore.spi import Column
 
 __all__ = [
+    "MARIADB_CODECS",
     "POSTGRES_CODECS",
     "SQLITE_CODECS",
     "Codecs",
@@ -188,6 +189,36 @@ POSTGRES_CODECS: Final = Codecs(
     arrays_as_json=False,
 )
 
+
+
+def _to_naive_utc(value: datetime) -> datetime:
+    # DATETIME(6) holds UTC wall-clock time (the session's time_zone is +00:00).
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+
+
+def _naive_utc_to_aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+MARIADB_CODECS: Final = Codecs(
+    to_db={
+        "datetime": _to_naive_utc,
+        "json": dump_json,
+        "list": dump_json,
+        "vector": _vector_to_blob,
+    },
+    from_db={
+        "bool": bool,
+        "datetime": _naive_utc_to_aware,
+        "json": load_json,
+        "list": load_json,
+        "vector": _blob_to_vector,
+    },
+    # SUM of a BIGINT or DECIMAL column is a DECIMAL.
+    sum_from_db={"int": _numeric_to_int, "decimal": _quantize_money},
+    list_param=dump_json,
+    arrays_as_json=True,
+)
 
 def _expression(index: str, convert: Converter | None, nullable: bool, name: str) -> str:
     if convert is None:

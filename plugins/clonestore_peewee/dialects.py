@@ -13,7 +13,8 @@ version it was written against in :attr:`Dialect.api_version`. Changes only
 add optional parts (with defaults that keep older dialects working) until
 the version changes; the changelog is in docs/backend-guide.md, section 9.
 
-Built in: :data:`SQLITE` and :data:`POSTGRES`. The operators they spell differently:
+Built in: :data:`SQLITE`, :data:`POSTGRES` and :data:`MARIADB`. Some operators they
+spell differently:
 
 * text ``contains``: ``instr`` (SQLite) / ``strpos`` (PostgreSQL). Never
   ``LIKE``: SQLite's is case-insensitive and both treat ``%``, ``_`` and
@@ -29,6 +30,8 @@ Built in: :data:`SQLITE` and :data:`POSTGRES`. The operators they spell differen
 from __future__ import annotations
 
 import abc
+import copy
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
@@ -37,11 +40,19 @@ from peewee import SQL, Entity, Expression, fn
 
 from clonestore import ClonestoreError
 
-from .codecs import POSTGRES_CODECS, SQLITE_CODECS, Codecs
-from .errors import translate_postgres, translate_sqlite
-from .fields import POSTGRES_TYPES, SQLITE_TYPES
+from .codecs import MARIADB_CODECS, POSTGRES_CODECS, SQLITE_CODECS, Codecs
+from .errors import translate_mariadb, translate_postgres, translate_sqlite, unique_key_of
+from .fields import MARIADB_TYPES, POSTGRES_TYPES, SQLITE_TYPES
 
-__all__ = ["DIALECT_API_VERSION", "POSTGRES", "SQLITE", "Codecs", "Dialect"]
+__all__ = [
+    "DIALECT_API_VERSION",
+    "MARIADB",
+    "POSTGRES",
+    "SQLITE",
+    "Codecs",
+    "Dialect",
+    "DialectContext",
+]
 
 #: The version of the dialect API (this module's :class:`Dialect`) this release
 #: implements. A dialect declares the version it was written against as
@@ -74,6 +85,34 @@ class Dialect(abc.ABC):
     #: Whether a long ``in`` list can be one array parameter (:meth:`in_array`); else
     #: each value gets its own placeholder.
     array_params: ClassVar[bool] = True
+    #: ``UPDATE ... RETURNING``; without it the layer selects the matching ids (``FOR
+    #: UPDATE`` where the engine has it), updates those ids and reads them back, in
+    #: one transaction.
+    update_returning: ClassVar[bool] = True
+    #: ``INSERT ... ON CONFLICT (columns) WHERE <scope> DO UPDATE ... RETURNING``;
+    #: without it the layer locks the key's row in the constraint's scope, updates it
+    #: or inserts, and when the insert loses a race on that same key (a duplicate on
+    #: that constraint, per :meth:`duplicate_key`), tries again: never a read, a sum
+    #: in Python and a write back.
+    upsert_on_conflict: ClassVar[bool] = True
+
+    def index_ddl(self, index: Any) -> Any | None:
+        """The DDL node for one ``CREATE INDEX`` (of a live model, a frozen model or a
+        migration), or None for Peewee's own. Engines without partial indexes or
+        without indexes on long text rewrite them here (see :data:`MARIADB`'s: a
+        unique constraint's scope as a generated column); the engine's Peewee
+        database then renders with :class:`DialectContext`."""
+        return None
+
+    def duplicate_key(self, error: ClonestoreError) -> str | None:
+        """The name of the unique index an ``AlreadyExists`` from this engine names
+        (emulated upserts retry only on their own constraint); None if unknown."""
+        return None
+
+    def index_name(self, name: str) -> str:
+        """The name an index called ``name`` gets in this engine (engines with short
+        identifiers shorten long ones, in :meth:`index_ddl` and here alike)."""
+        return name
 
     @abc.abstractmethod
     def translate(
@@ -213,7 +252,125 @@ class _PostgresDialect(Dialect):
         return super().min_max(fn_name, field, kind)
 
 
+class DialectContext(peewee.Context):
+    """A Peewee rendering context that lets :attr:`dialect` rewrite index DDL
+    (:meth:`Dialect.index_ddl`): the ``context_class`` of an engine's Peewee
+    database when its dialect needs that."""
+
+    dialect: ClassVar[Dialect]
+
+    def sql(self, obj: Any) -> Any:
+        """Render ``obj``; an index as the dialect's DDL when it has its own."""
+        render: Any = super().sql
+        if isinstance(obj, peewee.Index):
+            node = self.dialect.index_ddl(obj)
+            if node is not None:
+                return render(node)
+        return render(obj)
+
+
+#: Column types whose values can be too long for a MariaDB index key: plain indexes
+#: take a prefix of them (unique ones become MariaDB's hashed long unique keys).
+_LONG_TYPES: Final = frozenset({"CS_TEXT", "CS_JSON", "CS_LIST", "CS_VECTOR"})
+#: Characters of a long text column a plain MariaDB index keeps (4 bytes each).
+_INDEX_PREFIX: Final = 255
+#: MariaDB's longest identifier.
+_MAX_NAME: Final = 64
+
+
+class _ScopedUnique(peewee.Node):
+    """A unique constraint with a scope, on an engine without partial indexes: a
+    generated column that is 1 inside the scope and NULL outside (NULLs never
+    clash), appended to the unique index, in one ``ALTER TABLE``."""
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+        self.scope = f"{index._name[: _MAX_NAME - 6]}_scope"  # a name of at most 64
+
+    def __sql__(self, ctx: Any) -> Any:
+        index = self.index
+        with ctx.scope_values(subquery=True):
+            ctx.literal("ALTER TABLE ").sql(index._table).literal(" ADD COLUMN ")
+            ctx.sql(Entity(self.scope)).literal(" TINYINT AS (IF(").sql(index._where)
+            ctx.literal(", 1, NULL)) PERSISTENT, ADD UNIQUE INDEX ").sql(Entity(index._name))
+            columns = [SQL(e) if isinstance(e, str) else e for e in index._expressions]
+            ctx.literal(" ").sql(peewee.EnclosedNodeList([*columns, Entity(self.scope)]))
+        return ctx
+
+
+class _MariadbDialect(Dialect):
+    name = "mariadb"
+    codecs = MARIADB_CODECS
+    field_types = MARIADB_TYPES
+    array_params = False
+    update_returning = False
+    upsert_on_conflict = False
+
+    def translate(
+        self, exc: BaseException, where: str, secrets: Sequence[str | None] = ()
+    ) -> ClonestoreError:
+        return translate_mariadb(exc, where, secrets)
+
+    def duplicate_key(self, error: ClonestoreError) -> str | None:
+        return unique_key_of(error)
+
+    def index_name(self, name: str) -> str:
+        if len(name) <= _MAX_NAME:
+            return name
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        return f"{name[: _MAX_NAME - 9]}_{digest}"
+
+    def index_ddl(self, index: Any) -> Any | None:
+        short = self.index_name(index._name)
+        if short != index._name:
+            index = copy.copy(index)
+            index._name = short
+            return self.index_ddl(index) or index
+        if index._unique:
+            return None if index._where is None else _ScopedUnique(index)
+        long = [
+            isinstance(e, peewee.Field) and e.field_type in _LONG_TYPES
+            for e in index._expressions
+        ]
+        if index._where is None and not any(long):
+            return None
+        # A partial plain index becomes a full one: it serves the same reads.
+        columns = [
+            peewee.NodeList((Entity(e.column_name), SQL(f"({_INDEX_PREFIX})")), glue="")
+            if is_long
+            else e
+            for e, is_long in zip(index._expressions, long, strict=True)
+        ]
+        return peewee.Index(index._name, index._table, columns, unique=False, safe=index._safe)
+
+    def order_term(self, field: Any, desc: bool, nullable: bool) -> Any:
+        # No NULLS FIRST/LAST: Peewee sorts on IS NULL first, which only nullable
+        # columns need (it would keep a NOT NULL column's index from serving the order).
+        if not nullable:
+            return field.desc() if desc else field.asc()
+        return super().order_term(field, desc, nullable)
+
+    def text_contains(self, field: Any, param: Any) -> Any:
+        # LOCATE compares in the column's collation (code points, no padding).
+        return fn.LOCATE(param, field) > _ZERO
+
+    def starts_with(self, field: Any, param: Any) -> Any:
+        return fn.LEFT(field, fn.CHAR_LENGTH(param)) == param
+
+    def ends_with(self, field: Any, param: Any) -> Any:
+        return fn.RIGHT(field, fn.CHAR_LENGTH(param)) == param
+
+    def list_contains(self, field: Any, param: Any) -> Any:
+        # Both sides are JSON text written by dump_json: equal strings, equal text.
+        return field.is_null(False) & (fn.JSON_CONTAINS(field, param) == _ONE)
+
+    def list_overlap(self, field: Any, param: Any) -> Any:
+        return fn.JSON_OVERLAPS(field, param) == _ONE
+
+
 #: SQLite's dialect.
 SQLITE: Final[Dialect] = _SqliteDialect()
 #: PostgreSQL's dialect.
 POSTGRES: Final[Dialect] = _PostgresDialect()
+#: MariaDB's dialect (10.9 and later: ``JSON_OVERLAPS``, ``utf8mb4_nopad_bin``).
+MARIADB: Final[Dialect] = _MariadbDialect()

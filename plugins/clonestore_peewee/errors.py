@@ -4,7 +4,8 @@
 failure                                          clonestore error
 ===============================================  ======================
 unique / primary key violation                   AlreadyExists
-serialization failure, deadlock                  Conflict
+serialization failure, deadlock                  Conflict (InnoDB's deadlock, 1213, has
+                                                 rolled back the whole transaction)
 wrong password, unknown role, missing database   ConfigurationError (not retryable:
                                                  the URL or the server's set-up is wrong)
 lost connection, cannot connect, timeout,        StorageUnavailable
@@ -37,7 +38,14 @@ from clonestore import (
 )
 from clonestore.secrets import redact
 
-__all__ = ["closed_error", "translate_postgres", "translate_sqlite", "unwrap"]
+__all__ = [
+    "closed_error",
+    "translate_mariadb",
+    "translate_postgres",
+    "translate_sqlite",
+    "unique_key_of",
+    "unwrap",
+]
 
 # SQLite's exception classes: the standard library's (aiosqlite uses it) and those of the
 # driver Peewee chose (pysqlite3 when installed: classes of the same names, not the same).
@@ -65,6 +73,20 @@ _AUTH_MESSAGES: Final = re.compile(
     r"|role \"[^\"]*\" does not exist|no pg_hba\.conf entry|permission denied for database"
 )
 _NO_DATABASE_MESSAGE: Final = re.compile(r'database "([^"]*)" does not exist')
+
+# MariaDB error numbers (https://mariadb.com/kb/en/mariadb-error-code-reference/).
+_MY_DUPLICATE: Final = frozenset({1062, 1586})  # ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME
+_MY_CONFLICT: Final = frozenset({1213, 1020})  # ER_LOCK_DEADLOCK, ER_CHECKREAD
+_MY_TIMEOUTS: Final = frozenset({1205, 1969, 3024})  # lock wait, statement timeouts
+_MY_AUTH: Final = frozenset({1044, 1045, 1698})  # db access denied, access denied
+_MY_NO_DATABASE: Final = 1049
+_MY_UNAVAILABLE: Final = frozenset(
+    # can't connect, server gone, lost connection, unknown host, killed, shutting down,
+    # too many connections, out of resources.
+    {2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1077, 1152, 1158, 1159, 1160,
+     1161, 1184, 1927, 4031}
+)  # fmt: skip
+_MY_KEY_NAME: Final = re.compile(r"for key '([^']*)'")
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -149,6 +171,67 @@ def translate_postgres(
     if (code is not None and code.startswith(_PG_UNAVAILABLE_CLASSES)) or (
         code is None and isinstance(orig, (psycopg2.OperationalError, psycopg2.InterfaceError))
     ) or (code is None and isinstance(orig, (OSError, TimeoutError, *_asyncpg_lost()))):
+        return StorageUnavailable(f"{where}: the server cannot be reached ({message})", orig=orig)
+    return BackendError(f"{where}: {message}", orig=orig)
+
+
+def unique_key_of(error: BaseException) -> str | None:
+    """The name of the unique key a MariaDB duplicate-key error names (``PRIMARY`` for
+    the primary key), or None."""
+    orig = getattr(error, "orig", None) or error
+    match = _MY_KEY_NAME.search(str(orig))
+    if match is None:
+        return None
+    return match.group(1).rpartition(".")[2]  # MySQL 8 says 'table.key'
+
+
+def translate_mariadb(
+    exc: BaseException, where: str, secrets: Sequence[str | None] = ()
+) -> ClonestoreError:
+    """A clonestore error for an exception raised by PyMySQL, Peewee or the pool."""
+    if isinstance(exc, ClonestoreError):
+        return exc
+    import pymysql  # only MariaDB stores get here; PyMySQL is an optional dependency
+
+    orig = unwrap(exc)
+    if isinstance(orig, MaxConnectionsExceeded):
+        return StorageUnavailable(
+            f"{where}: no pooled connection became free in time (pool exhausted); "
+            "retry, or raise pool_size / pool_timeout",
+            orig=orig,
+        )
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    code = args[0] if args and isinstance(args[0], int) else None
+    message = redact(str(args[1]) if len(args) > 1 else str(orig), *secrets)
+    if code in _MY_DUPLICATE:
+        # "Duplicate entry 'value' for key 'name'": the key, never the value.
+        key = unique_key_of(orig) or "a unique key"
+        return AlreadyExists(f"{where}: value already used by another row ({key})", orig=orig)
+    if code == _MY_NO_DATABASE:
+        return ConfigurationError(
+            f"{where}: {message}; create the database (CREATE DATABASE ... CHARACTER SET "
+            "utf8mb4) or fix the database name in the URL",
+            orig=orig,
+        )
+    if code in _MY_AUTH:
+        return ConfigurationError(
+            f"{where}: the server refused the login ({message}); fix the user name or "
+            "password in the URL, or the user's grants on the server",
+            orig=orig,
+        )
+    if code in _MY_CONFLICT:
+        return Conflict(
+            f"{where}: concurrent transactions collided ({message}); the transaction was "
+            "rolled back, retry it",
+            orig=orig,
+        )
+    if code in _MY_TIMEOUTS:
+        return StorageUnavailable(f"{where}: timed out ({message})", orig=orig)
+    if (
+        code in _MY_UNAVAILABLE
+        or isinstance(orig, (pymysql.err.InterfaceError, OSError, TimeoutError))
+        or (isinstance(orig, pymysql.err.OperationalError) and (code is None or code >= 2000))
+    ):
         return StorageUnavailable(f"{where}: the server cannot be reached ({message})", orig=orig)
     return BackendError(f"{where}: {message}", orig=orig)
 

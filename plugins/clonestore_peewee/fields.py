@@ -24,6 +24,12 @@ json       TEXT (JSON text, kept verbatim)      JSON (text kept verbatim)
 list       TEXT (JSON array of strings)         TEXT[]
 vector     BLOB (little-endian float64)         DOUBLE PRECISION[]
 =========  ===================================  ==============================
+
+MariaDB (:data:`MARIADB_TYPES`): text, key, json and list columns are
+``LONGTEXT`` in ``utf8mb4_nopad_bin`` (code point order, case- and
+trailing-space-exact; JSON as verbatim text, so key order survives), ids
+``VARCHAR(36)`` in the same collation, ``DATETIME(6)`` in UTC,
+``DECIMAL(18, 6)``, ``DOUBLE``, ``BOOL`` and vectors as ``LONGBLOB``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import peewee
 
 __all__ = [
     "FIELD_CLASSES",
+    "MARIADB_TYPES",
     "POSTGRES_TYPES",
     "SQLITE_TYPES",
     "BoolField",
@@ -162,4 +169,22 @@ POSTGRES_TYPES: Final[dict[str, str]] = {
     "CS_JSON": "JSON",
     "CS_LIST": "TEXT[]",
     "CS_VECTOR": "DOUBLE PRECISION[]",
+}
+
+_NOPAD_BIN: Final = "CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+
+#: Abstract field type -> MariaDB column type. ``utf8mb4_nopad_bin``: MariaDB's
+#: default collations fold case, and even ``utf8mb4_bin`` pads (``'a' = 'a '``).
+#: JSON as ``LONGTEXT``: kept verbatim, key order included.
+MARIADB_TYPES: Final[dict[str, str]] = {
+    "CS_ID": f"VARCHAR(36) {_NOPAD_BIN}",
+    "CS_TEXT": f"LONGTEXT {_NOPAD_BIN}",
+    "CS_INT": "BIGINT",
+    "CS_FLOAT": "DOUBLE",
+    "CS_BOOL": "BOOL",
+    "CS_DATETIME": "DATETIME(6)",
+    "CS_MONEY": "DECIMAL(18, 6)",
+    "CS_JSON": f"LONGTEXT {_NOPAD_BIN}",
+    "CS_LIST": f"LONGTEXT {_NOPAD_BIN}",
+    "CS_VECTOR": "LONGBLOB",
 }

@@ -46,8 +46,10 @@ def select_statement(
     order: Sequence[OrderBy],
     limit: bool,
     offset: bool,
+    lock: bool = False,
 ) -> Statement:
-    """``SELECT columns ... ORDER BY ... LIMIT ? OFFSET ?``."""
+    """``SELECT columns ... ORDER BY ... LIMIT ? OFFSET ?`` (``lock``: ``FOR UPDATE``,
+    on engines that have it)."""
     slots = Slots()
     query = _where(compiler, info.model.select(*info.columns), info, where, slots)
     if order:
@@ -56,6 +58,8 @@ def select_statement(
         query = query.limit(slots.new())
     if offset:
         query = query.offset(slots.new())
+    if lock and compiler.database.for_update:
+        query = query.for_update()
     return compiler.render(query, info.load)
 
 
@@ -113,11 +117,14 @@ def update_statement(
     changes: Mapping[str, Any],
     increments: Sequence[bool],
 ) -> Statement:
-    """``UPDATE ... SET col = ?, n = n + ? WHERE ... RETURNING columns``."""
+    """``UPDATE ... SET col = ?, n = n + ? WHERE ... RETURNING columns`` (without
+    ``RETURNING`` where the dialect lacks it)."""
     slots = Slots()
     query = info.model.update(compiler.assignments(info, changes, slots, increments))
-    query = _where(compiler, query, info, where, slots).returning(*info.columns)
-    return compiler.render(query, info.load)
+    query = _where(compiler, query, info, where, slots)
+    if not compiler.dialect.update_returning:
+        return compiler.render(query, None)
+    return compiler.render(query.returning(*info.columns), info.load)
 
 
 def delete_statement(compiler: Compiler, info: TableInfo, where: Expr) -> Statement:

@@ -12,6 +12,11 @@ refused as well as the store's own:
   trigger lets a ``DELETE`` through only when it runs inside that function (it
   reads the call stack). The definition's fingerprint is kept as the trigger
   function's comment, so it is replaced only when the spec changes.
+* MariaDB: ``BEFORE UPDATE`` and ``BEFORE DELETE`` triggers that ``SIGNAL``. A
+  purge sets the session variables :data:`MARIADB_PURGE_TABLE` and
+  :data:`MARIADB_PURGE_UP_TO` around its ``DELETE``; the delete trigger lets
+  through the rows at or under that bound. A trigger is replaced only when its
+  body changed. (MariaDB fires no trigger on ``TRUNCATE``, as SQLite has none.)
 
 ``ephemeral`` is ``UNLOGGED`` on PostgreSQL (no write-ahead log: a crash empties
 the table); a table that loses the option is made ``LOGGED`` again. SQLite has
@@ -33,7 +38,10 @@ from typing import Final
 from clonestore.spi import TableSpec, append_only_refusal
 
 __all__ = [
+    "MARIADB_PURGE_TABLE",
+    "MARIADB_PURGE_UP_TO",
     "SQLITE_PURGES",
+    "mariadb_append_only",
     "postgres_append_only",
     "postgres_purge_function",
     "refusal_message",
@@ -164,3 +172,53 @@ CREATE TRIGGER {guard}_truncate BEFORE TRUNCATE ON {table}
     fingerprint = "clonestore " + hashlib.sha256(body.encode()).hexdigest()[:16]
     ddl = f"{body}\nCOMMENT ON FUNCTION {guard}() IS {_literal(fingerprint)};\n"
     return guard, fingerprint, ddl
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+#: MariaDB: the session variables a purge sets around its DELETE (table, bound).
+MARIADB_PURGE_TABLE: Final = "@clonestore_purge_table"
+MARIADB_PURGE_UP_TO: Final = "@clonestore_purge_up_to"
+
+
+def _backquote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def mariadb_append_only(spec: TableSpec) -> dict[str, tuple[str, str]]:
+    """The triggers guarding ``spec``: name -> (body, ``CREATE OR REPLACE TRIGGER``)."""
+    option = spec.append_only
+    assert option is not None
+    table = _backquote(spec.name)
+    allowed = []
+    for column in spec.column_names:
+        name = _backquote(column)
+        if column == option.erased_at:
+            continue
+        if column in option.erasable:
+            allowed.append(f"(NEW.{name} IS NULL OR NEW.{name} <=> OLD.{name})")
+        else:
+            allowed.append(f"NEW.{name} <=> OLD.{name}")
+
+    def refuse(action: str) -> str:
+        message = _literal(refusal_message(spec.name, action))
+        return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {message}"
+
+    update = f"BEGIN IF NOT ({' AND '.join(allowed)}) THEN {refuse('UPDATE')}; END IF; END"
+    if option.purge_by is None:
+        delete = f"BEGIN {refuse('DELETE')}; END"
+    else:
+        purging = (
+            f"{MARIADB_PURGE_TABLE} <=> {_literal(spec.name)} AND "
+            f"OLD.{_backquote(option.purge_by)} <= {MARIADB_PURGE_UP_TO}"
+        )
+        delete = f"BEGIN IF NOT ({purging}) THEN {refuse('DELETE')}; END IF; END"
+    out = {}
+    for action, body in (("update", update), ("delete", delete)):
+        name = f"{spec.name}_append_only_{action}"
+        ddl = (
+            f"CREATE OR REPLACE TRIGGER {_backquote(name)} BEFORE {action.upper()} ON {table} "
+            f"FOR EACH ROW {body}"
+        )
+        out[name] = (body, ddl)
+    return out

@@ -42,7 +42,9 @@ def test_log_queries_shows_each_statement_with_duration_and_redacted_params(
         store.users.get(user.id)
     records = [r for r in caplog.records if r.name == LOGGER]
     assert any("INSERT INTO" in r.getMessage() for r in records)
-    select = next(r for r in records if r.getMessage().find('FROM "users"') >= 0)
+    select = next(
+        r for r in records if 'FROM "users"' in r.getMessage() or "FROM `users`" in r.getMessage()
+    )
     assert select.levelno == logging.DEBUG
     assert " ms on " in select.getMessage()
     assert select.duration_ms >= 0  # type: ignore[attr-defined]
