@@ -212,12 +212,16 @@ def test_migration_scripts_are_numbered_in_sequence() -> None:
     assert numbers == list(range(1, len(numbers) + 1))
 
 
-def test_storage_types_are_mapped_on_both_engines() -> None:
-    """Every storage type of the migrations has a SQLite and a PostgreSQL column type."""
-    from clonestore_peewee.fields import FIELD_CLASSES, POSTGRES_TYPES, SQLITE_TYPES
+def test_storage_types_are_mapped_on_every_engine() -> None:
+    """Every storage type of the migrations has a SQLite, a PostgreSQL and a MariaDB
+    column type; MariaDB's text is code-point exact and its JSON verbatim text."""
+    from clonestore_peewee.fields import FIELD_CLASSES, MARIADB_TYPES, POSTGRES_TYPES, SQLITE_TYPES
 
     used = {cls.field_type for cls in FIELD_CLASSES.values()}
-    assert used == set(SQLITE_TYPES) == set(POSTGRES_TYPES)
+    assert used == set(SQLITE_TYPES) == set(POSTGRES_TYPES) == set(MARIADB_TYPES)
+    for kind in ("CS_ID", "CS_TEXT", "CS_JSON", "CS_LIST"):
+        assert MARIADB_TYPES[kind].endswith("COLLATE utf8mb4_nopad_bin")
+    assert MARIADB_TYPES["CS_JSON"].startswith("LONGTEXT")  # MySQL's JSON type reorders keys
     assert POSTGRES_TYPES["CS_JSON"] == "JSON"  # not JSONB: it would re-format numbers
     assert POSTGRES_TYPES["CS_TEXT"] == 'TEXT COLLATE "C"'
 

@@ -174,7 +174,15 @@ def test_plugin_public_modules_declare_documented_all(module):
 
 #: The dialect API (clonestore_peewee.dialects, versioned by DIALECT_API_VERSION): what a
 #: new SQL engine fills in to run on the shared SQL layer (docs/backend-guide.md section 9).
-DIALECT_API = {"DIALECT_API_VERSION", "Dialect", "Codecs", "SQLITE", "POSTGRES"}
+DIALECT_API = {
+    "DIALECT_API_VERSION",
+    "Dialect",
+    "DialectContext",
+    "Codecs",
+    "SQLITE",
+    "POSTGRES",
+    "MARIADB",
+}
 #: What a dialect sets or overrides: its attributes and methods, each documented.
 DIALECT_MEMBERS = {
     "api_version",
@@ -182,6 +190,11 @@ DIALECT_MEMBERS = {
     "codecs",
     "field_types",
     "array_params",
+    "update_returning",
+    "upsert_on_conflict",
+    "index_ddl",
+    "index_name",
+    "duplicate_key",
     "translate",
     "order_term",
     "text_contains",
@@ -220,7 +233,7 @@ def test_dialect_members_are_documented():
             assert inspect.getdoc(value), f"Dialect.{name} has no docstring"
         else:
             assert re.search(rf"#:.*\n(?:\s*#:.*\n)*\s*{name}\b", source), f"Dialect.{name}"
-    for dialect in (dialects.SQLITE, dialects.POSTGRES):
+    for dialect in (dialects.SQLITE, dialects.POSTGRES, dialects.MARIADB):
         assert not getattr(type(dialect), "__abstractmethods__", ())
 
 
