@@ -465,7 +465,8 @@ class SQLBackend(abc.ABC):
         if unique is None:
             raise ConfigurationError(f"{table.name} has no unique constraint on {tuple(key)}")
         if not self.dialect.upsert_on_conflict:
-            return self._upsert_emulated(table, info, unique, insert_row, changes)
+            full = self._upsert_emulated(table, info, unique, insert_row, changes)
+            return full if returning is None else {name: full[name] for name in returning}
         values: list[Any] = [insert_row[c.name] for c in info.spec.columns]
         increments = _change_values(changes, values)
         wanted = None if returning is None else tuple(returning)

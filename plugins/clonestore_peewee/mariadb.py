@@ -133,7 +133,10 @@ class MariadbBackend(SQLBackend):
     name = "mariadb"
     dialect = MARIADB
     #: ``append_only`` by triggers (see :mod:`.table_options`); no ``ephemeral``.
-    capabilities: frozenset[str] = frozenset({"append_only"})
+    #: ``upsert_returning`` and ``update_and_insert`` over the emulated statements.
+    capabilities: frozenset[str] = frozenset(
+        {"append_only", "upsert_returning", "update_and_insert"}
+    )
 
     def __init__(self, url: str, **options: Any) -> None:
         params, dbname, query = _parse(url)
