@@ -407,7 +407,7 @@ def _norm_statement(
     else:
         norm = fn.vector_norm(SQL(f'"{engine.name}"'))
     select = info.model.select(fn.MAX(norm))
-    return compiler.render(_filtered(compiler, select, info, where, field, slots), None)
+    return compiler.render(_filtered(compiler, select, info, where, field, slots, engine), None)
 
 
 def _over_items(aggregate: str, field: Any, query: Any = None) -> Any:
@@ -430,10 +430,24 @@ def _over_items(aggregate: str, field: Any, query: Any = None) -> Any:
 
 
 def _filtered(
-    compiler: Any, select: Any, info: TableInfo, where: Expr, field: Any, slots: Slots
+    compiler: Any,
+    select: Any,
+    info: TableInfo,
+    where: Expr,
+    field: Any,
+    slots: Slots,
+    engine: EngineColumn | None,
 ) -> Any:
+    """``select`` of the rows matching ``where`` whose vector has the query's length (the
+    next slot). With pgvector the length is read from the engine's copy (a NULL copy
+    passes: settle scores those rows), never from the stored array, which would have to be
+    read from its TOAST table for every row."""
     condition = compiler.condition(info, where, slots)
-    length = fn.cardinality(field) == slots.new()
+    if engine is None:
+        length = fn.cardinality(field) == slots.new()
+    else:
+        copy = SQL(f'"{engine.name}"')
+        length = (fn.vector_dims(copy) == slots.new()) | copy.is_null()
     return select.where(length if condition is TRUE_SQL else condition & length)
 
 
@@ -460,7 +474,7 @@ def _statement(
             (SQL(f'"{engine.name}"'), SQL(_OPERATORS[metric]), peewee.Cast(query, cast))
         )
     select = info.model.select(*info.columns, distance.alias("distance"))
-    select = _filtered(compiler, select, info, where, field, slots)
+    select = _filtered(compiler, select, info, where, field, slots, engine)
     if hnsw:
         select = select.order_by(distance)
     else:

@@ -132,11 +132,35 @@ _UUID_ARRAY_AS_TEXT: Final = psycopg2.extensions.new_array_type(
 )
 
 
+_FLOAT8_ARRAY_OID: Final = 1022
+
+
+def _float8_array(value: str | None, cursor: Any) -> list[float | None] | None:
+    """A ``double precision[]`` (a vector) from its text: one ``float`` per item, as
+    psycopg2's own caster reads them but without its per-item Python calls (4x faster
+    on 384 items). The text is the shortest that reads back as the same double."""
+    if value is None:
+        return None
+    inner = value[1:-1]
+    if not inner:
+        return []
+    try:
+        return list(map(float, inner.split(",")))
+    except ValueError:  # NULL items ({1,NULL}): vectors have none, other arrays might
+        return [None if item == "NULL" else float(item) for item in inner.split(",")]
+
+
+_FLOAT8_ARRAY: Final = psycopg2.extensions.new_type(
+    (_FLOAT8_ARRAY_OID,), "CLONESTORE_FLOAT8_ARRAY", _float8_array
+)
+
+
 class _Adapter(peewee.Psycopg2Adapter):
     def connect(self, db: Any, **params: Any) -> Any:
         conn = cast(Any, super()).connect(db, **params)
         psycopg2.extensions.register_type(_UUID_AS_TEXT, conn)
         psycopg2.extensions.register_type(_UUID_ARRAY_AS_TEXT, conn)
+        psycopg2.extensions.register_type(_FLOAT8_ARRAY, conn)
         # json values parsed by the faster loader (oids given: no catalog query).
         psycopg2.extras.register_json(
             conn, loads=load_json, oid=_JSON_OID, array_oid=_JSON_ARRAY_OID
