@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+import numpy as np
 import peewee
 from peewee import SQL, NodeList, fn
 
@@ -346,7 +347,14 @@ class VectorSearch:
 
         def fetch(n: int) -> list[tuple[Row, float | None]]:
             rows = backend._execute(statement.sql, statement.params([*values, n]), ALL)
-            return [(load(row), row[-1]) for row in rows]
+            out = []
+            for row in rows:
+                loaded = load(row)
+                sent = loaded[column]
+                if sent is not None:
+                    loaded[column] = _received(sent)
+                out.append((loaded, row[-1]))
+            return out
 
         if hnsw:
             return self._approximate(fetch, column, query, metric, limit, cutoff)
@@ -392,6 +400,21 @@ class VectorSearch:
             )
             listed = fetch(limit + max(limit, 16))
         return nearest_reference([row for row, _ in listed], column, query, metric, limit, cutoff)
+
+
+# array_send's items of a one-dimensional double precision[]: length, then the value.
+_ITEM: Final = np.dtype([("length", ">i4"), ("value", ">f8")])
+
+
+def _received(sent: Any) -> list[float]:
+    """The floats of a ``double precision[]`` sent by ``array_send`` (a 20-byte header:
+    dimensions, NULL flag, item type, length, lower bound; then the items)."""
+    data = bytes(sent)
+    if len(data) < 20:  # no dimensions: an empty array
+        return []
+    count = int.from_bytes(data[12:16], "big")
+    items: list[float] = np.frombuffer(data, _ITEM, count, 20)["value"].tolist()
+    return items
 
 
 def _norm_statement(
@@ -460,8 +483,9 @@ def _statement(
     engine: EngineColumn | None,
     hnsw: bool,
 ) -> Statement:
-    """``SELECT columns, distance ... WHERE ... AND cardinality(column) = ? ORDER BY
-    distance [NULLS FIRST, id] LIMIT ?``; values: query, the where's, dimension, limit."""
+    """``SELECT columns, distance ... WHERE ... AND <length> = ? ORDER BY distance [NULLS
+    FIRST, id] LIMIT ?`` (the vector column by ``array_send``); values: query, the where's,
+    dimension, limit."""
     compiler = backend.compiler
     slots = Slots()
     query = peewee.Cast(slots.new(), "float8[]")
@@ -479,4 +503,13 @@ def _statement(
         select = select.order_by(distance)
     else:
         select = select.order_by(SQL('"distance" ASC NULLS FIRST'), info.fields["id"])
-    return compiler.render(select.limit(slots.new()), info.load)
+    inner = compiler.render(select.limit(slots.new()), info.load)
+    # The candidates' vectors in binary (array_send: no float-to-text on the server, no
+    # parsing here), applied outside the sort so that only the candidates' arrays are read.
+    names = [f'array_send("{c.name}")' if c.name == column else f'"{c.name}"'
+             for c in info.spec.columns]  # fmt: skip
+    sql = (
+        f'SELECT {", ".join(names)}, "distance" FROM ({inner.sql}) AS candidates '
+        'ORDER BY "distance" ASC NULLS FIRST, "id"'
+    )
+    return Statement(sql, inner.params, inner.load)
