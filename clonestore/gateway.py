@@ -58,6 +58,13 @@ class Gateway:
         self.unit = unit
         self._hook = hook
         self._store = store
+        #: The backend's nearest() when it declares vector_search (checked once: a
+        #: runtime Protocol check costs more than a search of a few rows).
+        self._engine_nearest = (
+            backend.nearest
+            if "vector_search" in backend.capabilities and isinstance(backend, VectorSearch)
+            else None
+        )
 
         def implemented(name: str) -> bool:
             return bool(getattr(hook, name).get_hookimpls())
@@ -166,8 +173,10 @@ class Gateway:
         approximate: bool,
     ) -> list[tuple[Row, float]]:
         backend = self.backend
-        if "vector_search" in backend.capabilities and isinstance(backend, VectorSearch):
-            return backend.nearest(table, where, column, query, metric, limit, cutoff, approximate)
+        if self._engine_nearest is not None:
+            return self._engine_nearest(
+                table, where, column, query, metric, limit, cutoff, approximate
+            )
         rows = backend.select(table, where)
         return nearest_reference(rows, column, query, metric, limit, cutoff)
 

@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from operator import mul
 from typing import Any, Final
 
+import numpy as np
+
 __all__ = [
     "FLOAT32_ROUNDOFF",
     "FLOAT64_ROUNDOFF",
@@ -49,6 +51,7 @@ __all__ = [
     "error_bound",
     "nearest_reference",
     "score",
+    "score_many",
     "settle",
 ]
 
@@ -70,6 +73,10 @@ _SCALE_ABOVE: Final = 2.0**400
 _SCALE_BELOW: Final = 2.0**-400
 
 
+#: Rows the reference scores per numpy batch (bounds its memory).
+_SCORED_AT_ONCE: Final = 1024
+
+
 def _needs_scaling(top: float) -> bool:
     return top > _SCALE_ABOVE or 0.0 < top < _SCALE_BELOW
 
@@ -81,11 +88,8 @@ Scored = tuple[Row, float]
 def engine_safe(vector: Sequence[float]) -> bool:
     """Whether an engine may score ``vector``: every item is 0 or has a magnitude
     within ``SAFE_MIN .. SAFE_MAX`` (engines store NULL for the others)."""
-    for x in vector:
-        a = abs(x)
-        if a != 0.0 and not SAFE_MIN <= a <= SAFE_MAX:
-            return False
-    return True
+    magnitude = np.abs(np.asarray(vector, dtype=np.float64))
+    return not bool(((magnitude > SAFE_MAX) | ((magnitude < SAFE_MIN) & (magnitude != 0.0))).any())
 
 
 def _scaled(vector: Sequence[float]) -> tuple[Sequence[float], int]:
@@ -133,6 +137,47 @@ def score(metric: str, query: Sequence[float], vector: Sequence[float] | None) -
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def score_many(
+    metric: str, query: Sequence[float], vectors: Sequence[Sequence[float] | None]
+) -> list[float | None]:
+    """:func:`score` of each of ``vectors``, bit for bit, faster: numpy forms the
+    products (each rounded as Python rounds it) and ``math.fsum`` adds them exactly,
+    as :func:`score` does; vectors that need scaling are scored by :func:`score`."""
+    out: list[float | None] = [None] * len(vectors)
+    dimension = len(query)
+    rows = [i for i, v in enumerate(vectors) if v is not None and len(v) == dimension]
+    if not rows:
+        return out
+    q = np.asarray(query, dtype=np.float64)
+    top_q = float(np.abs(q).max(initial=0.0))
+    if _needs_scaling(top_q) or metric not in METRICS:
+        return [score(metric, query, v) for v in vectors]
+    matrix = np.asarray([vectors[i] for i in rows], dtype=np.float64)
+    tops = np.abs(matrix).max(axis=1, initial=0.0)
+    if metric == "l2":
+        tops = np.maximum(tops, top_q)
+    plain = ~((tops > _SCALE_ABOVE) | ((tops > 0.0) & (tops < _SCALE_BELOW)))
+    fsum = math.fsum
+    with np.errstate(all="ignore"):  # rows beyond the plain range are rescored below
+        if metric == "l2":
+            squares = (q - matrix) ** 2
+            values: list[float | None] = [math.sqrt(fsum(r)) for r in squares.tolist()]
+        else:
+            dots = [fsum(r) for r in (matrix * q).tolist()]
+            if metric == "ip":
+                values = list(dots)
+            else:
+                norm_q = math.sqrt(fsum((q * q).tolist()))
+                norms = [math.sqrt(fsum(r)) for r in (matrix * matrix).tolist()]
+                values = [
+                    None if norm == 0.0 or norm_q == 0.0 else dot / (norm_q * norm)
+                    for dot, norm in zip(dots, norms, strict=True)
+                ]
+    for j, i in enumerate(rows):
+        out[i] = values[j] if plain[j] else score(metric, query, vectors[i])
+    return out
+
+
 def _norm(vector: Sequence[float]) -> float:
     """The Euclidean norm of ``vector`` (inf when beyond the double range)."""
     scaled, exponent = _scaled(vector)
@@ -167,10 +212,10 @@ def nearest_reference(
     """The reference answer: the best ``limit`` of ``rows`` (already filtered by the
     search's conditions) with their exact scores, best first, ties by id."""
     scored = []
-    for row in rows:
-        value = score(metric, query, row[column])
-        if value is not None:
-            scored.append((row, value))
+    for start in range(0, len(rows), _SCORED_AT_ONCE):
+        chunk = rows[start : start + _SCORED_AT_ONCE]
+        values = score_many(metric, query, [row[column] for row in chunk])
+        scored += [(row, v) for row, v in zip(chunk, values, strict=True) if v is not None]
     scored.sort(key=_order_key(metric))
     keep = _keep(metric, cutoff)
     return [item for item in scored[:limit] if keep(item)]
@@ -278,14 +323,13 @@ def settle(
     query_norm = _norm(query)
     rows_norm: float | None = None
     key = _order_key(metric)
-    wanted = limit + max(limit, 16)
+    # A first margin (every candidate is scored exactly, so a small one is cheaper; a
+    # search it does not prove asks again): a few for double precision, more for single.
+    wanted = limit + (2 if roundoff <= FLOAT64_ROUNDOFF else max(limit // 2, 6))
     while True:
         listed = fetch(wanted)
-        scored = []
-        for row, _ in listed:
-            value = score(metric, query, row[column])
-            if value is not None:
-                scored.append((row, value))
+        values = score_many(metric, query, [row[column] for row, _ in listed])
+        scored = [(row, v) for (row, _), v in zip(listed, values, strict=True) if v is not None]
         scored.sort(key=key)
         best = scored[:limit]
         done = len(listed) < wanted

@@ -144,8 +144,8 @@ class VectorIndex:
         if not groups:
             return
         unsafe: list[str] = []
-        ids: list[str] = []
         parts: list[np.ndarray] = []
+        owners: list[tuple[list[str | None], np.ndarray]] = []  # (group ids, slots) per part
         vector = np.asarray(query, dtype=np.float64)
         query_norm = float(np.linalg.norm(vector))
         for group in groups:
@@ -157,10 +157,21 @@ class VectorIndex:
                 parts.append(group.distances(vector, query_norm, metric))
             else:
                 parts.append(group.distances(vector, query_norm, metric)[slots])
-            ids.extend(group.ids[slot] for slot in slots)  # type: ignore[misc]
+            owners.append((group.ids, slots))
         for id in unsafe:
             yield id, None
         distances = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        starts = np.cumsum([0] + [len(slots) for _, slots in owners])
+
+        def id_of(i: int) -> str:
+            """The id at position ``i`` of the concatenated distances (looked up lazily:
+            a search reads a few dozen, never all)."""
+            part = int(np.searchsorted(starts, i, side="right")) - 1 if len(owners) > 1 else 0
+            group_ids, slots = owners[part]
+            id = group_ids[int(slots[i - starts[part]])]
+            assert id is not None
+            return id
+
         count = len(distances)
         first = min(count, _FIRST_RANKED)
         seen: set[int] = set()
@@ -168,8 +179,8 @@ class VectorIndex:
             head = np.argpartition(distances, first - 1)[:first]
             head = head[np.argsort(distances[head], kind="stable")].tolist()
             for i in head:
-                yield ids[i], float(distances[i])
+                yield id_of(i), float(distances[i])
             seen.update(head)
         for i in np.argsort(distances, kind="stable").tolist():
             if i not in seen:
-                yield ids[i], float(distances[i])
+                yield id_of(i), float(distances[i])

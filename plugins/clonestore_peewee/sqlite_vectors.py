@@ -53,6 +53,7 @@ from clonestore.spi import (
     Expr,
     Row,
     TableSpec,
+    matches,
     settle,
 )
 
@@ -65,7 +66,7 @@ INDEX_TABLE: Final = "clonestore_vector_index"
 #: sqlite-vec's largest k.
 MAX_K: Final = 4096
 #: Rows the aggregate scores per numpy product.
-_CHUNK: Final = 2048
+_CHUNK: Final = 512
 #: Metrics ``vec0`` ranks (a vector column each); ``ip`` goes to the aggregate.
 _ENGINE_METRICS: Final = ("cosine", "l2")
 #: Ids per ``id IN (...)`` read of candidate rows.
@@ -439,9 +440,12 @@ class SqliteVectors:
         def rows_for(ids: list[str]) -> dict[str, Row]:
             missing = [id for id in ids if id not in rows_by_id]
             for start in range(0, len(missing), _ID_BATCH):
+                # By primary key alone (the planner might otherwise walk the owner's
+                # index), then the search's conditions here.
                 batch = Cond("id", "in", missing[start : start + _ID_BATCH])
-                for row in backend.select(spec, And((where, batch))):
-                    rows_by_id[row["id"]] = row
+                for row in backend.select(spec, batch):
+                    if matches(where, row):
+                        rows_by_id[row["id"]] = row
             return rows_by_id
 
         def scan() -> list[Row]:
