@@ -84,12 +84,23 @@ def test_transaction_belongs_to_its_task(clonestore_url: str) -> None:
     _run(main())
 
 
+def _one_connection(url: str) -> dict[str, Any]:
+    """Options giving a pooled backend a single connection, so a connection not given
+    back would leave the next call waiting for it, then failing."""
+    if url.startswith(("postgresql", "sqlite")) and ":memory:" not in url:
+        return {
+            "pool_size": 1,
+            "pool_timeout" if url.startswith("postgresql") else "busy_timeout": 2,
+        }
+    return {}
+
+
 def test_cancelled_task_rolls_back_and_frees_the_store(clonestore_url: str) -> None:
     """A task cancelled inside a transaction rolls it back: nothing it wrote survives, and
-    other tasks go on using the store (its connection came back)."""
+    other tasks go on using the store (its one connection came back)."""
 
     async def main() -> None:
-        store = await _opened(clonestore_url)
+        store = await _opened(clonestore_url, **_one_connection(clonestore_url))
         try:
             inside = asyncio.Event()
 
@@ -110,7 +121,50 @@ def test_cancelled_task_rolls_back_and_frees_the_store(clonestore_url: str) -> N
             for i in range(3):  # the store (and its pool) still serves
                 await store.users.create(email=f"after{i}@example.com", name="After")
             assert await store.users.count() == 3
-            assert (await store.health())["ok"]
+            health = await store.health()
+            assert health["ok"]
+            if "pool" in health:
+                assert health["pool"]["in_use"] == 0
+        finally:
+            await store.close()
+
+    _run(main())
+
+
+def test_task_cancelled_while_its_statement_runs_rolls_back(tmp_path: Any) -> None:
+    """On PostgreSQL, a task cancelled while the server runs its statement (inside a
+    transaction) rolls back: the row it wrote before is gone, and the store's single
+    connection serves the next call."""
+    import os
+
+    from clonestore_peewee.backend import NONE
+
+    url = os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
+    assert url, "CLONESTORE_TEST_POSTGRES_URL names the PostgreSQL server of the tests"
+
+    async def main() -> None:
+        store = await _opened(url, **_one_connection(url))
+        try:
+            running = asyncio.Event()
+
+            def slow(sync: clonestore.Store) -> None:
+                running.set()
+                sync.backend._execute("SELECT pg_sleep(30)", (), NONE)  # type: ignore[attr-defined]
+
+            async def victim() -> None:
+                async with store.transaction():
+                    await store.users.create(email="gone@example.com", name="Gone")
+                    await store.run_sync(slow)
+
+            task = asyncio.create_task(victim())
+            await running.wait()
+            await asyncio.sleep(0.2)  # the statement is on the server
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+            assert await asyncio.wait_for(store.users.count(), 10) == 0
+            await store.users.create(email="after@example.com", name="After")
+            assert [u.email for u in await store.users.find_many()] == ["after@example.com"]
         finally:
             await store.close()
 
