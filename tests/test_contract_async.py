@@ -10,17 +10,9 @@ import pytest
 
 from clonestore.testing import StoreFactory
 from clonestore.testing.contract import MODULES
-from clonestore.testing.plugin import _Factory, table_claims
+from clonestore.testing.plugin import SYNC_ONLY, _Factory, table_claims
 
-#: Contract tests left out here, and why: each one's plugin hook starts a thread that uses the
-#: synchronous store it was handed and waits for it, inside the bridge. Under open_async a
-#: hook runs on the event loop and must neither block it nor hand the store to a thread.
-SYNC_ONLY = {
-    "test_activation_overtaken_midway_leaves_one_active": "hook races from a thread",
-    "test_turn_deleted_twice_at_once_is_subtracted_once": "hook races from a thread",
-    "test_turn_added_while_session_is_deleted_leaves_no_orphan": "hook races from a thread",
-}
-
+# The kit's SYNC_ONLY tests (each with its reason) are left out, as --clonestore-async does.
 for _name in MODULES:
     _module = importlib.import_module(f"clonestore.testing.contract.{_name}")
     globals().update(

@@ -154,6 +154,24 @@ def test_jsonfile_backend_passes_the_conformance_kit(jsonfile_site: Path, tmp_pa
     assert (tmp_path / "kit.json").exists()
 
 
+def test_jsonfile_backend_passes_the_contract_under_open_async(
+    jsonfile_site: Path, tmp_path: Path
+) -> None:
+    """The kit's async mode as a third party runs it (``--clonestore-async``): the sync-only
+    jsonfile:// backend passes the contract through open_async on worker threads; only the
+    kit's SYNC_ONLY tests are skipped, each naming its reason."""
+    url = f"jsonfile://{tmp_path / 'kit.json'}"
+    done = _pytest(
+        "--pyargs", "clonestore.testing.contract", f"--clonestore-url={url}",
+        "--clonestore-async", "-rs", pythonpath=jsonfile_site,
+    )  # fmt: skip
+    _passed(done)
+    from clonestore.testing.plugin import SYNC_ONLY
+
+    skipped = re.findall(r"SKIPPED \[(\d+)\] .*not under --clonestore-async", done.stdout)
+    assert sum(map(int, skipped)) == len(SYNC_ONLY), done.stdout[-3000:]
+
+
 def test_jsonfile_backend_own_tests_pass(jsonfile_site: Path) -> None:
     """The jsonfile package's own tests (file format, atomic commits, locking) pass."""
     _passed(_pytest(str(JSONFILE / "tests"), pythonpath=jsonfile_site))
