@@ -12,9 +12,12 @@ besides the backend's own transaction:
 
 That state lives in a :class:`contextvars.ContextVar`, so it is per thread
 and per asyncio task (many tasks may share one thread): each starts outside
-any transaction. A task started *inside* a transaction inherits it, as it
-inherits the rest of its context. The state exists only while a transaction
-is open: outside one, :attr:`UnitOfWork.active` is one ``ContextVar.get``.
+any transaction. The state names its owner (:func:`clonestore.bridge.caller`):
+a task or thread that inherits the context of one inside a transaction
+(``asyncio.create_task``, ``asyncio.to_thread``) is not in that transaction,
+as it is not for the backend, whose transactions are per task or thread too.
+The state exists only while a transaction is open: outside one,
+:attr:`UnitOfWork.active` is one ``ContextVar.get``.
 
 The unit of work knows nothing of plugins: the store hands it two callbacks,
 ``after_commit(ops)`` and ``write_failed(op, error)``.
@@ -27,6 +30,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
+from clonestore.bridge import caller
 from clonestore.errors import ClonestoreError
 from clonestore.operations import Operation
 
@@ -36,9 +40,10 @@ __all__ = ["UnitOfWork"]
 class _Work:
     """What the open transactions of one thread or task carry."""
 
-    __slots__ = ("failures", "levels", "op_depth")
+    __slots__ = ("failures", "levels", "op_depth", "owner")
 
     def __init__(self) -> None:
+        self.owner = caller()
         # One list of recorded writes per open level, outermost first.
         self.levels: list[list[Operation]] = []
         self.op_depth = 0
@@ -69,10 +74,18 @@ class UnitOfWork:
         )
         self._closed = False
 
+    def _current(self) -> _Work | None:
+        """The calling thread's or task's open transactions (not those of the one whose
+        context it inherited)."""
+        work = self._work.get()
+        if work is not None and work.owner != caller():
+            return None
+        return work
+
     @property
     def active(self) -> bool:
         """Whether the calling thread or task is inside a transaction."""
-        return self._work.get() is not None
+        return self._current() is not None
 
     def close(self) -> None:
         """Refuse new transactions from now on (the store is closed)."""
@@ -89,7 +102,7 @@ class UnitOfWork:
         """
         if self._closed:
             raise ClonestoreError("this store is closed; open a new one with clonestore.open()")
-        work = self._work.get()
+        work = self._current()
         token = None
         if work is None:
             work = _Work()
@@ -121,7 +134,7 @@ class UnitOfWork:
     def atomic(self) -> Iterator[None]:
         """A transaction for one repository operation (a savepoint inside the
         caller's transaction), shared by the SPI calls the operation makes."""
-        work = self._work.get()
+        work = self._current()
         if work is not None and work.op_depth:
             work.op_depth += 1
             try:
@@ -130,7 +143,7 @@ class UnitOfWork:
                 work.op_depth -= 1
             return
         with self.transaction():
-            work = self._work.get()
+            work = self._current()
             assert work is not None
             work.op_depth += 1
             try:
@@ -140,13 +153,13 @@ class UnitOfWork:
 
     def record(self, op: Operation) -> None:
         """Keep a successful write for ``after_commit`` (dropped if its level rolls back)."""
-        work = self._work.get()
+        work = self._current()
         if work is not None:
             work.levels[-1].append(op)
 
     def failed(self, op: Operation, error: ClonestoreError) -> None:
         """Report a failed write now, or when the outermost transaction ends."""
-        work = self._work.get()
+        work = self._current()
         if work is not None:
             work.failures.append((op, error))
         else:

@@ -84,6 +84,60 @@ def test_transaction_belongs_to_its_task(clonestore_url: str) -> None:
     _run(main())
 
 
+def test_task_started_inside_a_transaction_runs_outside_it(clonestore_url: str) -> None:
+    """A task started inside a transaction (create_task, gather) is not in it, for the
+    backend and for the plugins alike: its write commits on its own, survives the
+    transaction's rollback, and clonestore_after_commit reports it, once. (On memory://
+    and SQLite, one writer at a time, the child writes once the transaction is over: while
+    it is open, the child would wait for the parent that waits for it.)"""
+    committed: list[str] = []
+
+    class Watch:
+        @hookimpl
+        def clonestore_after_commit(self, store: Any, ops: Any) -> None:
+            committed.extend(op.action for op in ops)
+
+    async def main() -> None:
+        store = await _opened(clonestore_url, plugins=[Watch()])
+        try:
+            committed.clear()
+            child_in_transaction: list[bool] = []
+
+            concurrent_writers = clonestore_url.startswith("postgresql")
+            parent_done = asyncio.Event()
+
+            async def child() -> None:
+                child_in_transaction.append(store.in_transaction)
+                if not concurrent_writers:
+                    await parent_done.wait()
+                await store.users.create(email="child@example.com", name="Child")
+
+            tasks: list[asyncio.Task[None]] = []
+
+            async def parent() -> None:
+                async with store.transaction():
+                    await store.users.create(email="parent@example.com", name="Parent")
+                    tasks.append(asyncio.create_task(child()))
+                    if concurrent_writers:
+                        await tasks[0]
+                    else:
+                        await asyncio.sleep(0)  # the child starts inside the transaction
+                    raise RuntimeError("roll back")
+
+            with pytest.raises(RuntimeError, match="roll back"):
+                await parent()
+            parent_done.set()
+            (task,) = tasks
+            await task
+            assert child_in_transaction == [False]
+            assert [u.email for u in await store.users.find_many()] == ["child@example.com"]
+            assert committed == ["user.create"]
+        finally:
+            await store.close()
+
+    _run(main())
+
+
 def _one_connection(url: str) -> dict[str, Any]:
     """Options giving a pooled backend a single connection, so a connection not given
     back would leave the next call waiting for it, then failing."""

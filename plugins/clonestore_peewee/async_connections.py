@@ -32,6 +32,7 @@ class AsyncConnections:
     database: Any
     pool: ConnectionPool[Any]
     _closed: bool
+    _tx: Any  # per task: depth, and whether the outermost transaction took its connection
     #: The statement opening a transaction.
     begin_sql = "BEGIN"
     #: Runs one statement on a driver connection; what the mode asks for.
@@ -49,6 +50,8 @@ class AsyncConnections:
     def _execute(self, sql: str, params: Any, mode: int) -> Any:
         if self._closed:
             raise closed_error(self.name)
+        if params is None:  # a script without parameters, as the driver takes it (% signs stay)
+            return await_(self._run(sql, (), mode))
         return await_(self._run(self._statement(sql), params, mode))
 
     async def _run(self, sql: str, params: Any, mode: int) -> Any:
@@ -67,16 +70,20 @@ class AsyncConnections:
                 self.pool.release(conn)  # closed instead when lost or mid-transaction
 
     def _begin(self) -> None:
-        try:
-            await_(self.database.aconnect())  # the task holds a connection until _end
-        except ClonestoreError:
-            raise
-        except Exception as exc:
-            raise self.translate(exc) from exc
+        # A task already holding a connection (a schema session) keeps it after _end.
+        owned = self._tx.owned = bool(self.database._state._current().closed)
+        if owned:
+            try:
+                await_(self.database.aconnect())  # the task holds a connection until _end
+            except ClonestoreError:
+                raise
+            except Exception as exc:
+                raise self.translate(exc) from exc
         try:
             self._execute(self.begin_sql, (), NONE)
         except BaseException:
-            self._give_back()
+            if owned:
+                self._give_back()
             raise
 
     def _end(self, commit: bool) -> None:
@@ -90,7 +97,8 @@ class AsyncConnections:
             else:
                 self._rollback_quietly()
         finally:
-            self._give_back()
+            if self._tx.owned:
+                self._give_back()
 
     def _give_back(self) -> None:
         state = self.database._state._current()

@@ -135,7 +135,7 @@ class AsyncPostgresBackend(AsyncConnections, PostgresBackend):
             stale_after=opts["stale_timeout"],
         )
         SQLBackend.__init__(self, _Database(params["dbname"], self.pool))
-        self._tx = PerTask(_TxState)  # type: ignore[assignment]
+        self._tx = PerTask(_TxState)
         self._sql: dict[str, str] = {}
         self._listeners = []
         self._listeners_lock = threading.Lock()

@@ -132,7 +132,7 @@ class AsyncSqliteBackend(AsyncConnections, SqliteBackend):
         )
         SQLBackend.__init__(self, database)
         self.vectors = SqliteVectors(self, extension=False)
-        self._tx = PerTask(_TxState)  # type: ignore[assignment]
+        self._tx = PerTask(_TxState)
         self.use_query_log(opts["log_queries"], opts["slow_query_ms"])
 
     def __repr__(self) -> str:
