@@ -43,6 +43,7 @@ __all__ = [
     "caller",
     "in_bridge",
     "run_sync",
+    "task_or_thread",
 ]
 
 T = TypeVar("T")
@@ -159,6 +160,13 @@ def caller() -> object:
 def _current_task() -> asyncio.Task[Any] | None:
     loop = asyncio._get_running_loop()
     return None if loop is None else asyncio.current_task(loop)
+
+
+def task_or_thread() -> object:
+    """Whose per-caller state this is (as :class:`TaskLocal` keys it): the asyncio task
+    running on this thread's event loop, inside the bridge or not, else the thread."""
+    task = _current_task()
+    return task if task is not None else threading.get_ident()
 
 
 class TaskLocal(Generic[T]):

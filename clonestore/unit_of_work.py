@@ -12,7 +12,7 @@ besides the backend's own transaction:
 
 That state lives in a :class:`contextvars.ContextVar`, so it is per thread
 and per asyncio task (many tasks may share one thread): each starts outside
-any transaction. The state names its owner (:func:`clonestore.bridge.caller`):
+any transaction. The state names its owner (:func:`clonestore.bridge.task_or_thread`):
 a task or thread that inherits the context of one inside a transaction
 (``asyncio.create_task``, ``asyncio.to_thread``) is not in that transaction,
 as it is not for the backend, whose transactions are per task or thread too.
@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
-from clonestore.bridge import caller
+from clonestore.bridge import task_or_thread
 from clonestore.errors import ClonestoreError
 from clonestore.operations import Operation
 
@@ -43,7 +43,7 @@ class _Work:
     __slots__ = ("failures", "levels", "op_depth", "owner")
 
     def __init__(self) -> None:
-        self.owner = caller()
+        self.owner = task_or_thread()
         # One list of recorded writes per open level, outermost first.
         self.levels: list[list[Operation]] = []
         self.op_depth = 0
@@ -78,7 +78,7 @@ class UnitOfWork:
         """The calling thread's or task's open transactions (not those of the one whose
         context it inherited)."""
         work = self._work.get()
-        if work is not None and work.owner != caller():
+        if work is not None and work.owner != task_or_thread():
             return None
         return work
 
