@@ -34,15 +34,17 @@ from urllib.parse import unquote, urlsplit
 
 import peewee
 
-from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable
+from clonestore import BackendError, ClonestoreError, ConfigurationError, StorageUnavailable
 from clonestore.spi import Expr, Row, TableSpec
 
 from . import query_log
-from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, fetch
+from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, _change_values, fetch
+from .compiler import walk
 from .dialects import SQLITE
 from .errors import closed_error
 from .options import flag, positive_float, read_options
 from .sqlite_vectors import SqliteVectors, load_extension, register_functions
+from .statements import update_statement
 from .table_options import SQLITE_PURGES, sqlite_append_only
 
 __all__ = ["SqliteBackend"]
@@ -221,6 +223,7 @@ class SqliteBackend(SQLBackend):
         )
         super().__init__(database)
         self.vectors = SqliteVectors(self, extension)
+        self._has_vectors: dict[str, bool] = {}  # by table name
         if shared is not None:
             database._add_conn_hooks(shared)
         # Peewee's per-thread connection state, read directly on the hot path.
@@ -344,7 +347,50 @@ class SqliteBackend(SQLBackend):
     # ------------------------------------------------------------------ vectors
 
     def _vector_table(self, table: TableSpec) -> bool:
-        return any(c.kind == "vector" for c in table.columns)
+        has = self._has_vectors.get(table.name)
+        if has is None:
+            has = self._has_vectors[table.name] = any(c.kind == "vector" for c in table.columns)
+        return has
+
+    def update_and_insert(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        row: Row,
+        copied: Mapping[str, str],
+    ) -> Row | None:
+        """Capability ``update_and_insert`` in one transaction: ``UPDATE ... RETURNING``
+        only the copied columns, then the insert (SQLite has no data-modifying CTE)."""
+        if self._vector_table(table) or self._vector_table(into):
+            return super().update_and_insert(table, where, changes, into, row, copied)
+        info = self._tables.get(table.name) or self.table_info(table)
+        values: list[Any] = []
+        increments = _change_values(changes, values)
+        sources = tuple(dict.fromkeys(copied.values())) or ("id",)
+        key = ("update_returning", info.name, walk(where, values), tuple(changes), increments,
+               sources)  # fmt: skip
+        compiler = self.compiler
+        statement = compiler.cache.get(key)
+        if statement is None:
+            statement = compiler.keep(
+                key, update_statement(compiler, info, where, changes, increments, sources)
+            )
+        load = statement.load
+        assert load is not None
+        with self.transaction():
+            found = self._execute(statement.sql, statement.params(values), ALL)
+            if not found:
+                return None
+            if len(found) > 1:
+                raise BackendError(f"update_and_insert: {len(found)} rows of {table.name} matched")
+            source = load(found[0])
+            inserted = dict(row)
+            for column, name in copied.items():
+                inserted[column] = source[name]
+            SQLBackend.insert(self, into, inserted)  # no vectors to index (checked above)
+            return inserted
 
     def insert(self, table: TableSpec, row: Row) -> None:
         """Insert one row (and its vector into the vector tables, in one transaction)."""

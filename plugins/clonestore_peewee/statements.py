@@ -9,7 +9,7 @@ The backend caches what these return under the shape's key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import peewee
@@ -110,21 +110,37 @@ def aggregate_statement(
     return compiler.render(query, make_loader(names, converters, nullable))
 
 
+def _returned(
+    compiler: Compiler, info: TableInfo, names: Sequence[str] | None
+) -> tuple[list[Any], Callable[[Sequence[Any]], dict[str, Any]]]:
+    """The fields a statement returns and its row loader: every column, or ``names``."""
+    if names is None:
+        return info.columns, info.load
+    load = make_loader(
+        names,
+        [compiler.codecs.result(info.kinds[name]) for name in names],
+        [info.spec.by_name[name].nullable for name in names],
+    )
+    return [info.fields[name] for name in names], load
+
+
 def update_statement(
     compiler: Compiler,
     info: TableInfo,
     where: Expr,
     changes: Mapping[str, Any],
     increments: Sequence[bool],
+    returning: Sequence[str] | None = None,
 ) -> Statement:
-    """``UPDATE ... SET col = ?, n = n + ? WHERE ... RETURNING columns`` (without
-    ``RETURNING`` where the dialect lacks it)."""
+    """``UPDATE ... SET col = ?, n = n + ? WHERE ... RETURNING columns`` (every column,
+    or those of ``returning``; without ``RETURNING`` where the dialect lacks it)."""
     slots = Slots()
+    fields, load = _returned(compiler, info, returning)
     query = info.model.update(compiler.assignments(info, changes, slots, increments))
     query = _where(compiler, query, info, where, slots)
     if not compiler.dialect.update_returning:
         return compiler.render(query, None)
-    return compiler.render(query.returning(*info.columns), info.load)
+    return compiler.render(query.returning(*fields), load)
 
 
 def delete_statement(compiler: Compiler, info: TableInfo, where: Expr) -> Statement:
@@ -156,15 +172,7 @@ def upsert_statement(
     if not update:  # DO NOTHING would return no row; a no-op SET returns it
         update = {info.fields["id"]: info.fields["id"]}
     unique = info.uniques[tuple(columns)]
-    if returning is None:
-        returned, load = info.columns, info.load
-    else:
-        returned = [info.fields[name] for name in returning]
-        load = make_loader(
-            returning,
-            [codecs.result(info.kinds[name]) for name in returning],
-            [info.spec.by_name[name].nullable for name in returning],
-        )
+    returned, load = _returned(compiler, info, returning)
     query = (
         info.model.insert(row)
         .on_conflict(
@@ -213,15 +221,10 @@ def update_and_insert_statement(
         # INSERT ... SELECT gives untyped parameters no column type: cast each to its own.
         sql_type = POSTGRES_TYPES[FIELD_CLASSES[column.kind].field_type].split(" COLLATE")[0]
         selected.append(peewee.Cast(slot, sql_type))
-    returned = list(copied) or ["id"]
+    returned, load = _returned(compiler, child, list(copied) or ["id"])
     query = (
         child.model.insert_from(peewee.Select((parent,), selected), child.columns)
         .with_cte(parent)
-        .returning(*[child.fields[name] for name in returned])
-    )
-    load = make_loader(
-        returned,
-        [compiler.codecs.result(child.kinds[name]) for name in returned],
-        [child.spec.by_name[name].nullable for name in returned],
+        .returning(*returned)
     )
     return compiler.render(query, load, keys=keys)
