@@ -223,7 +223,6 @@ class SqliteBackend(SQLBackend):
         )
         super().__init__(database)
         self.vectors = SqliteVectors(self, extension)
-        self._has_vectors: dict[str, bool] = {}  # by table name
         if shared is not None:
             database._add_conn_hooks(shared)
         # Peewee's per-thread connection state, read directly on the hot path.
@@ -347,9 +346,10 @@ class SqliteBackend(SQLBackend):
     # ------------------------------------------------------------------ vectors
 
     def _vector_table(self, table: TableSpec) -> bool:
-        has = self._has_vectors.get(table.name)
+        known: dict[str, bool] = self.__dict__.setdefault("_has_vectors", {})  # by table
+        has = known.get(table.name)
         if has is None:
-            has = self._has_vectors[table.name] = any(c.kind == "vector" for c in table.columns)
+            has = known[table.name] = any(c.kind == "vector" for c in table.columns)
         return has
 
     def update_and_insert(
