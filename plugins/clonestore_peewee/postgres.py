@@ -25,11 +25,12 @@ ef_search          200      HNSW search candidate list (per transaction)
 copy_min_rows      100      insert_many of this many rows or more uses COPY
 =================  =======  ==================================================
 
-A connection is taken from ``playhouse.pool.PooledPostgresqlDatabase`` for
-each call (or held for a transaction) and given back right after. A
-connection found broken (server restart, ``pg_terminate_backend``) fails its
-call with ``StorageUnavailable`` and is discarded along with the idle ones
-(they are most likely broken too), so later calls reconnect by themselves.
+A connection is taken from the pool (:mod:`.pool`: one lock, a cursor kept per
+connection) for each call (or held for a transaction) and given back right
+after. A connection found broken (server restart, ``pg_terminate_backend``)
+fails its call with ``StorageUnavailable`` and is discarded along with the
+idle ones (they are most likely broken too), so later calls reconnect by
+themselves.
 
 Capability ``bulk_copy``: large ``insert_many`` calls by ``COPY`` (option
 ``copy_min_rows``, default 100), see :mod:`.pg_copy`. Capability
@@ -57,7 +58,6 @@ import peewee
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-from playhouse.pool import PooledPostgresqlDatabase
 
 from clonestore import ClonestoreError, ConfigurationError, StorageUnavailable, ValidationError
 from clonestore.secrets import redact_url
@@ -73,6 +73,7 @@ from .notifications import MAX_PAYLOAD_BYTES, Listener
 from .options import positive_float, positive_int, read_options, text
 from .pg_copy import copy_chunks, copy_sql, row_encoder
 from .pg_vectors import VECTOR_OPTIONS, VectorOptions, VectorSearch
+from .pool import Connection, ConnectionPool, broken
 from .statements import update_and_insert_statement
 from .table_options import postgres_append_only, postgres_purge_function
 
@@ -168,26 +169,41 @@ class _Adapter(peewee.Psycopg2Adapter):
         return conn
 
 
-class _PooledDatabase(PooledPostgresqlDatabase):  # type: ignore[misc]
-    """The pool with clonestore's column types, checking connections without a round trip."""
+class _Database(peewee.PostgresqlDatabase):
+    """Peewee's database with clonestore's column types, its connections from the
+    backend's pool: what Peewee runs itself (migrations, schema introspection, in
+    :meth:`PostgresBackend.schema_session`) holds a pooled connection like a transaction.
 
-    field_types = {**PooledPostgresqlDatabase.field_types, **POSTGRES.field_types}
+    A connection found broken is detected when used (that call fails with
+    ``StorageUnavailable`` and the connection is discarded), never by a ping per
+    checkout, which would double the cost of a point read.
+    """
+
+    field_types = {**peewee.PostgresqlDatabase.field_types, **POSTGRES.field_types}
     psycopg2_adapter = _Adapter
+    pool: ConnectionPool
 
-    def _is_closed(self, conn: Any) -> bool:
-        # Peewee pings every checkout ("SELECT 1"), doubling the cost of a
-        # point read. A dead connection is instead detected when used: that
-        # call fails with StorageUnavailable and the connection is discarded.
-        return _broken(conn)
+    def _connect(self) -> Any:
+        entry = self.pool.acquire()
+        self._held().entry = entry
+        return entry.conn
 
+    def _held(self) -> Any:
+        """The calling thread's connection state (Peewee's; typed loosely by its stubs)."""
+        return cast(Any, self)._state
 
-def _broken(conn: Any) -> bool:
-    """Whether a connection is lost (as opposed to a failed statement on a live one)."""
-    return (
-        conn is None
-        or bool(conn.closed)
-        or (conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN)
-    )
+    def open_connection(self) -> Any:
+        """A new driver connection (what the pool opens)."""
+        return cast(Any, peewee.PostgresqlDatabase)._connect(self)
+
+    def _close(self, conn: Any) -> None:
+        state = self._held()
+        entry: Connection = state.entry
+        state.entry = None
+        if broken(conn):
+            self.pool.discard(entry)
+        else:
+            self.pool.release(entry)
 
 
 def _parse(url: str) -> tuple[dict[str, Any], str]:
@@ -238,16 +254,18 @@ class PostgresBackend(SQLBackend):
     def __init__(self, url: str, **options: Any) -> None:
         params, opts = self._configure(url, options)
         dbname = params.pop("dbname")
-        database = _PooledDatabase(
-            dbname,
-            max_connections=self.pool_size,
+        database: Any = _Database(dbname, **params)
+        self._pool = database.pool = ConnectionPool(
+            database.open_connection,
+            size=self.pool_size,
             timeout=self.pool_timeout,
-            stale_timeout=opts["stale_timeout"],
-            **params,
+            stale_after=opts["stale_timeout"],
         )
         super().__init__(database)
         self.use_query_log(opts["log_queries"], opts["slow_query_ms"])
-        # Peewee's per-thread connection state, read directly on the hot path.
+        # Peewee's per-thread connection state, read directly on the hot path: a
+        # connection held by this thread (a transaction, a schema session) is there,
+        # with its pool entry as ``entry``.
         self._state = database._state
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
@@ -396,45 +414,44 @@ class PostgresBackend(SQLBackend):
 
     # ------------------------------------------------------------------ connections
 
-    def _checkout(self) -> None:
-        try:
-            self.database.connect()
-        except Exception as exc:
-            raise self.translate(exc) from exc
-
-    def _discard(self) -> None:
-        """Drop the calling thread's connection and every idle one."""
-        database = self.database
-        try:
-            database.manual_close()
-        except Exception:
-            database._state.reset()  # forget it; the pool no longer counts it either
-        database.close_idle()
-
     def _execute(self, sql: str, params: Any, mode: int) -> Any:
         if self._closed:
             raise closed_error(self.name)
-        database = self.database
         state = self._state
-        owned = state.closed  # else a transaction of this thread holds the connection
-        if owned:
-            self._checkout()
+        if not state.closed:  # a transaction of this thread holds a connection
+            entry: Connection | None = getattr(state, "entry", None)
+            cursor = entry.cursor if entry is not None else state.conn.cursor()
+            try:
+                if mode == MANY:
+                    self._insert_pages(cursor, sql, params)
+                    return None
+                cursor.execute(sql, params)
+                return fetch(cursor, mode)
+            except Exception as exc:
+                raise self.translate(exc) from exc  # its owner discards it if broken
+        pool = self._pool
         try:
-            cursor = state.conn.cursor()
+            entry = pool.acquire()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        try:
+            cursor = entry.cursor
             if mode == MANY:
                 self._insert_pages(cursor, sql, params)
-                return None
-            cursor.execute(sql, params)
-            return fetch(cursor, mode)
+                result = None
+            else:
+                cursor.execute(sql, params)
+                result = fetch(cursor, mode)
         except Exception as exc:
             error = self.translate(exc)
-            if owned and isinstance(error, StorageUnavailable) and _broken(state.conn):
-                self._discard()  # a timeout leaves the connection usable: keep it
-                owned = False
+            if isinstance(error, StorageUnavailable) and broken(entry.conn):
+                pool.discard(entry)  # a timeout leaves the connection usable: keep it
+                pool.close_idle()
+            else:
+                pool.release(entry)
             raise error from exc
-        finally:
-            if owned:
-                database.close()
+        pool.release(entry)
+        return result
 
     def _insert_pages(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         head, _, template = sql.rpartition(" VALUES ")
@@ -443,44 +460,56 @@ class PostgresBackend(SQLBackend):
         )
 
     def _begin(self) -> None:
-        database = self.database
-        owned = database.is_closed()
-        if owned:
-            self._checkout()
+        state = self._state
+        owned = state.closed
+        if owned:  # take a connection for the transaction (else a schema session holds one)
+            try:
+                entry = self._pool.acquire()
+            except Exception as exc:
+                raise self.translate(exc) from exc
+            state.set_connection(entry.conn)
+            state.entry = entry
         self._tx.owned = owned
         try:
             self._execute("BEGIN", (), NONE)
         except BaseException:
-            self._release(owned, broken=True)
+            self._release(owned, failed=True)
             raise
 
     def _end(self, commit: bool) -> None:
         owned = self._tx.owned
-        broken = False
+        failed = False
         try:
             self._execute("COMMIT" if commit else "ROLLBACK", (), NONE)
         except ClonestoreError:
-            broken = True
+            failed = True
             if commit:
                 self._rollback_quietly()
                 raise
         finally:
-            self._release(owned, broken)
+            self._release(owned, failed)
 
     def _rollback_quietly(self) -> None:
         # Already failing: the caller raises the first error.
         with contextlib.suppress(Exception):
-            self.database._state.conn.cursor().execute("ROLLBACK")
+            self._state.conn.cursor().execute("ROLLBACK")
 
-    def _release(self, owned: bool, broken: bool) -> None:
+    def _release(self, owned: bool, failed: bool) -> None:
+        """Give back the connection a transaction took; after a failure, a lost one is
+        closed along with the idle ones (they are most likely lost too)."""
         if not owned:
             return
-        database = self.database
-        conn = database._state.conn
-        if broken and _broken(conn):
-            self._discard()
-        elif not database.is_closed():
-            database.close()
+        state = self._state
+        entry: Connection | None = getattr(state, "entry", None)
+        state.reset()
+        state.entry = None
+        if entry is None:
+            return
+        if failed and broken(entry.conn):
+            self._pool.discard(entry)
+            self._pool.close_idle()
+        else:
+            self._pool.release(entry)
 
     @contextmanager
     def schema_session(self) -> Iterator[None]:
@@ -515,13 +544,7 @@ class PostgresBackend(SQLBackend):
         return out
 
     def _pool_use(self) -> dict[str, int]:
-        database = self.database
-        # Peewee's pool keeps its bookkeeping in these two attributes.
-        return {
-            "size": self.pool_size,
-            "in_use": len(database._in_use),
-            "idle": len(database._connections),
-        }
+        return {"size": self.pool_size, "in_use": self._pool.in_use, "idle": self._pool.idle}
 
     def close(self) -> None:
         """Close every connection (and listener). Idempotent."""
@@ -532,8 +555,7 @@ class PostgresBackend(SQLBackend):
             listeners, self._listeners = self._listeners, []
         for listener in listeners:
             listener.stop()
-        with contextlib.suppress(Exception):  # closing anyway; nothing to report to
-            self.database.close_all()
+        self._pool.close()
 
     # ------------------------------------------------------------------ listen_notify
 

@@ -319,6 +319,104 @@ def test_many_threads_share_a_small_pool_exactly(database_url: str) -> None:
         assert s.health()["pool"]["in_use"] == 0
 
 
+def _backend_pids(url: str, app: str) -> set[int]:
+    conn = _admin(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,))
+            return {pid for (pid,) in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_many_threads_never_open_more_than_pool_size_connections(
+    database_url: str, postgres_server_url: str
+) -> None:
+    """Eight threads on a pool of two: the server never sees more than two connections of
+    the store, and the pool counts them exactly."""
+    app = f"cs_test_{secrets.token_hex(4)}"
+    with clonestore.open(database_url, application_name=app, pool_size=2, pool_timeout=30) as s:
+        user = _user(s)
+        seen: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                seen.append(len(_backend_pids(postgres_server_url, app)))
+
+        def worker() -> None:
+            for _ in range(25):
+                s.users.get(user.id)
+                with s.transaction():
+                    s.users.update(user.id, name="busy")
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        watcher.join()
+        assert seen
+        assert max(seen) <= 2
+        pool = s.health()["pool"]
+        assert pool["in_use"] == 0
+        assert pool["idle"] == len(_backend_pids(postgres_server_url, app)) <= 2
+
+
+def test_a_waiting_call_gets_the_connection_given_back(database_url: str) -> None:
+    """With the only connection held, a call waits and proceeds as soon as it is given back
+    (well before pool_timeout), on the same connection."""
+    with clonestore.open(database_url, pool_size=1, pool_timeout=20) as s:
+        _user(s)
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with s.transaction():
+                s.users.count()
+                holding.set()
+                release.wait(timeout=10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(timeout=10)
+        threading.Timer(0.2, release.set).start()
+        started = time.monotonic()
+        assert s.users.count() == 1
+        assert 0.15 <= time.monotonic() - started < 10
+        holder.join()
+        assert s.health()["pool"] == {"size": 1, "in_use": 0, "idle": 1}
+
+
+def test_stale_connections_are_renewed(database_url: str, postgres_server_url: str) -> None:
+    """A connection older than stale_timeout is closed and replaced, not reused."""
+    app = f"cs_test_{secrets.token_hex(4)}"
+    with clonestore.open(database_url, application_name=app, stale_timeout=0.3) as s:
+        _user(s)
+        first = _backend_pids(postgres_server_url, app)
+        assert len(first) == 1
+        assert s.users.count() == 1  # young: the same connection
+        assert _backend_pids(postgres_server_url, app) == first
+        time.sleep(0.5)
+        assert s.users.count() == 1
+        second = _backend_pids(postgres_server_url, app)
+        assert len(second) == 1
+        assert second != first
+
+
+def test_a_transaction_left_open_is_rolled_back_before_reuse(database_url: str) -> None:
+    """A connection given back inside a transaction (a BEGIN that never ended) is rolled
+    back first: the next caller sees none of it."""
+    with clonestore.open(database_url, pool_size=1) as s:
+        backend: Any = s.backend
+        # One call outside transaction() that leaves its transaction open (mode NONE).
+        backend._execute("BEGIN; CREATE TABLE left_open (x int)", None, 4)
+        assert s.health()["pool"]["idle"] == 1
+        assert backend._execute("SELECT to_regclass('left_open')", (), 1) == (None,)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
