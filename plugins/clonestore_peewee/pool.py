@@ -79,15 +79,12 @@ class ConnectionPool:
         self._waiting = 0
         self.closed = False
 
-    @property
-    def in_use(self) -> int:
-        """Connections checked out (or being opened)."""
-        return self._count - len(self._idle)
-
-    @property
-    def idle(self) -> int:
-        """Connections waiting in the pool."""
-        return len(self._idle)
+    def figures(self) -> dict[str, int]:
+        """``size``; ``in_use``: connections checked out (or being opened); ``idle``:
+        connections waiting in the pool (what ``health()["pool"]`` shows)."""
+        with self._lock:
+            idle = len(self._idle)
+            return {"size": self.size, "in_use": self._count - idle, "idle": idle}
 
     def _usable(self, entry: Connection, now: float) -> bool:
         stale = self._stale_after

@@ -544,7 +544,7 @@ class PostgresBackend(SQLBackend):
         return out
 
     def _pool_use(self) -> dict[str, int]:
-        return {"size": self.pool_size, "in_use": self._pool.in_use, "idle": self._pool.idle}
+        return self._pool.figures()
 
     def close(self) -> None:
         """Close every connection (and listener). Idempotent."""

@@ -267,29 +267,37 @@ def test_all_idle_connections_are_renewed_after_a_restart(
         assert failures == 1
 
 
+@contextlib.contextmanager
+def _connection_held(s: clonestore.Store) -> Iterator[threading.Event]:
+    """Another thread holds one of the store's connections (in a transaction) until the
+    event given is set."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with s.transaction():
+            s.users.count()
+            holding.set()
+            release.wait(timeout=10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(timeout=10)
+        yield release
+    finally:
+        release.set()
+        holder.join()
+
+
 def test_pool_exhaustion_is_storage_unavailable_after_pool_timeout(database_url: str) -> None:
     """With every connection taken, a call waits pool_timeout then raises StorageUnavailable."""
     with clonestore.open(database_url, pool_size=1, pool_timeout=0.3) as s:
         _user(s)
-        holding, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with s.transaction():
-                s.users.count()
-                holding.set()
-                release.wait(timeout=10)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            assert holding.wait(timeout=10)
+        with _connection_held(s):
             started = time.monotonic()
             with pytest.raises(StorageUnavailable, match="pool"):
                 s.users.count()
             assert 0.25 <= time.monotonic() - started < 5
-        finally:
-            release.set()
-            holder.join()
         assert s.users.count() == 1
 
 
@@ -371,22 +379,11 @@ def test_a_waiting_call_gets_the_connection_given_back(database_url: str) -> Non
     (well before pool_timeout), on the same connection."""
     with clonestore.open(database_url, pool_size=1, pool_timeout=20) as s:
         _user(s)
-        holding, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with s.transaction():
-                s.users.count()
-                holding.set()
-                release.wait(timeout=10)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert holding.wait(timeout=10)
-        threading.Timer(0.2, release.set).start()
-        started = time.monotonic()
-        assert s.users.count() == 1
-        assert 0.15 <= time.monotonic() - started < 10
-        holder.join()
+        with _connection_held(s) as release:
+            threading.Timer(0.2, release.set).start()
+            started = time.monotonic()
+            assert s.users.count() == 1
+            assert 0.15 <= time.monotonic() - started < 10
         assert s.health()["pool"] == {"size": 1, "in_use": 0, "idle": 1}
 
 
