@@ -169,10 +169,19 @@ def apply_changes(row: Row, changes: Mapping[str, Any]) -> Row:
 
 def copy_value(value: Any) -> Any:
     """A copy of a row value that shares no list or dict with it (the rest is immutable)."""
-    if type(value) is list:
-        return [copy_value(v) for v in value]
-    if type(value) is dict:
-        return {k: copy_value(v) for k, v in value.items()}
+    kind = type(value)
+    if kind is dict:
+        out = value.copy()  # in C; only nested lists and dicts need a call each
+        for key, item in out.items():
+            if type(item) is dict or type(item) is list:
+                out[key] = copy_value(item)
+        return out
+    if kind is list:
+        items = value[:]
+        for i, item in enumerate(items):
+            if type(item) is dict or type(item) is list:
+                items[i] = copy_value(item)
+        return items
     return value
 
 

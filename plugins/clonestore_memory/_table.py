@@ -183,6 +183,21 @@ class Table:
                 where = And(tuple(rest)) if len(rest) != 1 else rest[0]
             elif op in (("lte", "lt") if desc else ("gte", "gt")):
                 start.append(sort_key(value))
+            # What every row read satisfies needs no check per row: the live rows of a
+            # live index, and the prefix's equalities (reading stops past the prefix).
+            rest = [
+                c
+                for c in _conjuncts(where)
+                if not (
+                    isinstance(c, Cond)
+                    and (
+                        (index.live and c.column == "deleted_at" and c.op == "isnull"
+                         and c.value is True)
+                        or (c.op == "eq" and c.column in prefix and equal[c.column] == c.value)
+                    )
+                )
+            ]  # fmt: skip
+            where = And(tuple(rest)) if len(rest) != 1 else rest[0]
             return self._read(index, start, where, order, prefix, equal, end, after)
         return None
 
@@ -207,15 +222,16 @@ class Table:
         rows = self.rows
         out: list[Row] = []
         ties: list[Row] = []
+        check = not (type(where) is And and not where.items)  # an empty And holds always
         for id in index.ids(start, order[0].desc):
             row = rows[id]
-            if any(row[c] != equal[c] for c in prefix):
+            if prefix and any(row[c] != equal[c] for c in prefix):
                 break  # past the prefix: no more rows of it
             if after is not None:
                 if [row[c] for c in names] == list(after):
                     continue  # the cursor's row; every later one is past it
                 after = None
-            if not matches(where, row):
+            if check and not matches(where, row):
                 continue
             if one_way:
                 out.append(row)
