@@ -9,13 +9,17 @@ update, a page of 50, and create_many of 10,000 rows, through
 * SQLAlchemy 2 Core and ORM (a peer users would pick instead; left out when
   SQLAlchemy is not installed),
 
-and prints medians (µs per call; ms for bulk) and ratios. memory:// is timed
-with the same repository calls. Targets (DESIGN section 8): single-row calls
-within 2x of the raw driver on SQLite and 1.2x on PostgreSQL; bulk within 1.5x
-of ``execute_values``; memory:// at least 10x faster than sqlite://.
+at 1k, 10k and 100k seeded users (``--rows``), and prints medians (µs per
+call; ms for bulk) and ratios. Within each phase every call is timed in
+alternating rounds across the ways, so a slow moment of the shared machine
+weighs on all of them alike. memory:// is timed with the same repository
+calls. Targets (DESIGN section 8 and the issue "Costs that do not grow with
+the data"): point calls (get, find_by_email, create, update) within 2x of
+sqlite3 and 1.2x of psycopg2 and ahead of SQLAlchemy Core; bulk within 1.5x
+of ``execute_values``.
 
     python bench/bench_core.py                       # memory, sqlite, postgres
-    python bench/bench_core.py --backends memory,sqlite --calls 2000
+    python bench/bench_core.py --backends memory,sqlite --rows 1000 --calls 2000
     CLONESTORE_BENCH_POSTGRES_URL=postgresql://postgres@host/db python bench/bench_core.py
 
 PostgreSQL: a throwaway database is created on the server named by
@@ -40,28 +44,18 @@ from typing import Any
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import measure, throwaway_postgres
+from timing import measure_interleaved, throwaway_postgres
 
 OPS = ("get", "get_by_email", "create", "update", "page_50")
 BULK = "create_many"
 
 
-def median_us(fn: Callable[[int], Any], calls: int, warmup: int = 50) -> float:
-    """Median wall time of one call, in microseconds."""
-    return measure(fn, calls, warmup).p50_us
-
-
-def bulk_ms(fn: Callable[[int], Any], repeats: int) -> float:
-    """Median wall time of one bulk call, in milliseconds."""
-    samples = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn(i)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
-
-
 # ----------------------------------------------------------------------------- runners
+
+
+#: A way of timing: yields the calls of each phase (reads, single writes, bulk) by name,
+#: each taking the call's number.
+Phases = Iterator[dict[str, Callable[[int], Any]]]
 
 
 class Run:
@@ -73,30 +67,36 @@ class Run:
 
 
 def seed_users(store: clonestore.Store, n: int, tag: str) -> list[clonestore.User]:
-    return store.users.create_many(
-        {"email": f"seed-{tag}-{i}@example.com", "name": f"Seed {i}", "settings": {"i": i}}
-        for i in range(n)
-    )
+    seeded: list[clonestore.User] = []
+    for start in range(0, n, 10_000):
+        seeded += store.users.create_many(
+            {"email": f"seed-{tag}-{i}@example.com", "name": f"Seed {i}", "settings": {"i": i}}
+            for i in range(start, min(n, start + 10_000))
+        )
+    return seeded
 
 
-def time_clonestore(
-    store: clonestore.Store, seeded: list[clonestore.User], args: Any, run: Run
-) -> Iterator[None]:
+def analyze(store: clonestore.Store) -> None:
+    """Planner statistics as a running deployment has them (autovacuum on PostgreSQL,
+    PRAGMA optimize on SQLite), not as a fresh bulk load leaves them."""
+    store.backend.database.execute_sql("ANALYZE")  # type: ignore[attr-defined]
+
+
+def time_clonestore(store: clonestore.Store, seeded: list[clonestore.User], args: Any) -> Phases:
     users = store.users
     n = len(seeded)
-    run.us["get"] = median_us(lambda i: users.get(seeded[i % n].id), args.calls)
-    run.us["get_by_email"] = median_us(
-        lambda i: users.find_by_email(seeded[i % n].email), args.calls
-    )
-    run.us["page_50"] = median_us(lambda i: users.page(size=50), max(args.calls // 10, 50))
-    yield
+    yield {
+        "get": lambda i: users.get(seeded[i % n].id),
+        "get_by_email": lambda i: users.find_by_email(seeded[i % n].email),
+        "page_50": lambda i: users.page(size=50),
+    }
     tag = uuid.uuid4().hex[:8]
-    run.us["create"] = median_us(
-        lambda i: users.create(email=f"cs-{tag}-{i}@example.com", name="New", settings={"i": i}),
-        args.calls,
-    )
-    run.us["update"] = median_us(lambda i: users.update(seeded[i % n].id, name=f"N{i}"), args.calls)
-    yield
+    yield {
+        "create": lambda i: users.create(
+            email=f"cs-{tag}-{i}@example.com", name="New", settings={"i": i}
+        ),
+        "update": lambda i: users.update(seeded[i % n].id, name=f"N{i}"),
+    }
 
     def bulk(r: int) -> None:
         users.create_many(
@@ -104,10 +104,10 @@ def time_clonestore(
             for i in range(args.bulk)
         )
 
-    run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+    yield {BULK: bulk}
 
 
-def time_peewee(db: Any, seeded: list[clonestore.User], args: Any, run: Run) -> Iterator[None]:
+def time_peewee(db: Any, seeded: list[clonestore.User], args: Any) -> Phases:
     """Plain Peewee on the same tables, models reflected from the database."""
     from playhouse.reflection import generate_models
 
@@ -115,43 +115,35 @@ def time_peewee(db: Any, seeded: list[clonestore.User], args: Any, run: Run) -> 
     User = models["users"]
     template = User.select().limit(1).dicts().get()
     n = len(seeded)
-    run.us["get"] = median_us(lambda i: User.get_by_id(seeded[i % n].id), args.calls)
-    run.us["get_by_email"] = median_us(
-        lambda i: User.get(User.email_key == seeded[i % n].email.casefold()), args.calls
-    )
-    run.us["page_50"] = median_us(
-        lambda i: list(
+    yield {
+        "get": lambda i: User.get_by_id(seeded[i % n].id),
+        "get_by_email": lambda i: User.get(User.email_key == seeded[i % n].email.casefold()),
+        "page_50": lambda i: list(
             User.select().where(User.deleted_at.is_null()).order_by(User.created_at, User.id)
             .limit(51)
         ),
-        max(args.calls // 10, 50),
-    )
-    yield
+    }
     tag = uuid.uuid4().hex[:8]
 
     def row(i: int, prefix: str) -> dict[str, Any]:
         email = f"{prefix}-{tag}-{i}@example.com"
         return {**template, "id": str(uuid.uuid4()), "email": email, "email_key": email}
 
-    run.us["create"] = median_us(lambda i: User.insert(row(i, "pw")).execute(), args.calls)
-    run.us["update"] = median_us(
-        lambda i: User.update(name=f"P{i}", version=User.version + 1)
+    yield {
+        "create": lambda i: User.insert(row(i, "pw")).execute(),
+        "update": lambda i: User.update(name=f"P{i}", version=User.version + 1)
         .where(User.id == seeded[i % n].id)
         .execute(),
-        args.calls,
-    )
-    yield
+    }
 
     def bulk(r: int) -> None:
         with db.atomic():
             User.insert_many([row(i, f"pwb{r}") for i in range(args.bulk)]).execute()
 
-    run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+    yield {BULK: bulk}
 
 
-def time_sqlalchemy(
-    url: str, orm: bool, seeded: list[clonestore.User], args: Any, run: Run
-) -> Iterator[None]:
+def time_sqlalchemy(url: str, orm: bool, seeded: list[clonestore.User], args: Any) -> Phases:
     """SQLAlchemy 2 on the same tables (reflected): Core with one connection, or the ORM
     with a session per call (what a request handler does), both with compiled-statement
     caching as SQLAlchemy does by default."""
@@ -192,18 +184,14 @@ def time_sqlalchemy(
     )
     if not orm:
         conn = engine.connect()
-        run.us["get"] = median_us(
-            lambda i: conn.execute(by_id, {"id": seeded[i % n].id}).first(), args.calls
-        )
-        run.us["get_by_email"] = median_us(
-            lambda i: conn.execute(by_email, {"key": seeded[i % n].email.casefold()}).first(),
-            args.calls,
-        )
-        run.us["page_50"] = median_us(
-            lambda i: conn.execute(page).all(), max(args.calls // 10, 50)
-        )
+        yield {
+            "get": lambda i: conn.execute(by_id, {"id": seeded[i % n].id}).first(),
+            "get_by_email": lambda i: conn.execute(
+                by_email, {"key": seeded[i % n].email.casefold()}
+            ).first(),
+            "page_50": lambda i: conn.execute(page).all(),
+        }
         conn.rollback()
-        yield
 
         def create(i: int) -> None:
             conn.execute(sa.insert(users), row(i, "sac"))
@@ -217,15 +205,13 @@ def time_sqlalchemy(
             )
             conn.commit()
 
-        run.us["create"] = median_us(create, args.calls)
-        run.us["update"] = median_us(update, args.calls)
-        yield
+        yield {"create": create, "update": update}
 
         def bulk(r: int) -> None:
             conn.execute(sa.insert(users), [row(i, f"sacb{r}") for i in range(args.bulk)])
             conn.commit()
 
-        run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+        yield {BULK: bulk}
         conn.close()
     else:
         base = automap_base(metadata=meta)
@@ -252,10 +238,7 @@ def time_sqlalchemy(
                     .limit(51)
                 ).all()
 
-        run.us["get"] = median_us(get, args.calls)
-        run.us["get_by_email"] = median_us(find, args.calls)
-        run.us["page_50"] = median_us(page50, max(args.calls // 10, 50))
-        yield
+        yield {"get": get, "get_by_email": find, "page_50": page50}
 
         def create(i: int) -> None:
             with Session(engine) as session:
@@ -269,20 +252,18 @@ def time_sqlalchemy(
                 user.version = user.version + 1
                 session.commit()
 
-        run.us["create"] = median_us(create, args.calls)
-        run.us["update"] = median_us(update, args.calls)
-        yield
+        yield {"create": create, "update": update}
 
         def bulk(r: int) -> None:
             with Session(engine) as session:
                 session.add_all([User(**row(i, f"saob{r}")) for i in range(args.bulk)])
                 session.commit()
 
-        run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+        yield {BULK: bulk}
     engine.dispose()
 
 
-def _peers(url: str, seeded: list[clonestore.User], args: Any) -> list[tuple[Run, Any]]:
+def _peers(url: str, seeded: list[clonestore.User], args: Any) -> list[tuple[Run, Phases]]:
     """SQLAlchemy Core and ORM runs, when SQLAlchemy is installed (a bench-only peer)."""
     try:
         import sqlalchemy  # noqa: F401
@@ -291,14 +272,12 @@ def _peers(url: str, seeded: list[clonestore.User], args: Any) -> list[tuple[Run
         return []
     core, orm = Run("sqlalchemy core"), Run("sqlalchemy orm")
     return [
-        (core, time_sqlalchemy(url, False, seeded, args, core)),
-        (orm, time_sqlalchemy(url, True, seeded, args, orm)),
+        (core, time_sqlalchemy(url, False, seeded, args)),
+        (orm, time_sqlalchemy(url, True, seeded, args)),
     ]
 
 
-def time_raw(
-    conn: Any, paramstyle: str, seeded: list[clonestore.User], args: Any, run: Run
-) -> Iterator[None]:
+def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: Any) -> Phases:
     """The raw DB-API driver on the same tables: the floor."""
     p = "?" if paramstyle == "qmark" else "%s"
     cur = conn.cursor()
@@ -317,25 +296,20 @@ def time_raw(
         cur.execute(sql, params)
         return cur.fetchone()
 
-    run.us["get"] = median_us(
-        lambda i: fetch_one(f"SELECT * FROM users WHERE id = {p}", (seeded[i % n].id,)), args.calls
-    )
-    run.us["get_by_email"] = median_us(
-        lambda i: fetch_one(
-            f"SELECT * FROM users WHERE email_key = {p} AND deleted_at IS NULL LIMIT 1",
-            (seeded[i % n].email.casefold(),),
-        ),
-        args.calls,
-    )
-
     def page(i: int) -> list[Any]:
         cur.execute(
             "SELECT * FROM users WHERE deleted_at IS NULL ORDER BY created_at, id LIMIT 51"
         )
         return list(cur.fetchall())
 
-    run.us["page_50"] = median_us(page, max(args.calls // 10, 50))
-    yield
+    yield {
+        "get": lambda i: fetch_one(f"SELECT * FROM users WHERE id = {p}", (seeded[i % n].id,)),
+        "get_by_email": lambda i: fetch_one(
+            f"SELECT * FROM users WHERE email_key = {p} AND deleted_at IS NULL LIMIT 1",
+            (seeded[i % n].email.casefold(),),
+        ),
+        "page_50": page,
+    }
     tag = uuid.uuid4().hex[:8]
 
     def row(i: int, prefix: str) -> tuple[Any, ...]:
@@ -357,9 +331,7 @@ def time_raw(
         )
         conn.commit()
 
-    run.us["create"] = median_us(create, args.calls)
-    run.us["update"] = median_us(update, args.calls)
-    yield
+    yield {"create": create, "update": update}
 
     def bulk(r: int) -> None:
         rows = [row(i, f"rawb{r}") for i in range(args.bulk)]
@@ -372,19 +344,46 @@ def time_raw(
                            page_size=1000)
         conn.commit()
 
-    run.us[BULK] = bulk_ms(bulk, args.bulk_repeats)
+    yield {BULK: bulk}
 
 
-def in_phases(*timings: Iterator[None]) -> None:
-    """Advance every way of timing through the same phase before the next begins
-    (reads, then single writes, then bulk), so each phase sees tables of the same size."""
-    pending = list(timings)
+def in_phases(args: Any, *ways: tuple[Run, Phases]) -> None:
+    """Take every way through the same phase before the next begins (reads, then single
+    writes, then bulk), so each phase sees tables of the same size; within a phase each
+    call is timed in alternating rounds across the ways (a slow moment of the shared
+    machine weighs on all of them alike), its median kept in ``run.us``."""
+    pending = list(ways)
     while pending:
-        for timing in list(pending):
+        phase: dict[str, tuple[Run, dict[str, Callable[[int], Any]]]] = {}
+        for run, phases in list(pending):
             try:
-                next(timing)
+                phase[run.label] = (run, next(phases))
             except StopIteration:
-                pending.remove(timing)
+                pending.remove((run, phases))
+        ops = dict.fromkeys(op for _, calls in phase.values() for op in calls)
+        for op in ops:
+            timed = {label: calls[op] for label, (_, calls) in phase.items() if op in calls}
+            if op == BULK:
+                for label, ms in _bulk_rounds(timed, args.bulk_repeats).items():
+                    phase[label][0].us[op] = ms
+                continue
+            calls = max(args.calls // 10, 50) if op == "page_50" else args.calls
+            timings = measure_interleaved(
+                {label: (fn, calls) for label, fn in timed.items()}, rounds=10, warmup=50
+            )
+            for label, timing in timings.items():
+                phase[label][0].us[op] = timing.p50_us
+
+
+def _bulk_rounds(fns: dict[str, Callable[[int], Any]], repeats: int) -> dict[str, float]:
+    """Median ms of each bulk call, the ways taking turns."""
+    samples: dict[str, list[float]] = {label: [] for label in fns}
+    for r in range(repeats):
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            fn(r)
+            samples[label].append(time.perf_counter() - start)
+    return {label: statistics.median(values) * 1000 for label, values in samples.items()}
 
 
 # ----------------------------------------------------------------------------- backends
@@ -394,7 +393,7 @@ def bench_memory(args: Any) -> list[Run]:
     with clonestore.open("memory://") as store:
         seeded = seed_users(store, args.rows, "mem")
         run = Run("clonestore")
-        in_phases(time_clonestore(store, seeded, args, run))
+        in_phases(args, (run, time_clonestore(store, seeded, args)))
         return [run]
 
 
@@ -408,6 +407,7 @@ def bench_sqlite(args: Any) -> list[Run]:
         pragmas = {"journal_mode": "wal", "synchronous": "normal"}
         with clonestore.open(f"sqlite:///{path}") as store:
             seeded = seed_users(store, args.rows, "sqlite")
+            analyze(store)
             db = peewee.SqliteDatabase(path, pragmas=pragmas)
             conn = sqlite3.connect(path)
             for name, value in pragmas.items():
@@ -415,10 +415,11 @@ def bench_sqlite(args: Any) -> list[Run]:
             peers = _peers(f"sqlite:///{path}", seeded, args)
             runs += [run for run, _ in peers]
             in_phases(
-                time_clonestore(store, seeded, args, runs[0]),
-                time_peewee(db, seeded, args, runs[1]),
-                time_raw(conn, "qmark", seeded, args, runs[2]),
-                *(timing for _, timing in peers),
+                args,
+                (runs[0], time_clonestore(store, seeded, args)),
+                (runs[1], time_peewee(db, seeded, args)),
+                (runs[2], time_raw(conn, "qmark", seeded, args)),
+                *peers,
             )
             db.close()
             conn.close()
@@ -433,15 +434,17 @@ def bench_postgres(args: Any) -> list[Run]:
         runs = [Run("clonestore"), Run("peewee"), Run("raw driver")]
         with clonestore.open(url) as store:
             seeded = seed_users(store, args.rows, "pg")
+            analyze(store)
             db = connect(url)
             conn = psycopg2.connect(url)
             peers = _peers(url, seeded, args)
             runs += [run for run, _ in peers]
             in_phases(
-                time_clonestore(store, seeded, args, runs[0]),
-                time_peewee(db, seeded, args, runs[1]),
-                time_raw(conn, "format", seeded, args, runs[2]),
-                *(timing for _, timing in peers),
+                args,
+                (runs[0], time_clonestore(store, seeded, args)),
+                (runs[1], time_peewee(db, seeded, args)),
+                (runs[2], time_raw(conn, "format", seeded, args)),
+                *peers,
             )
             db.close()
             conn.close()
@@ -451,11 +454,11 @@ def bench_postgres(args: Any) -> list[Run]:
 # ----------------------------------------------------------------------------- report
 
 
-def report(results: dict[str, list[Run]]) -> None:
-    print(f"\n{'backend':<10} {'call':<14} " + " ".join(f"{r:>14}" for r in
+def report(results: dict[tuple[str, int], list[Run]]) -> None:
+    print(f"\n{'backend':<10} {'users':>7} {'call':<14} " + " ".join(f"{r:>14}" for r in
           ("clonestore", "peewee", "raw driver", "cs/raw", "peewee/raw", "sa core/raw",
            "sa orm/raw")))
-    for backend, runs in results.items():
+    for (backend, rows), runs in results.items():
         by = {r.label: r for r in runs}
         for op in (*OPS, BULK):
             cs = by["clonestore"].us[op]
@@ -471,20 +474,23 @@ def report(results: dict[str, list[Run]]) -> None:
 
             core = by["sqlalchemy core"].us[op] if "sqlalchemy core" in by else None
             orm = by["sqlalchemy orm"].us[op] if "sqlalchemy orm" in by else None
-            print(f"{backend:<10} {op:<14} {fmt(cs):>14} {fmt(pw):>14} {fmt(raw):>14} "
+            print(f"{backend:<10} {rows:>7} {op:<14} {fmt(cs):>14} {fmt(pw):>14} {fmt(raw):>14} "
                   f"{ratio(cs, raw):>14} {ratio(pw, raw):>14} {ratio(core, raw):>14} "
                   f"{ratio(orm, raw):>14}")
-    if "memory" in results and "sqlite" in results:
-        print("\nmemory:// speed-up over sqlite:// (same clonestore call):")
-        mem, lite = results["memory"][0].us, results["sqlite"][0].us
-        for op in (*OPS, BULK):
-            print(f"  {op:<14} {lite[op] / mem[op]:.1f}x")
+    for (backend, rows), runs in results.items():
+        if backend == "memory" and ("sqlite", rows) in results:
+            print(f"\nmemory:// speed-up over sqlite:// at {rows} users (same clonestore call):")
+            mem, lite = runs[0].us, results["sqlite", rows][0].us
+            for op in (*OPS, BULK):
+                print(f"  {op:<14} {lite[op] / mem[op]:.1f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="memory,sqlite,postgres")
-    parser.add_argument("--rows", type=int, default=1000, help="users seeded before timing")
+    parser.add_argument(
+        "--rows", default="1000,10000,100000", help="users seeded before timing (sizes, each run)"
+    )
     parser.add_argument("--calls", type=int, default=2000, help="timed calls per single-row op")
     parser.add_argument("--bulk", type=int, default=10_000, help="rows per create_many")
     parser.add_argument("--bulk-repeats", type=int, default=3)
@@ -496,12 +502,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     runners = {"memory": bench_memory, "sqlite": bench_sqlite, "postgres": bench_postgres}
-    results: dict[str, list[Run]] = {}
+    results: dict[tuple[str, int], list[Run]] = {}
     for name in args.backends.split(","):
         if name not in runners:
             parser.error(f"unknown backend {name!r}; choose from {', '.join(runners)}")
-        print(f"timing {name} ...", file=sys.stderr, flush=True)
-        results[name] = runners[name](args)
+        for rows in (int(n) for n in str(args.rows).split(",")):
+            print(f"timing {name} at {rows:,} users ...", file=sys.stderr, flush=True)
+            results[name, rows] = runners[name](argparse.Namespace(**{**vars(args), "rows": rows}))
     report(results)
     return 0
 
