@@ -12,7 +12,15 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Timing", "database", "measure", "measure_interleaved", "throwaway_postgres"]
+__all__ = [
+    "Timing",
+    "database",
+    "mariadb_connect",
+    "measure",
+    "measure_interleaved",
+    "throwaway_mariadb",
+    "throwaway_postgres",
+]
 
 
 class Timing:
@@ -92,6 +100,36 @@ def throwaway_postgres(server_url: str, prefix: str = "clonestore_bench") -> Ite
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def mariadb_connect(url: str, database: str | None = None) -> Any:
+    """A PyMySQL connection to the server of a ``mariadb://`` URL (and ``database``)."""
+    from urllib.parse import unquote
+
+    import pymysql
+
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+        user=unquote(parts.username or "root"), password=unquote(parts.password or ""),
+        database=database, charset="utf8mb4",
+    )  # fmt: skip
+
+
+@contextmanager
+def throwaway_mariadb(server_url: str, prefix: str = "clonestore_bench") -> Iterator[str]:
+    """A fresh MariaDB database on the server of ``server_url``, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = mariadb_connect(server_url)
+    admin.autocommit(True)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
 
 
