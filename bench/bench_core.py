@@ -5,7 +5,8 @@ update, a page of 50, and create_many of 10,000 rows, through
 
 * clonestore (``store.users``),
 * plain Peewee (models reflected from the same tables with playhouse.reflection),
-* the raw driver (sqlite3; psycopg2, with ``execute_values`` for bulk),
+* the raw driver (sqlite3, the very module Peewee runs on, pysqlite3's when
+  installed; psycopg2, with ``execute_values`` for bulk),
 * SQLAlchemy 2 Core and ORM (a peer users would pick instead; left out when
   SQLAlchemy is not installed),
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -40,6 +40,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from peewee import (
+    sqlite3,  # the driver module Peewee (so clonestore) runs on: pysqlite3 if installed
+)
 
 import clonestore
 
@@ -151,7 +155,11 @@ def time_sqlalchemy(url: str, orm: bool, seeded: list[clonestore.User], args: An
     from sqlalchemy.ext.automap import automap_base
     from sqlalchemy.orm import Session
 
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    engine = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg2://", 1),
+        # On SQLite, the same driver module (and SQLite library) as the other ways.
+        **({"module": sqlite3} if url.startswith("sqlite") else {}),
+    )
     if url.startswith("sqlite"):
         # The same durability as the other ways: WAL with synchronous=NORMAL.
         @sa.event.listens_for(engine, "connect")

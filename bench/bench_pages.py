@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from peewee import (
+    sqlite3,  # the driver module Peewee (so clonestore) runs on: pysqlite3 if installed
+)
 
 import clonestore
 
