@@ -48,7 +48,7 @@ from peewee import (
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import measure_interleaved, throwaway_postgres
+from timing import add_postgres_url, measure_interleaved, throwaway_postgres
 
 OPS = ("get", "get_by_email", "create", "update", "page_50")
 BULK = "create_many"
@@ -502,12 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2000, help="timed calls per single-row op")
     parser.add_argument("--bulk", type=int, default=10_000, help="rows per create_many")
     parser.add_argument("--bulk-repeats", type=int, default=3)
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
-        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgres_url(parser)
     args = parser.parse_args(argv)
     runners = {"memory": bench_memory, "sqlite": bench_sqlite, "postgres": bench_postgres}
     results: dict[tuple[str, int], list[Run]] = {}

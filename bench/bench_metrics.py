@@ -33,7 +33,7 @@ from typing import Any
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import Timing, database, measure_interleaved
+from timing import Timing, add_postgres_url, database, measure_interleaved
 
 TARGET = 1.10
 
@@ -106,12 +106,7 @@ def main() -> int:
     parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
-        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgres_url(parser)
     args = parser.parse_args()
     ratios = {}
     for backend in args.backends.split(","):

@@ -36,7 +36,7 @@ from peewee import (
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import database, measure_interleaved
+from timing import add_postgres_url, database, measure_interleaved
 
 SHAPES = ("first page", "deep page", "owner's page")
 
@@ -141,12 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--calls", type=int, default=300, help="timed calls per shape")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
-        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgres_url(parser)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[tuple[str, int], dict[str, tuple[float, float | None]]] = {}

@@ -42,7 +42,7 @@ import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rate_limit_peers import RawUpsert, limits_limiter, pyrate_limiter
-from timing import Timing, database, measure, measure_interleaved
+from timing import Timing, add_postgres_url, database, measure, measure_interleaved
 
 LIMIT = 100
 EXACT_THREADS = 8
@@ -314,12 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per measurement")
     parser.add_argument("--peer-calls", type=int, default=1000, help="timed calls for peers")
     parser.add_argument("--writes", type=int, default=1000, help="timed writes (audit)")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
-        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgres_url(parser)
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
     audits: dict[str, Any] = {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import random
 import secrets
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import measure_interleaved, throwaway_postgres
+from timing import add_postgres_url, measure_interleaved, throughput, throwaway_postgres
 
 import clonestore
 from tests.servers import PostgresPair, RedisCluster, delete_prefixed
@@ -52,31 +51,10 @@ FROZEN = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def _throughput(store: clonestore.Store, ids: list[str], seconds: float) -> float:
-    """users.get per second from THREADS threads for ``seconds``."""
-    stop = threading.Event()
-    counts = [0] * THREADS
-    start = threading.Barrier(THREADS + 1)
-
-    def work(n: int) -> None:
-        rng = random.Random(n)
-        get = store.users.get
-        start.wait()
-        done = 0
-        while not stop.is_set():
-            get(rng.choice(ids))
-            done += 1
-        counts[n] = done
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - began)
+    """users.get of random users per second from THREADS threads for ``seconds``."""
+    rng = random.Random(0)
+    get = store.users.get
+    return throughput(lambda i: get(rng.choice(ids)), THREADS, seconds)
 
 
 def _stale_reads(store: clonestore.Store, ids: list[str], rounds: int) -> tuple[int, int]:
@@ -300,12 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="rounds of 1 s per setup")
     parser.add_argument("--rounds", type=int, default=40, help="write+read rounds per thread")
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per measurement")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
-        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgres_url(parser)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
     ok = True

@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ import psycopg2
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import throwaway_postgres
+from timing import add_postgres_url, throughput, throwaway_postgres
 
 POOL = 4
 
@@ -67,42 +66,11 @@ class RawPool:
             conn.close()
 
 
-def throughput(call: Callable[[int], Any], threads: int, seconds: float) -> float:
-    """Calls per second of ``call`` from ``threads`` threads for ``seconds``."""
-    counts = [0] * threads
-    stop = threading.Event()
-    start = threading.Barrier(threads + 1)
-
-    def worker(k: int) -> None:
-        start.wait()
-        i = k
-        while not stop.is_set():
-            call(i)
-            i += threads
-            counts[k] += 1
-
-    workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    start.wait()
-    began = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for w in workers:
-        w.join()
-    return sum(counts) / (time.perf_counter() - began)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one window")
     parser.add_argument("--rounds", type=int, default=6, help="windows per way")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
-        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgres_url(parser)
     args = parser.parse_args(argv)
     with (
         throwaway_postgres(args.postgres_url) as url,

@@ -38,7 +38,7 @@ from typing import Any
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import database, measure_interleaved
+from timing import add_postgres_url, database, measure_interleaved
 
 TARGET = 1.2
 TURN: dict[str, Any] = {
@@ -185,12 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--calls", type=int, default=2000, help="timed calls per measurement")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
-        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgres_url(parser)
     args = parser.parse_args(argv)
     results: dict[str, dict[str, float]] = {}
     for backend in args.backends.split(","):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
+import os
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,10 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "Timing",
+    "add_postgres_url",
     "database",
     "mariadb_connect",
     "measure",
     "measure_interleaved",
+    "throughput",
     "throwaway_mariadb",
     "throwaway_postgres",
 ]
@@ -75,6 +80,45 @@ def measure_interleaved(
             finally:
                 gc.enable()
     return {label: Timing(values) for label, values in samples.items()}
+
+
+def throughput(call: Callable[[int], Any], threads: int, seconds: float) -> float:
+    """Calls per second of ``call`` from ``threads`` threads released together, for
+    ``seconds`` (each thread numbers its calls k, k + threads, k + 2 * threads...)."""
+    counts = [0] * threads
+    stop = threading.Event()
+    start = threading.Barrier(threads + 1)
+
+    def worker(k: int) -> None:
+        start.wait()
+        i = k
+        while not stop.is_set():
+            call(i)
+            i += threads
+            counts[k] += 1
+
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def add_postgres_url(parser: argparse.ArgumentParser) -> None:
+    """``--postgres-url``: the server throwaway databases are made on (default
+    ``$CLONESTORE_BENCH_POSTGRES_URL``, then ``$CLONESTORE_TEST_POSTGRES_URL``, then
+    postgresql://postgres@127.0.0.1:5432/postgres)."""
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CLONESTORE_BENCH_POSTGRES_URL")
+        or os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
 
 
 # ----------------------------------------------------------------------------- databases
