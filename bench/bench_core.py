@@ -6,7 +6,8 @@ update, a page of 50, and create_many of 10,000 rows, through
 * clonestore (``store.users``),
 * plain Peewee (models reflected from the same tables with playhouse.reflection),
 * the raw driver (sqlite3, the very module Peewee runs on, pysqlite3's when
-  installed; psycopg2, with ``execute_values`` for bulk),
+  installed; psycopg2, with ``execute_values`` for bulk; PyMySQL, whose ``executemany``
+  sends multi-row inserts),
 * SQLAlchemy 2 Core and ORM (a peer users would pick instead; left out when
   SQLAlchemy is not installed),
 
@@ -19,7 +20,7 @@ the data"): point calls (get, find_by_email, create, update) within 2x of
 sqlite3 and 1.2x of psycopg2 and ahead of SQLAlchemy Core; bulk within 1.5x
 of ``execute_values``.
 
-    python bench/bench_core.py                       # memory, sqlite, postgres
+    python bench/bench_core.py                       # memory, sqlite, postgres, mariadb
     python bench/bench_core.py --backends memory,sqlite --rows 1000 --calls 2000
     CLONESTORE_BENCH_POSTGRES_URL=postgresql://postgres@host/db python bench/bench_core.py
 
@@ -27,6 +28,9 @@ PostgreSQL: a throwaway database is created on the server named by
 ``--postgres-url`` (default: ``$CLONESTORE_BENCH_POSTGRES_URL``, then
 ``$CLONESTORE_TEST_POSTGRES_URL``, then postgresql://postgres@127.0.0.1:5432/postgres)
 and dropped afterwards.
+MariaDB: the same on ``--mariadb-url`` (default: ``$CLONESTORE_BENCH_MARIADB_URL``,
+then ``$CLONESTORE_TEST_MARIADB_URL``, then mariadb://root@127.0.0.1:3306/), against
+clonestore and raw PyMySQL only.
 """
 
 from __future__ import annotations
@@ -48,7 +52,13 @@ from peewee import (
 import clonestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import add_postgres_url, measure_interleaved, throwaway_postgres
+from timing import (
+    add_postgres_url,
+    mariadb_connect,
+    measure_interleaved,
+    throwaway_mariadb,
+    throwaway_postgres,
+)
 
 OPS = ("get", "get_by_email", "create", "update", "page_50")
 BULK = "create_many"
@@ -292,7 +302,11 @@ def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: An
     cur.execute("SELECT * FROM users LIMIT 1")
     columns = [d[0] for d in cur.description]
     template = list(cur.fetchone())
-    if paramstyle != "qmark":
+    # MariaDB's generated scope columns (its partial uniques) are not written.
+    kept = [i for i, name in enumerate(columns) if not name.endswith("_scope")]
+    columns, template = [columns[i] for i in kept], [template[i] for i in kept]
+    pymysql = type(conn).__module__.startswith("pymysql")
+    if paramstyle != "qmark" and not pymysql:
         from psycopg2.extras import Json
 
         # psycopg2 reads json columns as dicts; send them back as JSON.
@@ -343,8 +357,8 @@ def time_raw(conn: Any, paramstyle: str, seeded: list[clonestore.User], args: An
 
     def bulk(r: int) -> None:
         rows = [row(i, f"rawb{r}") for i in range(args.bulk)]
-        if paramstyle == "qmark":
-            cur.executemany(insert, rows)
+        if paramstyle == "qmark" or pymysql:
+            cur.executemany(insert, rows)  # PyMySQL: multi-row INSERTs
         else:
             from psycopg2.extras import execute_values
 
@@ -459,6 +473,26 @@ def bench_postgres(args: Any) -> list[Run]:
     return runs
 
 
+def bench_mariadb(args: Any) -> list[Run]:
+    with throwaway_mariadb(args.mariadb_url) as url:
+        runs = [Run("clonestore"), Run("raw driver")]
+        with clonestore.open(url) as store:
+            seeded = seed_users(store, args.rows, "maria")
+            store.backend.database.execute_sql("ANALYZE TABLE users")  # type: ignore[attr-defined]
+            conn = mariadb_connect(url, url.rsplit("/", 1)[1])
+            try:
+                with conn.cursor() as cur:  # the session clonestore's connections run with
+                    cur.execute("SET time_zone = '+00:00', tx_isolation = 'READ-COMMITTED'")
+                in_phases(
+                    args,
+                    (runs[0], time_clonestore(store, seeded, args)),
+                    (runs[1], time_raw(conn, "format", seeded, args)),
+                )
+            finally:
+                conn.close()  # else its open transaction keeps the database from dropping
+    return runs
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -495,7 +529,7 @@ def report(results: dict[tuple[str, int], list[Run]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="memory,sqlite,postgres")
+    parser.add_argument("--backends", default="memory,sqlite,postgres,mariadb")
     parser.add_argument(
         "--rows", default="1000,10000,100000", help="users seeded before timing (sizes, each run)"
     )
@@ -503,8 +537,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bulk", type=int, default=10_000, help="rows per create_many")
     parser.add_argument("--bulk-repeats", type=int, default=3)
     add_postgres_url(parser)
+    parser.add_argument(
+        "--mariadb-url",
+        default=os.environ.get("CLONESTORE_BENCH_MARIADB_URL")
+        or os.environ.get("CLONESTORE_TEST_MARIADB_URL")
+        or "mariadb://root@127.0.0.1:3306/",
+    )
     args = parser.parse_args(argv)
-    runners = {"memory": bench_memory, "sqlite": bench_sqlite, "postgres": bench_postgres}
+    runners = {
+        "memory": bench_memory,
+        "sqlite": bench_sqlite,
+        "postgres": bench_postgres,
+        "mariadb": bench_mariadb,
+    }
     results: dict[tuple[str, int], list[Run]] = {}
     for name in args.backends.split(","):
         if name not in runners:
