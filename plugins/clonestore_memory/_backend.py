@@ -47,10 +47,12 @@ class MemoryBackend:
     #: in Python with :func:`clonestore.spi.append_only_allows`, ``ephemeral``
     #: trivially (nothing here survives the process), ``vector_search`` exactly,
     #: ``update_and_insert`` under one hold of the lock, ``upsert_returning`` by
-    #: copying out only the columns asked for.
+    #: copying out only the columns asked for, ``bulk_copy`` as the reference of a
+    #: large ``insert_many``: every row under one hold of the lock, all or none.
     capabilities: frozenset[str] = frozenset(
         {
             "vector_search",
+            "bulk_copy",
             "listen_notify",
             "append_only",
             "ephemeral",
