@@ -20,15 +20,19 @@ grow with N. Setup writes rows with ``create_many`` in batches.
 
     python bench/bench_vectors.py                               # all sizes, all backends
     python bench/bench_vectors.py --sizes 1000,10000 --backends memory,sqlite
+    python bench/bench_vectors.py --backends pgvector,postgres --postgres postgresql://...
 
 Backends: ``memory``, ``sqlite`` (sqlite-vec), ``sqlite-portable``
-(``vector_extension=false``). Each is a function in ``BACKENDS`` returning the
-store and its raw query; other backends add theirs there.
+(``vector_extension=false``), ``pgvector`` (``--pgvector URL``, default a throwaway
+pgserver) and ``postgres`` (``--postgres URL``: a server without pgvector, the SQL
+fallback, against the same distance written by hand in SQL). Each is a function in
+``BACKENDS`` returning the store and its raw query; other backends add theirs there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -142,11 +146,65 @@ def _sqlite(extension: bool) -> Setup:
     return setup
 
 
+#: PostgreSQL servers: ``pgvector`` one with pgvector (default: a throwaway pgserver),
+#: ``postgres`` one without it (``--postgres``), for the SQL fallback.
+SERVERS: dict[str, str] = {}
+
+
+def _postgres(kind: str) -> Setup:
+    """pgvector, compared with its raw ``ORDER BY embedding_vec <=> q LIMIT 10``; or a
+    server without it (the SQL fallback), compared with the same distance written by
+    hand in SQL over the stored arrays (the fastest query that server offers)."""
+
+    @contextmanager
+    def setup(folder: str, n: int, mine: np.ndarray, theirs: list[np.ndarray]) -> Iterator[Any]:
+        import psycopg2
+        from timing import throwaway_postgres
+
+        with throwaway_postgres(SERVERS[kind], "bench_vectors") as url:
+            store = clonestore.open(url)
+            engine = store.health()["vector_search"]["engine"]
+            assert engine == ("pgvector" if kind == "pgvector" else "sql"), engine
+            user = _fill(store, mine, theirs)
+            conn = psycopg2.connect(url)
+            cursor = conn.cursor()
+            cursor.execute("ANALYZE memories")
+            columns = ", ".join(f'"{c}"' for c in store.tables["memories"].by_name)
+            if kind == "pgvector":
+                distance = "embedding_vec <=> %s::vector"
+            else:
+                distance = (
+                    "(SELECT 1 - sum(x * y) / sqrt(sum(x * x) * sum(y * y)) "
+                    "FROM unnest(embedding, %s::float8[]) AS t(x, y))"
+                )
+            sql = (
+                f"SELECT {columns}, {distance} AS d FROM memories "
+                "WHERE user_id = %s AND deleted_at IS NULL ORDER BY d LIMIT 10"
+            )
+
+            def raw(query: np.ndarray) -> Any:
+                value: Any = "[" + ",".join(map(repr, query.tolist())) + "]"
+                if kind != "pgvector":
+                    value = query.tolist()
+                cursor.execute(sql, (value, user))
+                return cursor.fetchall()
+
+            try:
+                yield store, user, raw
+            finally:
+                conn.close()
+                store.close()
+
+    return setup
+
+
 #: Backend name -> setup (in the order run: sqlite-portable reads sqlite's raw tables).
 BACKENDS: dict[str, Setup] = {
     "memory": _memory,
     "sqlite": _sqlite(True),
     "sqlite-portable": _sqlite(False),
+    "pgvector": _postgres("pgvector"),
+    "postgres": _postgres("postgres"),
 }
 
 
@@ -230,14 +288,38 @@ def _print(r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--backends", help="default: all (postgres only with --postgres)")
     parser.add_argument("--calls", type=int, default=40, help="timed calls per way and size")
+    parser.add_argument("--pgvector", help="a PostgreSQL with pgvector (default: pgserver)")
+    parser.add_argument("--postgres", help="a PostgreSQL without pgvector (backend postgres)")
     args = parser.parse_args()
+    backends = (
+        args.backends.split(",")
+        if args.backends
+        else [name for name in BACKENDS if name != "postgres" or args.postgres]
+    )
+    if "postgres" in backends:
+        if not args.postgres:
+            parser.error("backend postgres needs --postgres URL (a server without pgvector)")
+        SERVERS["postgres"] = args.postgres
+    with contextlib.ExitStack() as stack:
+        if "pgvector" in backends:
+            SERVERS["pgvector"] = args.pgvector or stack.enter_context(_pgserver())
+        _table(args, backends)
+
+
+def _pgserver() -> AbstractContextManager[str]:
+    from bench_pg_vectors import pgserver_url
+
+    return pgserver_url()
+
+
+def _table(args: argparse.Namespace, backends: list[str]) -> None:
     print(
         "| backend | memories | similar p50 ms | raw p50 ms | ratio | old scan p50 ms "
         "| KiB per call | old scan KiB | setup s |\n|---|---|---|---|---|---|---|---|---|"
     )
-    run([int(s) for s in args.sizes.split(",")], args.backends.split(","), args.calls)
+    run([int(s) for s in args.sizes.split(",")], backends, args.calls)
 
 
 if __name__ == "__main__":
