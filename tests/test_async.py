@@ -185,16 +185,13 @@ def test_cancelled_task_rolls_back_and_frees_the_store(clonestore_url: str) -> N
     _run(main())
 
 
-def test_task_cancelled_while_its_statement_runs_rolls_back(tmp_path: Any) -> None:
+def test_task_cancelled_while_its_statement_runs_rolls_back(postgres_url: str) -> None:
     """On PostgreSQL, a task cancelled while the server runs its statement (inside a
     transaction) rolls back: the row it wrote before is gone, and the store's single
     connection serves the next call."""
-    import os
-
     from clonestore_peewee.backend import NONE
 
-    url = os.environ.get("CLONESTORE_TEST_POSTGRES_URL")
-    assert url, "CLONESTORE_TEST_POSTGRES_URL names the PostgreSQL server of the tests"
+    url = postgres_url
 
     async def main() -> None:
         store = await _opened(url, **_one_connection(url))
@@ -312,3 +309,28 @@ def test_readme_async_example_runs() -> None:
     block = text.split("<!-- async-example:start -->")[1].split("<!-- async-example:end -->")[0]
     code = block.split("```python\n", 1)[1].rsplit("```", 1)[0]
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_sync_and_async_stores_on_one_sqlite_file_share_its_lock(tmp_path: Any) -> None:
+    """A synchronous and an async store on one SQLite file run the same SQLite library
+    (pysqlite3's when installed), so they see each other's locks: while the synchronous
+    store holds a write transaction, the async store's write waits and then fails with
+    StorageUnavailable instead of writing beside it (two libraries in one process would
+    each think they hold the file alone)."""
+    url = "sqlite:///" + str(tmp_path / "shared.db")
+
+    async def main() -> None:
+        with clonestore.open(url) as sync:
+            store = await clonestore.open_async(url, busy_timeout=0.3)
+            try:
+                with sync.transaction():
+                    sync.users.create(email="sync@example.com", name="Sync")
+                    with pytest.raises(clonestore.StorageUnavailable):
+                        await store.users.create(email="async@example.com", name="Async")
+                assert [u.email for u in await store.users.find_many()] == ["sync@example.com"]
+                await store.users.create(email="async@example.com", name="Async")
+                assert sync.users.count() == 2
+            finally:
+                await store.close()
+
+    _run(main())

@@ -33,7 +33,7 @@ from .backend import ALL, MANY, ONE, ROWCOUNT, SQLBackend, _TxState
 from .errors import closed_error
 from .fields import SQLITE_TYPES
 from .options import positive_int, read_options
-from .sqlite import OPTIONS, SqliteBackend, _parse_path
+from .sqlite import DRIVER, OPTIONS, SqliteBackend, _parse_path
 from .sqlite_vectors import SqliteVectors
 
 __all__ = ["AsyncSqliteBackend"]
@@ -99,8 +99,8 @@ class AsyncSqliteBackend(AsyncConnections, SqliteBackend):
 
     begin_sql = "BEGIN IMMEDIATE"
     fetch = staticmethod(_fetch)
-    #: No ``vector_search``: aiosqlite's connections (the standard library's sqlite3)
-    #: load no extension and take no aggregate function, so the core scores vectors;
+    #: No ``vector_search``: the connections live in aiosqlite's threads, where this
+    #: backend loads no extension and registers no aggregate, so the core scores vectors;
     #: writes mark the vector tables a sqlite-vec backend keeps as stale.
     capabilities: frozenset[str] = SqliteBackend.capabilities - {"vector_search"}
 
@@ -139,8 +139,15 @@ class AsyncSqliteBackend(AsyncConnections, SqliteBackend):
         return f"<AsyncSqliteBackend {self.label}{' closed' if self._closed else ''}>"
 
     async def _connect(self) -> Any:
+        # aiosqlite's thread runs a connection of the driver the synchronous backend uses
+        # (pysqlite3 when installed), never the standard library's by default: two SQLite
+        # libraries in one process do not see each other's locks on a file, so a sync and
+        # an async store on one file could both write at once.
+        path = self.path
         try:
-            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            conn = await aiosqlite.Connection(
+                lambda: DRIVER.connect(path, isolation_level=None), iter_chunk_size=64
+            )
             await self.database._add_conn_hooks(conn)
         except Exception as exc:
             raise self.translate(exc) from exc
