@@ -429,8 +429,9 @@ MUST_FAIL = {
 
 #: Broken URL -> the kit's tests that must each fail on it, run on their own (selected with
 #: -k, as a backend author would): the holes a third party's MariaDB backend slipped
-#: through in the kit's first edition, and vector search's (wrong ties, deleted rows, other
-#: owners, zero vectors). ``{tmp}`` is the test's directory.
+#: through in the kit's first edition (the in-tree mariadb:// backend now passes the whole
+#: kit in the matrix of tests/conftest.py), and vector search's (wrong ties, deleted rows,
+#: other owners, zero vectors). ``{tmp}`` is the test's directory.
 MUST_FAIL_ALONE = {
     "broken-unique-collation://": [
         "test_unique_keys_compare_code_point_for_code_point",
