@@ -8,7 +8,8 @@ pool_size          10       connections kept at most
 pool_timeout       10       seconds to wait for a free connection, then
                             ``StorageUnavailable``
 connect_timeout    5        seconds to wait for the server when connecting
-stale_timeout      300      seconds after which an idle connection is renewed
+stale_timeout      300      seconds after which a connection (from when it
+                            was opened) is closed instead of reused
 statement_timeout  none     seconds a statement may run (server-side)
 application_name   clone..  shown in ``pg_stat_activity``
 sslmode, ...                passed to libpq: sslmode, sslrootcert, sslcert,
