@@ -314,8 +314,13 @@ class SQLBackend(abc.ABC):
         """Matching rows in ``order``, after ``offset``, at most ``limit``."""
         info = self._tables.get(table.name) or self.table_info(table)
         values: list[Any] = []
-        statement = self.select_statement(info, where, values, order, limit is not None, offset)
-        if limit is not None:
+        # LIMIT 1 (point lookups: find_by_email, find_one, exists) is written into the
+        # SQL: SQLite runs a unique-index lookup about twice as slow with a bound LIMIT.
+        one = limit == 1
+        statement = self.select_statement(
+            info, where, values, order, limit is not None and not one, offset, literal_limit=one
+        )
+        if limit is not None and not one:
             values.append(limit)
         if offset:
             values.append(offset)
@@ -331,16 +336,21 @@ class SQLBackend(abc.ABC):
         order: Sequence[OrderBy] = (),
         limit: bool = False,
         offset: int = 0,
+        literal_limit: bool = False,
     ) -> Any:
-        """The cached ``SELECT`` of this shape; appends ``where``'s values to ``values``."""
+        """The cached ``SELECT`` of this shape; appends ``where``'s values to ``values``
+        (``limit``: a ``LIMIT ?`` taking the next value; ``literal_limit``: ``LIMIT 1``)."""
         shape = walk(where, values, self.compiler.small_in)
         order_key = tuple([(o.column, o.desc) for o in order]) if order else ()
-        key = ("select", info.name, shape, order_key, limit, offset != 0)
+        key = ("select", info.name, shape, order_key, limit, literal_limit, offset != 0)
         compiler = self.compiler
         statement = compiler.cache.get(key)
         if statement is None:
             statement = compiler.keep(
-                key, select_statement(compiler, info, where, order, limit, offset != 0)
+                key,
+                select_statement(
+                    compiler, info, where, order, limit, offset != 0, literal_limit=literal_limit
+                ),
             )
         return statement
 

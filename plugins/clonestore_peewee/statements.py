@@ -47,14 +47,17 @@ def select_statement(
     limit: bool,
     offset: bool,
     lock: bool = False,
+    literal_limit: bool = False,
 ) -> Statement:
     """``SELECT columns ... ORDER BY ... LIMIT ? OFFSET ?`` (``lock``: ``FOR UPDATE``,
-    on engines that have it)."""
+    on engines that have it; ``literal_limit``: ``LIMIT 1`` in the text)."""
     slots = Slots()
     query = _where(compiler, info.model.select(*info.columns), info, where, slots)
     if order:
         query = query.order_by(*compiler.ordering(info, order))
-    if limit:
+    if literal_limit:
+        query = query.limit(SQL("1"))
+    elif limit:
         query = query.limit(slots.new())
     if offset:
         query = query.offset(slots.new())
