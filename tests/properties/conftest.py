@@ -12,12 +12,17 @@ from clonestore.testing.differential import Stores
 
 @pytest.fixture(scope="module")
 def differential_stores(
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, mariadb_url: str
 ) -> Iterator[Stores]:
-    """memory:// (the oracle), a SQLite file and PostgreSQL in lockstep, sharing one clock
-    (overrides the kit's memory-and-one-URL pair)."""
+    """memory:// (the oracle), a SQLite file, PostgreSQL and MariaDB in lockstep, sharing
+    one clock (overrides the kit's memory-and-one-URL pair)."""
     path: Path = tmp_path_factory.mktemp("equivalence") / "store.db"
-    urls = {"memory": "memory://", "sqlite": f"sqlite:///{path}", "postgres": postgres_url}
+    urls = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{path}",
+        "postgres": postgres_url,
+        "mariadb": mariadb_url,
+    }
     stores = Stores(urls)
     try:
         yield stores
