@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
+
+from peewee import sqlite3  # the driver Peewee (so clonestore) runs on: pysqlite3 if installed
 
 import clonestore
 

@@ -5,7 +5,6 @@ optional imports: a missing one returns None and is skipped."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -13,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
+
+from peewee import sqlite3  # the driver Peewee (so clonestore) runs on: pysqlite3 if installed
 
 RAW_UPSERT = (
     "INSERT INTO ratelimit_windows (id, user_id, endpoint, window_seconds, window_start, "

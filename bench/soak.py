@@ -8,8 +8,10 @@ Threads create users, sessions, turns, memories and update users (with
 ``expected_version``) while a fault injector runs: on PostgreSQL it
 terminates the store's connections (``pg_terminate_backend``) at random
 intervals, on MariaDB it ``KILL``s the connections to the soak's database; on
-SQLite a competing connection (its own sqlite3 connection, as another process
-would have) holds the write lock for random spells.
+SQLite a competing connection of its own holds the write lock for random spells
+(opened with the driver clonestore runs on: two SQLite libraries in one process,
+such as pysqlite3's and the standard library's, do not see each other's locks and
+corrupt the file between them).
 Every write that returned success is recorded; at the end each is read back,
 and every session's totals are compared with the sum of its turns.
 
@@ -25,7 +27,6 @@ import argparse
 import collections
 import multiprocessing
 import random
-import sqlite3
 import sys
 import threading
 import time
@@ -34,6 +35,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
+
+from peewee import sqlite3  # the driver Peewee (so clonestore) runs on: pysqlite3 if installed
 
 import clonestore
 from clonestore import ClonestoreError, Conflict
