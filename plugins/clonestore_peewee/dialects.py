@@ -193,8 +193,13 @@ class _SqliteDialect(Dialect):
 
     def list_overlap(self, field: Any, param: Any) -> Any:
         wanted = peewee.Select([fn.json_each(param)], [Entity("value")])
-        found = peewee.Select([fn.json_each(field).alias("item")], [_ONE]).where(
-            Entity("item", "value").in_(wanted)
+        # LIMIT 1: SQLite 3.51's EXISTS-to-join rewrite (which skips subqueries with a
+        # LIMIT) gave a row once per matching item under an OFFSET, so a row whose list
+        # repeats a wanted item was counted twice.
+        found = (
+            peewee.Select([fn.json_each(field).alias("item")], [_ONE])
+            .where(Entity("item", "value").in_(wanted))
+            .limit(1)
         )
         return fn.EXISTS(found)
 

@@ -143,6 +143,27 @@ def test_find_many_list_contains_and_overlap(store_factory: StoreFactory) -> Non
     assert repo.find_many(where={"tags__overlap": []}) == []
 
 
+def test_list_lookups_count_a_row_once_when_its_items_repeat(
+    store_factory: StoreFactory,
+) -> None:
+    """A row whose list repeats wanted items is one row to offsets, pages and counts."""
+    # SQLite 3.51 rewrote overlap's EXISTS into a join that listed it once per item.
+    store = store_factory(clock=FrozenClock(step=1))
+    user = new_user(store)
+    a = new_document(store, user, tags=["a", "a", "b", "a"])
+    b = new_document(store, user, tags=["a"])
+    repo = store.documents
+    for where in ({"tags__overlap": ["a", "b"]}, {"tags__contains": ["a"]}):
+        assert repo.find_many(where=where) == [a, b]
+        assert repo.find_many(where=where, offset=1) == [b]
+        assert repo.find_many(where=where, offset=2) == []
+        assert repo.find_many(where=where, limit=1, offset=1) == [b]
+        assert repo.count(where=where) == 2
+        first = repo.page(where=where, size=1)
+        assert first.items == [a]
+        assert repo.page(where=where, size=1, cursor=first.next_cursor).items == [b]
+
+
 def test_find_many_text_patterns(store_factory: StoreFactory) -> None:
     """contains, startswith and endswith on text are literal and case-sensitive."""
     store = store_factory(clock=FrozenClock(step=1))
