@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -25,7 +27,17 @@ import psycopg2
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEPENDENCIES = ("attrs", "pluggy", "peewee", "click", "sortedcontainers", "psycopg2-binary")
+#: The wheel's own dependencies, read from pyproject.toml so the list cannot drift from
+#: what the wheel needs, plus the postgres extra's driver.
+DEPENDENCIES = (
+    *(
+        re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0]
+        for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+            "dependencies"
+        ]
+    ),
+    "psycopg2-binary",
+)
 _SKIP = shutil.ignore_patterns(
     ".git",
     "build",
