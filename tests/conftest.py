@@ -209,12 +209,7 @@ def replicated_url(postgres_replicas: Any) -> str:
     """A database on the replicated pair, reached as a primary with its standbys."""
     pair = postgres_replicas
     name = f"clonestore_test_{secrets.token_hex(6)}"
-    admin = _connect(pair.url(pair.primary_port))
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.close()
+    _admin_execute(_connect, pair.url(pair.primary_port), f'CREATE DATABASE "{name}"')
     replicas = "&".join(f"replica=127.0.0.1:{port}" for port in pair.standbys)
     return f"{pair.url(pair.primary_port, name)}?{replicas}&replica_check_interval=0.05"
 
@@ -319,21 +314,34 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 
 def _session_database(postgres_server_url: str) -> Iterator[str]:
     name = f"clonestore_test_{secrets.token_hex(6)}"
-    admin = _connect(postgres_server_url)
+    yield from _throwaway_database(
+        _connect,
+        postgres_server_url,
+        name,
+        create=f'CREATE DATABASE "{name}"',
+        drop=f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+    )
+
+
+def _admin_execute(connect: Any, server: str, sql: str) -> None:
+    """Run one statement on a fresh administrative connection to ``server``."""
+    admin = connect(server)
     try:
         with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+            cur.execute(sql)
     finally:
         admin.close()
+
+
+def _throwaway_database(
+    connect: Any, server: str, name: str, *, create: str, drop: str
+) -> Iterator[str]:
+    """Create database ``name`` on ``server``, yield its URL, drop it afterwards."""
+    _admin_execute(connect, server, create)
     try:
-        yield _with_database(postgres_server_url, name)
+        yield _with_database(server, name)
     finally:
-        admin = _connect(postgres_server_url)
-        try:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            admin.close()
+        _admin_execute(connect, server, drop)
 
 
 # ----------------------------------------------------------------------------- MariaDB
@@ -360,7 +368,7 @@ def mariadb_url() -> Iterator[str]:
     Fails, never skips, when the server cannot be reached."""
     server = os.environ.get(MARIADB_ENV) or "mariadb://root@127.0.0.1:3306/"
     try:
-        admin = _mariadb_admin(server)
+        _mariadb_admin(server).close()  # reachable, or a clear failure here
     except Exception as exc:
         pytest.fail(
             f"MariaDB cannot be reached at {server} ({type(exc).__name__}: {exc}); start it "
@@ -368,17 +376,10 @@ def mariadb_url() -> Iterator[str]:
             pytrace=False,
         )
     name = f"clonestore_test_{secrets.token_hex(6)}"
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    finally:
-        admin.close()
-    try:
-        yield _with_database(server, name)
-    finally:
-        admin = _mariadb_admin(server)
-        try:
-            with admin.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        finally:
-            admin.close()
+    yield from _throwaway_database(
+        _mariadb_admin,
+        server,
+        name,
+        create=f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+        drop=f"DROP DATABASE IF EXISTS `{name}`",
+    )
