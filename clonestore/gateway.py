@@ -31,6 +31,7 @@ from clonestore.spi import (
     UpdateAndInsert,
     VectorSearch,
     update_and_insert_reference,
+    with_copies,
 )
 from clonestore.unit_of_work import UnitOfWork
 from clonestore.vectors import nearest_reference
@@ -267,9 +268,7 @@ class Gateway:
                 rows = self.update(table, where, changes, action=action, key=key)
                 if not rows:
                     return None
-                complete = dict(row)
-                for column, source in copied.items():
-                    complete[column] = rows[0][source]
+                complete = with_copies(row, rows[0], copied)
                 self.insert(into, complete, action=insert_action, explain_conflict=explain_conflict)
                 return complete
         args = (table, where, changes, into, row, copied)

@@ -120,6 +120,7 @@ __all__ = [
     "settle",
     "sort_rows",
     "update_and_insert_reference",
+    "with_copies",
 ]
 
 Row: TypeAlias = dict[str, Any]
@@ -377,11 +378,19 @@ def update_and_insert_reference(
         if len(updated) > 1:
             raise BackendError(f"update_and_insert: {len(updated)} rows of {table.name} matched")
         (source,) = updated
-        inserted = dict(row)
-        for column, source_column in copied.items():
-            inserted[column] = source[source_column]
+        inserted = with_copies(row, source, copied)
         backend.insert(into, inserted)
         return inserted
+
+
+def with_copies(row: Row, source: Mapping[str, Any], copied: Mapping[str, str]) -> Row:
+    """``row`` with each ``copied`` column set from the updated row ``source``
+    (``{column: source_column}``): the row :meth:`UpdateAndInsert.update_and_insert`
+    inserts."""
+    inserted = dict(row)
+    for column, source_column in copied.items():
+        inserted[column] = source[source_column]
+    return inserted
 
 
 @runtime_checkable

@@ -29,6 +29,7 @@ from clonestore.spi import (
     matches,
     settle,
     sort_rows,
+    with_copies,
 )
 from clonestore_memory._database import open_database
 from clonestore_memory._notify import check_payload
@@ -267,9 +268,7 @@ class MemoryBackend:
             if guard is not None and not append_only_allows(guard, old, new):
                 raise append_only_refusal(table.name, "UPDATE")
             db.put(t, new)
-            inserted = dict(row)
-            for column, source in copied.items():
-                inserted[column] = new[source]
+            inserted = with_copies(row, new, copied)
             if inserted["id"] in child.rows:
                 raise AlreadyExists(f"{into.name}: id {inserted['id']} already exists")
             db.put(child, child.copy_in(inserted))

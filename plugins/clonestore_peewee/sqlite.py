@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from clonestore import BackendError, ClonestoreError, ConfigurationError, StorageUnavailable
-from clonestore.spi import Expr, Row, TableSpec
+from clonestore.spi import Expr, Row, TableSpec, with_copies
 
 from . import query_log
 from .backend import ALL, MANY, NONE, ONE, ROWCOUNT, SQLBackend, _change_values, fetch
@@ -388,10 +388,7 @@ class SqliteBackend(SQLBackend):
                 return None
             if len(found) > 1:
                 raise BackendError(f"update_and_insert: {len(found)} rows of {table.name} matched")
-            source = load(found[0])
-            inserted = dict(row)
-            for column, name in copied.items():
-                inserted[column] = source[name]
+            inserted = with_copies(row, load(found[0]), copied)
             SQLBackend.insert(self, into, inserted)  # no vectors to index (checked above)
             return inserted
 
