@@ -72,17 +72,17 @@ def _captured(store: clonestore.Store, call: Callable[[int], Any]) -> tuple[str,
     """The one SELECT ``call`` sends, with its parameters."""
     backend: Any = store.backend
     sent: list[tuple[str, Any]] = []
-    original = backend._execute
+    original = backend.execute
 
     def execute(sql: str, params: Any, mode: int) -> Any:
         sent.append((sql, params))
         return original(sql, params, mode)
 
-    backend._execute = execute
+    backend.execute = execute
     try:
         call(0)
     finally:
-        backend._execute = original
+        backend.execute = original
     selects = [s for s in sent if s[0].lstrip().upper().startswith("SELECT")]
     assert len(selects) == 1, selects
     return selects[0]

@@ -6,7 +6,7 @@ so a search looks at a tenth of the table), on a PostgreSQL with pgvector:
 
 * ``similar``: exact (pgvector lists candidates, settled in float64);
 * ``raw pgvector``: the statement by hand with psycopg2, ``SELECT ... WHERE user_id = %s
-  AND deleted_at IS NULL ORDER BY embedding_vec <=> %s::vector LIMIT 10`` (float32 order,
+  AND deleted_at IS NULL ORDER BY embedding <=> %s::vector LIMIT 10`` (float32 order,
   no settling);
 * ``old scan``: what ``similar`` did before: every matching row to Python, scored there
   (:func:`clonestore.vectors.nearest_reference` over ``backend.select``);
@@ -57,7 +57,7 @@ LIMIT = 10
 # Every column of the rows, as similar() returns them.
 RAW_SQL = (
     "SELECT " + ", ".join(c.name for c in TABLES["memories"].columns) + " FROM memories "
-    "WHERE user_id = %s AND deleted_at IS NULL ORDER BY embedding_vec <=> %s::vector LIMIT 10"
+    "WHERE user_id = %s AND deleted_at IS NULL ORDER BY embedding <=> %s::vector LIMIT 10"
 )
 
 

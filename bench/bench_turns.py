@@ -68,18 +68,18 @@ class _Sequential:
 def _recording(store: clonestore.Store) -> Iterator[list[tuple[str, Any]]]:
     """The statements the store's SQL backend runs inside the block, with parameters."""
     backend: Any = store.backend
-    original = backend._execute
+    original = backend.execute
     seen: list[tuple[str, Any]] = []
 
     def execute(sql: str, params: Any, mode: int) -> Any:
         seen.append((sql, params))
         return original(sql, params, mode)
 
-    backend.__dict__["_execute"] = execute
+    backend.__dict__["execute"] = execute
     try:
         yield seen
     finally:
-        del backend.__dict__["_execute"]
+        del backend.__dict__["execute"]
 
 
 #: A replayed statement: its SQL, its parameters (None where the fresh turn id goes),

@@ -110,8 +110,8 @@ def _memory(folder: str, n: int, mine: np.ndarray, theirs: list[np.ndarray]) -> 
 def _sqlite(extension: bool) -> Setup:
     @contextmanager
     def setup(folder: str, n: int, mine: np.ndarray, theirs: list[np.ndarray]) -> Iterator[Any]:
-        from clonestore_peewee.sqlite import DRIVER
-        from clonestore_peewee.sqlite_vectors import load_extension
+        from clonestore_peewee.sqlite._backend import DRIVER
+        from clonestore_peewee.sqlite._vectors import load_extension
 
         path = os.path.join(folder, f"vectors-{n}-{extension}.db")
         flag = "" if extension else "?vector_extension=false"
@@ -152,7 +152,7 @@ SERVERS: dict[str, str] = {}
 
 
 def _postgres(kind: str) -> Setup:
-    """pgvector, compared with its raw ``ORDER BY embedding_vec <=> q LIMIT 10``; or a
+    """pgvector, compared with its raw ``ORDER BY embedding <=> q LIMIT 10``; or a
     server without it (the SQL fallback), compared with the same distance written by
     hand in SQL over the stored arrays (the fastest query that server offers)."""
 
@@ -171,7 +171,7 @@ def _postgres(kind: str) -> Setup:
             cursor.execute("ANALYZE memories")
             columns = ", ".join(f'"{c}"' for c in store.tables["memories"].by_name)
             if kind == "pgvector":
-                distance = "embedding_vec <=> %s::vector"
+                distance = "embedding <=> %s::vector"
             else:
                 distance = (
                     "(SELECT 1 - sum(x * y) / sqrt(sum(x * x) * sum(y * y)) "

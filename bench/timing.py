@@ -130,15 +130,18 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextmanager
-def throwaway_postgres(server_url: str, prefix: str = "clonestore_bench") -> Iterator[str]:
-    """A fresh PostgreSQL database on the server at ``server_url``, dropped afterwards."""
+def throwaway_postgres(
+    server_url: str, prefix: str = "clonestore_bench", template: str | None = None
+) -> Iterator[str]:
+    """A fresh PostgreSQL database on the server at ``server_url`` (a copy of the
+    database ``template`` names, if given), dropped afterwards."""
     import psycopg2
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(server_url)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield _with_database(server_url, name)
     finally:

@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import pluggy
 
-from clonestore.async_store import AsyncStore, open_async
+from clonestore._async_store import AsyncStore, open_async
+from clonestore._opening import DEFAULT_URL, open
+from clonestore._operations import Context, Operation
+from clonestore._store import Store
 from clonestore.errors import (
     AlreadyExists,
     BackendError,
     ClonestoreError,
     ConfigurationError,
     Conflict,
+    DumpError,
+    ForeignKeyViolation,
     InvalidTransition,
+    MigrationsPending,
     NotFound,
     RateLimited,
     StorageUnavailable,
     ValidationError,
 )
-from clonestore.opening import DEFAULT_URL, open
-from clonestore.operations import Context, Operation
 from clonestore.records import (
     Document,
     Entity,
@@ -45,12 +49,21 @@ from clonestore.records import (
 from clonestore.repositories import (
     Page,
     Repository,
+    Scored,
     ScoredMemory,
     SessionStatistics,
     SessionWithTurns,
 )
-from clonestore.schema import Column, Index, TableSpec, Unique, column, record, table_spec
-from clonestore.store import Store
+from clonestore.schema import (
+    Column,
+    ForeignKey,
+    Index,
+    TableSpec,
+    Unique,
+    column,
+    record,
+    table_spec,
+)
 
 __version__ = "0.1.0"
 
@@ -68,16 +81,21 @@ __all__ = [
     "Conflict",
     "Context",
     "Document",
+    "DumpError",
     "Entity",
     "FaceModel",
+    "ForeignKey",
+    "ForeignKeyViolation",
     "Index",
     "InvalidTransition",
     "Memory",
+    "MigrationsPending",
     "NotFound",
     "Operation",
     "Page",
     "RateLimited",
     "Repository",
+    "Scored",
     "ScoredMemory",
     "Session",
     "SessionStatistics",

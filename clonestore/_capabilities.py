@@ -1,5 +1,5 @@
-"""The check ``spi.py`` promises: a store opens only if its backend declares every
-capability its plugins need.
+"""The check ``spi.py`` promises: a store opens only if its backend implements the
+protocol of each capability it declares, and declares every capability its plugins need.
 
 A plugin needs a capability when it lists it in ``clonestore_required_capabilities``
 or when one of its tables asks for a guaranteed option (``append_only``). The
@@ -15,7 +15,7 @@ import pluggy
 
 from clonestore.errors import ConfigurationError
 from clonestore.schema import TableSpec
-from clonestore.spi import CAPABILITIES, Backend
+from clonestore.spi import CAPABILITIES, CAPABILITY_PROTOCOLS, Backend
 
 __all__ = ["check_capabilities"]
 
@@ -46,9 +46,16 @@ def _missing(backend: Backend, url: str, plugin: str, capability: str, why: str)
 def check_capabilities(
     pm: pluggy.PluginManager, backend: Backend, tables: Mapping[str, TableSpec], url: str
 ) -> None:
-    """Raise :class:`ConfigurationError` for the first capability a plugin needs
-    that ``backend`` does not declare."""
+    """Raise :class:`ConfigurationError` for the first capability ``backend`` declares
+    without implementing its protocol, or a plugin needs that it does not declare."""
     declared = backend.capabilities
+    for capability in sorted(declared):
+        protocol = CAPABILITY_PROTOCOLS.get(capability)
+        if protocol is not None and not isinstance(backend, protocol):
+            raise ConfigurationError(
+                f"the {backend.name!r} backend declares the {capability!r} capability but "
+                f"does not implement clonestore.spi.{protocol.__name__}"
+            )
     for impl in pm.hook.clonestore_required_capabilities.get_hookimpls():
         needed: Iterable[str] = cast(Iterable[str], impl.function() or ())
         for capability in needed:

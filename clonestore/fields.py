@@ -5,10 +5,10 @@
 system field (``nmae=``, ``version=``) is a type error for mypy and pyright,
 as it is a :class:`~clonestore.ValidationError` when the call runs. Value types
 are what the store accepts (a list field takes a list or a tuple; an id, a
-string or a :class:`uuid.UUID`).
+string or a :class:`uuid.UUID`; a vector, any sequence or numpy array of numbers).
 
-Generated from the records by ``tests/typing_fields.py`` (``python
-tests/typing_fields.py`` rewrites it); ``tests/test_typing.py`` fails when the
+Generated from the records by ``tools/generate_fields.py`` (``python
+tools/generate_fields.py`` rewrites it); ``tests/test_typing.py`` fails when the
 two disagree. Do not edit by hand.
 """
 
@@ -18,6 +18,8 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Required, TypedDict
+
+from clonestore.schema import VectorLike
 
 __all__ = [
     "DocumentChanges",
@@ -42,8 +44,12 @@ __all__ = [
 class UserCreate(TypedDict, total=False):
     """What ``store.users.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
     email: Required[str]
-    name: Required[str]
+    name: str | None
     personality_traits: list[str] | tuple[str, ...]
     subscription_tier: str
     settings: dict[str, Any]
@@ -53,7 +59,7 @@ class UserChanges(TypedDict, total=False):
     """What ``store.users.update`` takes."""
 
     email: str
-    name: str
+    name: str | None
     personality_traits: list[str] | tuple[str, ...]
     subscription_tier: str
     settings: dict[str, Any]
@@ -62,8 +68,12 @@ class UserChanges(TypedDict, total=False):
 class VoiceModelCreate(TypedDict, total=False):
     """What ``store.voice_models.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
     user_id: Required[str | uuid.UUID]
-    name: Required[str]
+    name: str | None
     provider: Required[str]
     status: str
     quality_score: float | None
@@ -76,7 +86,7 @@ class VoiceModelCreate(TypedDict, total=False):
 class VoiceModelChanges(TypedDict, total=False):
     """What ``store.voice_models.update`` takes."""
 
-    name: str
+    name: str | None
     provider: str
     status: str
     quality_score: float | None
@@ -89,8 +99,12 @@ class VoiceModelChanges(TypedDict, total=False):
 class FaceModelCreate(TypedDict, total=False):
     """What ``store.face_models.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
     user_id: Required[str | uuid.UUID]
-    name: Required[str]
+    name: str | None
     provider: Required[str]
     status: str
     quality_score: float | None
@@ -103,7 +117,7 @@ class FaceModelCreate(TypedDict, total=False):
 class FaceModelChanges(TypedDict, total=False):
     """What ``store.face_models.update`` takes."""
 
-    name: str
+    name: str | None
     provider: str
     status: str
     quality_score: float | None
@@ -116,6 +130,9 @@ class FaceModelChanges(TypedDict, total=False):
 class SessionCreate(TypedDict, total=False):
     """What ``store.sessions.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
     user_id: Required[str | uuid.UUID]
     voice_model_id: str | uuid.UUID | None
     face_model_id: str | uuid.UUID | None
@@ -136,6 +153,9 @@ class SessionChanges(TypedDict, total=False):
 class TurnCreate(TypedDict, total=False):
     """What ``store.turns.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
     session_id: Required[str | uuid.UUID]
     user_transcript: str
     llm_response: str
@@ -162,6 +182,10 @@ class TurnChanges(TypedDict, total=False):
 class DocumentCreate(TypedDict, total=False):
     """What ``store.documents.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
     user_id: Required[str | uuid.UUID]
     filename: Required[str]
     content_type: str
@@ -186,9 +210,13 @@ class DocumentChanges(TypedDict, total=False):
 class MemoryCreate(TypedDict, total=False):
     """What ``store.memories.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
     user_id: Required[str | uuid.UUID]
     content: Required[str]
-    embedding: Required[list[float] | tuple[float, ...]]
+    embedding: VectorLike | None
     memory_type: str
     importance: float
     session_id: str | uuid.UUID | None
@@ -200,7 +228,7 @@ class MemoryChanges(TypedDict, total=False):
     """What ``store.memories.update`` takes."""
 
     content: str
-    embedding: list[float] | tuple[float, ...]
+    embedding: VectorLike | None
     memory_type: str
     importance: float
     tags: list[str] | tuple[str, ...]
@@ -210,6 +238,9 @@ class MemoryChanges(TypedDict, total=False):
 class SpecializationCreate(TypedDict, total=False):
     """What ``store.specializations.create`` takes."""
 
+    id: str | uuid.UUID
+    created_at: datetime
+    updated_at: datetime
     name: Required[str]
     description: str | None
     model_path: Required[str]

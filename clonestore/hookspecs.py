@@ -5,7 +5,7 @@ hookspec's docstring is its contract. Built-in features (backends, cache,
 rate limit, audit) are plugins using exactly these hooks.
 
 Writes and reads pass through one gateway, so plugins see all of them, bulk
-operations included. An :class:`~clonestore.operations.Operation` describes
+operations included. An :class:`~clonestore._operations.Operation` describes
 each one.
 """
 
@@ -18,9 +18,10 @@ from typing import Any
 
 import pluggy
 
-from clonestore.operations import Operation
+from clonestore._operations import Operation
+from clonestore._store import Store
+from clonestore.maintenance import MaintenanceTask
 from clonestore.spi import BackendFactory, TableSpec
-from clonestore.store import Store
 
 hookspec = pluggy.HookspecMarker("clonestore")
 
@@ -47,7 +48,7 @@ def clonestore_async_backends() -> Mapping[str, BackendFactory]:
     (:class:`clonestore.bridge.TaskLocal`) and holds locks that tasks await
     (:class:`clonestore.bridge.RLock`). A scheme offered only by
     ``clonestore_backends`` still opens under ``open_async``: its backend runs
-    on worker threads (:class:`clonestore.worker_thread.WorkerThreadBackend`).
+    on worker threads (:class:`clonestore._worker_thread.WorkerThreadBackend`).
 
     :return: a mapping of URL scheme to a factory called as
         ``factory(url, **options)`` inside the bridge; it returns the backend.
@@ -133,7 +134,11 @@ def clonestore_store_closed(store: Store) -> None:
 def clonestore_before_write(store: Store, op: Operation) -> None:
     """A write is about to happen; raise a clonestore error to refuse it.
 
-    Runs before anything is written, inside the write's transaction.
+    Runs before anything is written, inside the write's transaction. One exception:
+    ``sessions.add_turn`` (an update and an insert, ``update_and_insert``) on a backend
+    that makes both in one statement (capability ``update_and_insert_many``) calls it
+    for the insert after that statement, still inside the transaction: a refusal
+    undoes both.
     :param store: the store.
     :param op: the write (``op.action`` such as ``"user.create"``, ``op.table``,
         ``op.changes``...).
@@ -167,6 +172,20 @@ def clonestore_write_failed(store: Store, op: Operation, error: BaseException) -
     :param store: the store.
     :param op: the write that failed.
     :param error: the clonestore error the caller will see.
+    """
+
+
+@hookspec
+def clonestore_before_commit(store: Store, ops: Sequence[Operation]) -> None:
+    """The outermost transaction is about to commit; ``ops`` are its writes in order.
+
+    Called inside the transaction, after its last write: what the hook writes
+    (straight to ``store.backend``) commits with it, and an error raised here
+    rolls the whole transaction back. Writes undone by a rolled-back savepoint
+    are not in ``ops``; not called when nothing was written. The audit plugin
+    appends the transaction's entries here, one append per transaction.
+    :param store: the store.
+    :param ops: the writes about to commit.
     """
 
 
@@ -211,4 +230,21 @@ def clonestore_erase_user(store: Store, user_id: str) -> None:
     """Erase what this plugin holds about the user (``store.erase_user``).
 
     Runs inside the erasure's transaction, before the user's rows are removed.
+    """
+
+
+@hookspec
+def clonestore_maintenance_tasks(store: Store) -> Sequence[MaintenanceTask]:
+    """Contribute upkeep that ``store.maintain()`` (``clonestore maintain``) runs.
+
+    Each :class:`~clonestore.maintenance.MaintenanceTask` removes what is due in
+    batches of at most ``run.batch_size`` rows, one transaction each, checks
+    ``run.time_left()`` between batches and counts them with ``run.advance(n)``;
+    it uses the store's services and backend, never an engine of its own. Runs
+    outside any transaction, under the store's maintenance lease (one process at
+    a time).
+
+    :param store: the open store.
+    :return: the plugin's tasks, each with a name unique among all tasks
+        (``"cache.expired"``) and its default ``retention``.
     """

@@ -25,6 +25,12 @@ endswith
 NULL never satisfies a comparison (``ne``, ``not_in`` included), as in SQL.
 On a ``casefold`` column (emails) ``eq``, ``ne``, ``in`` and ``not_in``
 compare ``str.casefold()`` forms.
+
+On a ``json`` column, lookups reach into the JSON object by key, as Django's
+JSONField has them (``metadata__kind="a"``, ``metadata__score__gte=3``,
+``metadata__a__b__in=[1, 2]``, ``metadata__has_key="kind"``): they become
+:class:`JsonCond` nodes; see :mod:`clonestore._json_lookups` for their meaning.
+``metadata__isnull`` is still the column's own NULL test.
 """
 
 from __future__ import annotations
@@ -39,21 +45,33 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from clonestore._json_lookups import (
+    JSON_OPS,
+    ORDERING,
+    JsonCond,
+    json_holds,
+    json_type,
+    parse_json_lookup,
+)
 from clonestore.errors import ValidationError
 from clonestore.schema import ORDERABLE, Column, TableSpec, check, checker
 
 __all__ = [
     "FALSE",
+    "JSON_OPS",
     "OPERATORS",
     "TRUE",
     "And",
     "Cond",
     "Expr",
+    "JsonCond",
     "Lookup",
     "Or",
     "OrderBy",
     "decode_cursor",
     "encode_cursor",
+    "json_holds",
+    "json_type",
     "keyset_after",
     "matches",
     "parse_order",
@@ -98,7 +116,7 @@ class Or:
     items: tuple[Expr, ...]
 
 
-Expr: TypeAlias = Cond | And | Or
+Expr: TypeAlias = Cond | JsonCond | And | Or
 TRUE: Final = And(())
 FALSE: Final = Or(())
 
@@ -139,6 +157,13 @@ def _derived(col: Column, purpose: str, **changes: Any) -> Column:
 
 def _parse_one(spec: TableSpec, key: str, value: Any) -> Expr:
     name, _, op = key.partition("__")
+    if op and op != "isnull":
+        json_col = spec.by_name.get(name)
+        if json_col is not None and json_col.kind == "json":
+            conds, any_of = parse_json_lookup(json_col, key, op.split("__"), value)
+            if len(conds) == 1:
+                return conds[0]
+            return Or(conds) if any_of else And(conds)
     op = op or "eq"
     if op not in OPERATORS:
         raise ValidationError(
@@ -337,7 +362,7 @@ def _same(key: OrderBy, value: Any) -> Expr:
 
 
 def _simplify(expr: Expr) -> Expr:
-    if isinstance(expr, Cond):
+    if not isinstance(expr, (And, Or)):
         return expr
     items: list[Expr] = []
     for item in (_simplify(i) for i in expr.items):
@@ -378,10 +403,14 @@ def _decode_value(col: Column, raw: Any) -> Any:
     return check(_value_column(col), raw)
 
 
+#: The cursor's JSON encoder, made once (``json.dumps`` with these options makes one a call).
+_CURSOR_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_cursor(order: Sequence[OrderBy], row: Mapping[str, Any]) -> str:
     """An opaque cursor that continues after ``row`` in ``order``."""
     payload = [_signature(order), [_encode_value(row[o.column]) for o in order]]
-    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = _CURSOR_JSON.encode(payload).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -415,14 +444,8 @@ def _cond_holds(cond: Cond, actual: Any) -> bool:
         return bool(actual == value)
     if op == "ne":
         return bool(actual != value)
-    if op == "lt":
-        return bool(actual < value)
-    if op == "lte":
-        return bool(actual <= value)
-    if op == "gt":
-        return bool(actual > value)
-    if op == "gte":
-        return bool(actual >= value)
+    if op in ORDERING:
+        return bool(ORDERING[op](actual, value))
     if op == "in":
         return actual in value
     if op == "not_in":
@@ -444,6 +467,8 @@ def matches(expr: Expr, row: Mapping[str, Any]) -> bool:
     """Whether ``row`` satisfies ``expr``: the reference meaning of every filter."""
     if isinstance(expr, Cond):
         return _cond_holds(expr, row[expr.column])
+    if isinstance(expr, JsonCond):
+        return json_holds(expr, row[expr.column])
     if isinstance(expr, And):
         return all(matches(item, row) for item in expr.items)
     return any(matches(item, row) for item in expr.items)

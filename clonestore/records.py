@@ -2,8 +2,9 @@
 
 Each record is a row of one table (see :data:`TABLES`). System fields
 (``id``, ``created_at``, ``updated_at``, ``version`` and, where rows are
-soft-deleted, ``deleted_at``) are set by the core; the rest follow the seed
-system. A record that exists is valid: every field checks its value when the
+soft-deleted, ``deleted_at``) are set by the core, except that ``create``
+takes a caller's id and the times of an imported row; the rest follow the
+seed system. A record that exists is valid: every field checks its value when the
 record is built, with the same rules the store applies to input.
 """
 
@@ -15,8 +16,10 @@ from typing import Any, Final
 
 import attrs
 
+from clonestore.maintenance import LEASES
 from clonestore.schema import (
     Column,
+    ForeignKey,
     Index,
     TableSpec,
     Unique,
@@ -31,7 +34,9 @@ __all__ = [
     "MEMORY_TYPES",
     "MODEL_STATUSES",
     "SESSION_STATES",
+    "SESSION_TOTALS",
     "SUBSCRIPTION_TIERS",
+    "SYSTEM_TABLES",
     "TABLES",
     "Document",
     "Entity",
@@ -75,28 +80,43 @@ def _resolution(value: Any) -> str | None:
 
 @record
 class Entity:
-    """Fields every record has, all set by the core: inherit it (or
-    :class:`SoftDeletable`) to define your own records."""
+    """Fields every record has: inherit it (or :class:`SoftDeletable`) to define your
+    own records.
 
-    id: str = column("id", settable="no")
-    created_at: datetime = column("datetime", settable="no")
-    updated_at: datetime = column("datetime", settable="no")
+    ``create`` generates ``id`` (a random UUID) and stamps ``created_at`` and
+    ``updated_at`` with the store's clock, unless the caller gives them: an id
+    of its own (any string of 1 to 128 characters without control characters)
+    or the times of an imported row (``updated_at`` defaults to ``created_at``
+    then, and may not be earlier). Only the core sets ``version``.
+    """
+
+    id: str = column("id", settable="create")
+    created_at: datetime = column("datetime", settable="create")
+    updated_at: datetime = column("datetime", settable="create")
     version: int = column("int", settable="no", minimum=1)
 
 
 @record
 class SoftDeletable(Entity):
-    """A record that ``delete()`` hides (``deleted_at`` set) and ``restore()`` brings back."""
+    """A record that ``delete()`` hides (``deleted_at`` set) and ``restore()`` brings back.
 
-    deleted_at: datetime | None = column("datetime", nullable=True, settable="no", default=None)
+    ``create`` takes ``deleted_at`` for an imported row that was already
+    deleted (not earlier than ``created_at``): it is stored hidden, as if
+    ``delete()`` had hidden it.
+    """
+
+    deleted_at: datetime | None = column(
+        "datetime", nullable=True, settable="create", default=None
+    )
 
 
 @record
 class User(SoftDeletable):
-    """A person who owns clones. Emails are unique among live users, ignoring case."""
+    """A person who owns clones. Emails are unique among live users, ignoring case;
+    the name is optional, as in the original schema (``name String?``)."""
 
     email: str = column("text", email=True, casefold=True, max_length=254)
-    name: str = column("text", max_length=200, min_length=1)
+    name: str | None = column("text", nullable=True, max_length=200, min_length=1, default=None)
     personality_traits: tuple[str, ...] = column(
         "list", max_length=100, default_factory=_empty_list
     )
@@ -106,10 +126,11 @@ class User(SoftDeletable):
 
 @record
 class CloneModel(SoftDeletable):
-    """Fields shared by voice and face models. At most one per user is active."""
+    """Fields shared by voice and face models. At most one per user is active. The name
+    is optional (no original document has one)."""
 
     user_id: str = column("id", settable="create")
-    name: str = column("text", max_length=200, min_length=1)
+    name: str | None = column("text", nullable=True, max_length=200, min_length=1, default=None)
     provider: str = column("text", max_length=100, min_length=1)
     status: str = column("text", choices=MODEL_STATUSES, default="training")
     quality_score: float | None = column(
@@ -220,13 +241,19 @@ class Document(SoftDeletable):
 
 @record
 class Memory(SoftDeletable):
-    """Something a clone remembers about its person, with an embedding for recall."""
+    """Something a clone remembers about its person, with an embedding for recall.
+
+    As in the original schema, the embedding is optional (a memory without one is
+    never returned by ``similar`` or ``nearest``) and ``importance`` defaults to 0.
+    """
 
     user_id: str = column("id", settable="create")
     content: str = column("text", max_length=100_000, min_length=1)
-    embedding: tuple[float, ...] = column("vector", max_length=16_384, min_length=1)
+    embedding: tuple[float, ...] | None = column(
+        "vector", nullable=True, max_length=16_384, min_length=1, default=None
+    )
     memory_type: str = column("text", choices=MEMORY_TYPES, default="fact")
-    importance: float = column("float", minimum=0.0, maximum=1.0, default=0.5)
+    importance: float = column("float", minimum=0.0, maximum=1.0, default=0.0)
     session_id: str | None = column("id", nullable=True, settable="create", default=None)
     tags: tuple[str, ...] = column("list", max_length=100, default_factory=_empty_list)
     metadata: dict[str, Any] = column("json", validator=json_object, default_factory=_empty_dict)
@@ -262,7 +289,38 @@ _ONE_ACTIVE: Final = Unique(("user_id",), when=(("is_active", True),))
 _PAGE_ORDER: Final = Index(("created_at", "id"), live=True)
 _OWNER_ORDER: Final = Index(("user_id", "created_at", "id"), live=True)
 
+# The relations of the original schema, declared here and nowhere else: every engine's
+# constraints (SQL FOREIGN KEYs, memory://'s checks, migration 0008, `clonestore orphans`)
+# are built from these. Owned rows point at their user, turns at their session, a memory
+# at the session it came from (set to NULL when that session goes: the original's
+# ``onDelete: SetNull``). The core removes referencing rows itself before the row they
+# point at (erase_user, sessions.hard_delete), so the engine's part is to refuse orphans.
+#: A row's owner: ``user_id`` -> ``users.id``.
+OWNER: Final = ForeignKey(("user_id",), "users")
+#: A turn's session: ``session_id`` -> ``sessions.id``.
+TURN_SESSION: Final = ForeignKey(("session_id",), "sessions")
+#: A memory's session, if any: ``session_id`` -> ``sessions.id``, NULL when it goes.
+MEMORY_SESSION: Final = ForeignKey(("session_id",), "sessions", on_delete="set_null")
+
 #: Table specs of the clone domain, by repository name.
+#: Per user, the totals of their ended sessions (which take no more turns), kept in
+#: the same transaction as each write that changes them; ``sessions.user_statistics``
+#: adds the user's open sessions to them. Derived data: written by the core only.
+SESSION_TOTALS: Final = TableSpec(
+    name="session_totals",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="user_id", kind="id"),
+        Column(name="ended_sessions", kind="int"),
+        Column(name="total_turns", kind="int"),
+        Column(name="total_cost", kind="decimal"),
+        Column(name="total_latency_ms", kind="int"),
+        Column(name="first_started_at", kind="datetime", nullable=True),
+        Column(name="last_started_at", kind="datetime", nullable=True),
+        Column(name="version", kind="int"),
+    ),
+)
+
 TABLES: Final[dict[str, TableSpec]] = {
     "users": table_spec(User, "users", unique=[Unique(("email_key",))], indexes=[_PAGE_ORDER]),
     "voice_models": _with_cascade(
@@ -271,6 +329,7 @@ TABLES: Final[dict[str, TableSpec]] = {
             "voice_models",
             unique=[_ONE_ACTIVE],
             indexes=[Index(("user_id", "is_active")), _PAGE_ORDER, _OWNER_ORDER],
+            foreign_keys=[OWNER],
         )
     ),
     "face_models": _with_cascade(
@@ -279,6 +338,7 @@ TABLES: Final[dict[str, TableSpec]] = {
             "face_models",
             unique=[_ONE_ACTIVE],
             indexes=[Index(("user_id", "is_active")), _PAGE_ORDER, _OWNER_ORDER],
+            foreign_keys=[OWNER],
         )
     ),
     "sessions": table_spec(
@@ -289,13 +349,19 @@ TABLES: Final[dict[str, TableSpec]] = {
             Index(("started_at",)),
             Index(("created_at", "id")),
             Index(("user_id", "created_at", "id")),
+            # user_statistics sums a user's open sessions live (ended ones are in
+            # session_totals): this index reads exactly those.
+            Index(("user_id", "ended_at")),
         ],
+        foreign_keys=[OWNER],
     ),
     "turns": table_spec(
         Turn,
         "turns",
         unique=[Unique(("session_id", "turn_index"))],
         indexes=[Index(("user_id",)), Index(("created_at", "id"))],
+        foreign_keys=[TURN_SESSION, OWNER],
+        partition_by="created_at",
     ),
     "documents": _with_cascade(
         table_spec(
@@ -308,6 +374,7 @@ TABLES: Final[dict[str, TableSpec]] = {
                 _PAGE_ORDER,
                 _OWNER_ORDER,
             ],
+            foreign_keys=[OWNER],
         )
     ),
     "memories": _with_cascade(
@@ -315,9 +382,17 @@ TABLES: Final[dict[str, TableSpec]] = {
             Memory,
             "memories",
             indexes=[Index(("user_id",)), Index(("session_id",)), _PAGE_ORDER, _OWNER_ORDER],
+            foreign_keys=[OWNER, MEMORY_SESSION],
         )
     ),
     "specializations": table_spec(Specialization, "specializations", unique=[Unique(("name",))]),
+}
+
+#: The core's own tables, beside the records': derived totals and the maintenance
+#: lease. No repository, no record; created and migrated with the records' tables.
+SYSTEM_TABLES: Final[dict[str, TableSpec]] = {
+    "session_totals": SESSION_TOTALS,
+    "maintenance_leases": LEASES,
 }
 
 

@@ -9,7 +9,9 @@ so every backend receives exactly the same, already valid, values.
 Kinds and their Python values:
 
 ========  ==========================================================
-id        ``str``, a canonical lower-case UUID (``uuid.UUID`` accepted)
+id        ``str`` of 1 to 128 characters without control characters or lone
+          surrogates: a UUID, cuid, ULID, ``"1"``... (``uuid.UUID`` accepted,
+          as its canonical lower-case string); compared code point for code point
 key       ``str``, an opaque identifier (plugin tables), no NUL
 text      ``str`` without NUL or lone surrogates
 int       ``int`` in signed 64 bits (``bool`` refused)
@@ -19,7 +21,7 @@ datetime  timezone-aware ``datetime``, normalised to UTC
 decimal   finite ``Decimal`` with at most 6 decimal places (money)
 json      JSON value: dict/list/str/int/float/bool/None, finite, no NUL
 list      ``list[str]`` (order and duplicates kept)
-vector    ``list[float]`` of finite floats
+vector    ``list[float]`` of finite float32 values (see :func:`float32_vector`)
 ========  ==========================================================
 """
 
@@ -29,29 +31,37 @@ import functools
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, TypeVar, cast, dataclass_transform
+from typing import Any, Final, SupportsFloat, TypeAlias, TypeVar, cast, dataclass_transform
 
 import attrs
+import numpy as np
 
 from clonestore.errors import ValidationError
+from clonestore.vectors import SAFE_MIN
 
 __all__ = [
+    "ID_MAX_LENGTH",
     "KINDS",
     "MUTABLE_KINDS",
+    "ORDERABLE",
     "AppendOnly",
     "Column",
+    "ForeignKey",
     "Index",
     "TableSpec",
     "Unique",
+    "VectorLike",
     "check",
     "checker",
     "column",
+    "float32_vector",
     "json_object",
     "record",
     "record_columns",
+    "removal_order",
     "table_spec",
 ]
 
@@ -142,6 +152,38 @@ class Index:
         return f"ix_{table}_{'_'.join(self.columns)}" + ("_live" if self.live else "")
 
 
+#: What a foreign key does when a referenced row is removed: ``"restrict"`` refuses the
+#: removal while rows point at it (the core removes them first, through the repositories,
+#: so hooks and the audit see each); ``"set_null"`` sets the referencing columns to NULL
+#: (the original schema's ``onDelete: SetNull``; the core does it first too).
+ON_DELETE: Final = ("restrict", "set_null")
+
+
+@attrs.frozen
+class ForeignKey:
+    """Rows' ``columns`` point at the row of table ``references`` whose ``referenced``
+    columns hold the same values (the primary key ``id`` unless said); a row whose
+    columns are all set must point at an existing row, live or soft-deleted.
+
+    A backend refuses any write that would leave a row pointing at nothing (an insert,
+    an update, or the removal of a referenced row under ``"restrict"``) with
+    :class:`~clonestore.ForeignKeyViolation`; under ``"set_null"`` removing the
+    referenced row sets ``columns`` to NULL instead. Referenced columns never change.
+    """
+
+    columns: tuple[str, ...]
+    references: str
+    referenced: tuple[str, ...] = ("id",)
+    on_delete: str = attrs.field(default="restrict", validator=attrs.validators.in_(ON_DELETE))
+
+    def __attrs_post_init__(self) -> None:
+        if not self.columns or len(self.columns) != len(self.referenced):
+            raise ValueError(f"{self}: as many columns as referenced columns, at least one")
+
+    def name(self, table: str) -> str:
+        return f"fk_{table}_{'_'.join(self.columns)}"
+
+
 @attrs.frozen(kw_only=True)
 class AppendOnly:
     """Table option ``append_only``: rows are inserted, never changed or removed,
@@ -154,7 +196,7 @@ class AppendOnly:
 
     Anything else (an UPDATE of another column, a DELETE, a TRUNCATE, an upsert
     that changes a row) is refused with :class:`~clonestore.BackendError`. See
-    :func:`clonestore.spi.append_only_allows` for the reference meaning.
+    :func:`clonestore.spi_reference.append_only_allows` for the reference meaning.
     """
 
     erasable: tuple[str, ...] = ()
@@ -174,14 +216,20 @@ class TableSpec:
       capability keeps the table durable, with the same meaning otherwise.
     * ``append_only``: an :class:`AppendOnly` guard. A guarantee: a store whose
       backend does not declare ``append_only`` refuses to open with such a table.
+    * ``partition_by``: the time column (kind ``datetime``, or ``int`` counting
+      microseconds since the epoch) by which a backend declaring
+      ``time_partitions`` may keep the table in partitions by time (PostgreSQL's
+      ``layout=partitioned``: by month). A hint: the meaning is the same either way.
     """
 
     name: str
     columns: tuple[Column, ...]
     unique: tuple[Unique, ...] = ()
     indexes: tuple[Index, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
     ephemeral: bool = False
     append_only: AppendOnly | None = None
+    partition_by: str | None = None
     record: type | None = attrs.field(default=None, eq=False)
     by_name: Mapping[str, Column] = attrs.field(init=False, eq=False, repr=False)
     #: The columns whose values may be lists or dicts (kinds in :data:`MUTABLE_KINDS`).
@@ -197,11 +245,25 @@ class TableSpec:
             for name in cast(Unique | Index, constraint).columns:
                 if name not in by_name:
                     raise ValueError(f"{self.name}: unknown column {name!r} in {constraint}")
+        for fk in self.foreign_keys:
+            for name in fk.columns:
+                if name not in by_name:
+                    raise ValueError(f"{self.name}: unknown column {name!r} in {fk}")
+                if fk.on_delete == "set_null" and not by_name[name].nullable:
+                    raise ValueError(f"{self.name}: {fk} sets {name!r} to NULL: not nullable")
         for index in self.indexes:
             if index.live and "deleted_at" not in by_name:
                 raise ValueError(f"{self.name}: a live-rows index needs a deleted_at column")
         if self.append_only is not None:
             _check_append_only(self.name, self.append_only, by_name)
+        if self.partition_by is not None and (
+            self.partition_by not in by_name or by_name[self.partition_by].kind not in
+            ("datetime", "int")
+        ):  # fmt: skip
+            raise ValueError(
+                f"{self.name}: partition_by names a datetime or int column, not "
+                f"{self.partition_by!r}"
+            )
         object.__setattr__(self, "by_name", by_name)
         mutable = tuple(c.name for c in self.columns if c.kind in MUTABLE_KINDS)
         object.__setattr__(self, "mutable_columns", mutable)
@@ -223,6 +285,31 @@ class TableSpec:
             raise ValidationError(f"unknown field for {self.name}", field=name) from None
 
 
+def removal_order(specs: Iterable[TableSpec]) -> list[TableSpec]:
+    """``specs`` ordered so that each table comes before the tables it references
+    (:class:`ForeignKey`): the order in which to empty them, referencing rows first.
+    Otherwise in the given order."""
+    given = list(specs)
+    by_name = {spec.name: spec for spec in given}
+    out: list[TableSpec] = []
+    done: set[str] = set()
+
+    def visit(spec: TableSpec, path: tuple[str, ...]) -> None:
+        if spec.name in done or spec.name in path:
+            return
+        # Tables referencing this one go first.
+        for other in given:
+            if any(fk.references == spec.name for fk in other.foreign_keys) and other is not spec:
+                visit(other, (*path, spec.name))
+        if spec.name not in done:
+            done.add(spec.name)
+            out.append(spec)
+
+    for spec in given:
+        visit(by_name[spec.name], ())
+    return out
+
+
 def _check_append_only(table: str, option: AppendOnly, by_name: Mapping[str, Column]) -> None:
     for name in option.erasable:
         if name not in by_name or not by_name[name].nullable:
@@ -239,7 +326,10 @@ def _check_append_only(table: str, option: AppendOnly, by_name: Mapping[str, Col
 
 # --------------------------------------------------------------------------- validation
 
-_UUID_RE: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+#: The longest id (in characters) a caller may choose.
+ID_MAX_LENGTH: Final = 128
+#: An id: 1 to 128 characters, none of them a control character (Unicode category Cc).
+_ID_RE: Final = re.compile(rf"[^\x00-\x1f\x7f-\x9f]{{1,{ID_MAX_LENGTH}}}")
 _EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -349,6 +439,20 @@ def checker(col: Column) -> Callable[[Any], Any]:
             return _check_kind(col, value)
 
         return check_id
+    if (
+        col.kind == "datetime"
+        and col.validator is None
+        and col.minimum is None
+        and col.maximum is None
+    ):
+
+        def check_datetime(value: Any) -> Any:
+            # A UTC datetime is its own normal form (astimezone(UTC) returns it as is).
+            if type(value) is datetime and value.tzinfo is UTC:
+                return value
+            return _check_kind(col, value)
+
+        return check_datetime
     return functools.partial(check, col)
 
 
@@ -377,8 +481,17 @@ def _check_kind(col: Column, value: Any) -> Any:
             return value
         if isinstance(value, uuid.UUID):
             return str(value)
-        if type(value) is not str or not _UUID_RE.fullmatch(value):
-            raise _fail(col, f"expected a UUID, got {value!r}")
+        if type(value) is not str or not _ID_RE.fullmatch(value):
+            raise _fail(
+                col,
+                f"expected an id (1 to {ID_MAX_LENGTH} characters, no control characters), "
+                f"got {value!r}",
+            )
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _fail(col, "an id may not contain lone surrogates") from None
         _remember_id(value)
         return value
     if kind == "int":
@@ -445,26 +558,104 @@ def _check_kind(col: Column, value: Any) -> Any:
         return exact.copy_abs() if exact.is_zero() else exact
     if kind == "json":
         return _check_json(col, value, 0)
-    if kind == "list" or kind == "vector":
+    if kind == "vector":
+        return float32_vector(col, value).tolist()
+    if kind == "list":
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise _fail(col, f"expected a list, got {type(value).__name__}")
-        limit = DEFAULT_LIST_ITEMS if col.max_length is None else col.max_length
-        if len(value) > limit:
-            raise _fail(col, f"more than {limit} items")
-        if len(value) < col.min_length:
-            raise _fail(col, f"fewer than {col.min_length} items")
-        if kind == "list":
-            item_col = _item_column(col)
-            return [_check_text(item_col, item, None) for item in value]
-        out: list[float] = []
-        for item in value:
-            if type(item) is int:
-                item = float(item)
-            if type(item) is not float or not math.isfinite(item):
-                raise _fail(col, "vector items must be finite numbers")
-            out.append(item + 0.0)  # -0.0 -> 0.0, as for float columns
-        return out
+        _check_count(col, len(value))
+        item_col = _item_column(col)
+        return [_check_text(item_col, item, None) for item in value]
     raise AssertionError(kind)  # pragma: no cover - KINDS is closed
+
+
+def _check_count(col: Column, count: int) -> None:
+    limit = DEFAULT_LIST_ITEMS if col.max_length is None else col.max_length
+    if count > limit:
+        raise _fail(col, f"more than {limit} items")
+    if count < col.min_length:
+        raise _fail(col, f"fewer than {col.min_length} items")
+
+
+#: What a vector column accepts (see :func:`float32_vector`): a sequence of numbers (a list,
+#: a tuple, ``array('f')``, a ``memoryview``) or a numpy array.
+VectorLike: TypeAlias = Sequence[SupportsFloat] | np.ndarray[Any, Any]
+
+_NUMBER_KINDS: Final = frozenset("fiu")
+_ZERO32: Final = np.float32(0.0)
+_FLUSH_BELOW: Final = np.float32(SAFE_MIN)
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+_FLOAT_ITEMS: Final = (float, int, np.floating, np.integer)
+_BOOLS: Final = frozenset({bool, np.bool_})
+
+
+def float32_vector(col: Column, value: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The items of vector ``value`` for ``col``, rounded to float32 (a new array).
+
+    Accepted: a list or tuple of numbers (``int``, ``float``, numpy scalars; not
+    ``bool``), a one-dimensional numpy array of a float or integer dtype, or any
+    buffer of numbers (``array('f')``, ``array('d')``, ``memoryview``). Items are
+    rounded to the nearest float32 (as pgvector, sqlite-vec and embedding models
+    store them), items below ``2**-50`` in magnitude (``clonestore.vectors.SAFE_MIN``)
+    and ``-0.0`` become ``0.0`` (so every engine scores the vector: see
+    :func:`clonestore.vectors.float32_values`), and every item must then be finite:
+    NaN, infinities and values beyond float32's range (about ``3.4e38``) are
+    refused. No Python loop over the items: a list is converted by numpy in one
+    call (its items' types are scanned, in C, only when it holds a 0 or a 1: a bool
+    is refused), then a few whole-array operations check and round it
+    (``bench/bench_vector_check.py``).
+    """
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, (list, tuple)):
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):  # ragged or nested
+            raise _fail(col, "vector items must be finite numbers") from None
+        # A bool (which numpy reads as 1 or 0, as an int would be) is refused, as in float
+        # fields: only a list holding a 0 or a 1 can hold one, so only such a list is
+        # scanned for its items' types (in C).
+        if (
+            array.dtype.kind in _NUMBER_KINDS
+            and ((array == 0) | (array == 1)).any()
+            and not _BOOLS.isdisjoint(map(type, value))
+        ):
+            raise _fail(col, "vector items must be finite numbers")
+    elif isinstance(value, (str, bytes, bytearray)) or not _is_buffer(value):
+        raise _fail(col, f"expected a list or array of numbers, got {type(value).__name__}")
+    else:
+        array = np.asarray(memoryview(value))
+    if array.ndim != 1 or array.dtype.kind not in _NUMBER_KINDS:
+        if array.ndim == 1 and array.dtype.kind == "O" and _all_numbers(array):
+            array = array.astype(np.float64)  # e.g. ints beyond 64 bits among floats
+        else:
+            raise _fail(col, "vector items must be finite numbers")
+    _check_count(col, len(array))
+    wide = array.dtype.itemsize > 4 and array.dtype.kind == "f"
+    if wide and not np.abs(array).max(initial=0.0) <= _FLOAT32_MAX:
+        # Wider floats: refused before the cast when beyond float32's range (or NaN, which
+        # max returns), so the cast never overflows (numpy would warn).
+        raise _fail(col, "vector items must be finite numbers within float32's range")
+    rounded = array.astype(np.float32)
+    # Tiny items (and -0.0, as for float columns) become 0.0; NaN compares False.
+    rounded[np.abs(rounded) < _FLUSH_BELOW] = _ZERO32
+    # Narrower floats may hold NaN or infinities (wider ones were checked above, integers
+    # are finite as float32).
+    if array.dtype.kind == "f" and not wide and not np.isfinite(rounded).all():
+        raise _fail(col, "vector items must be finite numbers within float32's range")
+    return rounded
+
+
+def _is_buffer(value: Any) -> bool:
+    try:
+        memoryview(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _all_numbers(array: np.ndarray[Any, Any]) -> bool:
+    return all(isinstance(x, _FLOAT_ITEMS) and type(x) is not bool for x in array.tolist())
 
 
 # --------------------------------------------------------------------------- records -> specs
@@ -499,18 +690,23 @@ def _attach_columns(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs
             continue
         named = attrs.evolve(spec, name=f.name)
 
+        convert = checker(named)  # its branch chosen once, not on every record built
         if named.kind in ("list", "vector"):
-            # Records hold tuples, so a frozen record is immutable all the way down.
-            def convert(value: Any, _col: Column = named) -> Any:
-                checked = check(_col, value)
-                return None if checked is None else tuple(checked)
-        else:
-
-            def convert(value: Any, _col: Column = named) -> Any:
-                return check(_col, value)
+            convert = _as_tuple(convert)
 
         out.append(f.evolve(converter=convert, metadata={_META: named}))
     return out
+
+
+def _as_tuple(check_value: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``check_value`` giving a tuple: records hold tuples, so a frozen record is
+    immutable all the way down."""
+
+    def convert(value: Any) -> Any:
+        checked = check_value(value)
+        return None if checked is None else tuple(checked)
+
+    return convert
 
 
 @dataclass_transform(
@@ -555,6 +751,8 @@ def table_spec(
     *,
     unique: Iterable[Unique] = (),
     indexes: Iterable[Index] = (),
+    foreign_keys: Iterable[ForeignKey] = (),
+    partition_by: str | None = None,
 ) -> TableSpec:
     """Derive the table spec of a record class."""
     return TableSpec(
@@ -562,5 +760,7 @@ def table_spec(
         columns=record_columns(record_cls),
         unique=tuple(unique),
         indexes=tuple(indexes),
+        foreign_keys=tuple(foreign_keys),
+        partition_by=partition_by,
         record=record_cls,
     )

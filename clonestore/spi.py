@@ -10,120 +10,142 @@ written.
 What every method means, on every backend:
 
 * ``where`` is an expression from :mod:`clonestore.query`; its meaning is
-  :func:`clonestore.query.matches`.
-* ``order`` sorts as :func:`clonestore.query.sort_rows` (text by code point,
+  :func:`clonestore.spi_reference.matches`. Its leaves are
+  :class:`~clonestore.query.Cond` (a column) and :class:`~clonestore.query.JsonCond`
+  (a key path into a JSON column, see :func:`clonestore.spi_reference.json_holds`); a
+  backend that evaluates with ``matches`` handles both.
+* ``order`` sorts as :func:`clonestore.spi_reference.sort_rows` (text by code point,
   NULLs last ascending and first descending).
 * Unique constraints (:class:`Unique`) hold among rows matching their
   ``when`` and, on tables with a ``deleted_at`` column, among live rows only
   (``deleted_at IS NULL``). A violation raises :class:`AlreadyExists`.
+* Foreign keys (:class:`ForeignKey`, ``TableSpec.foreign_keys``) hold after every
+  statement: an insert, update or upsert leaving a row whose key columns are all set
+  pointing at no row of the referenced table, or a delete removing a row that rows
+  still point at under ``on_delete="restrict"``, raises
+  :class:`~clonestore.ForeignKeyViolation` (``spi_reference.missing_reference``,
+  ``still_referenced``) and changes nothing; under ``"set_null"`` the delete sets
+  the referencing columns to NULL. Soft-deleted rows are rows: they may be pointed at.
 * ``transaction()`` is all-or-nothing; nested, it is a savepoint.
 * Failures raise clonestore errors only: ``StorageUnavailable`` when the
   storage cannot be reached, ``BackendError`` (with ``orig``) otherwise.
 
 A backend may declare optional capabilities in ``capabilities``
 (:data:`CAPABILITIES`): operations (``vector_search``, ``bulk_copy``,
-``listen_notify``, ``update_and_insert``, ``upsert_returning``) and table
-options (``ephemeral``, ``append_only``, see
-:class:`TableSpec`). The store checks once, when it opens, that the backend
-declares every capability its plugins need (``clonestore_required_capabilities``)
-and every guarantee its tables ask for (``append_only``); otherwise ``open()``
-fails with a :class:`~clonestore.ConfigurationError` naming the plugin, the
-capability and the backend.
+``listen_notify``, ``update_and_insert``, ``update_and_insert_many``,
+``upsert_returning``, ``migrations``, ``text_search``, ``row_transfer``, ``backup``,
+``row_security``, ``time_partitions``), table options
+(``ephemeral``, ``append_only``, see :class:`TableSpec`) and ``owner_routed``: a statement on a
+user-owned row by id should name its owner too (``user_id = ?``), as a sharded engine
+routes by it; the core then adds it to its writes by id, from the row it read or from
+one read of the owner. No methods. That name is
+the one declaration; a capability adding methods has a protocol
+(:data:`CAPABILITY_PROTOCOLS`) the backend implements. The store checks once, when it
+opens, that the backend implements the protocol of each capability it declares, and
+declares every capability its plugins need (``clonestore_required_capabilities``) and
+every guarantee its tables ask for (``append_only``); otherwise ``open()`` fails with
+a :class:`~clonestore.ConfigurationError` naming the plugin, the capability and the
+backend.
+
+This module is the contract only, one page: the protocols, rows, tables and table
+options, capabilities and the version. What each operation means, as Python over rows
+(memory:// is built from it), is :mod:`clonestore.spi_reference`; what plugins call from
+their hooks is :mod:`clonestore.plugin_helpers`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import importlib
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
-from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
-from clonestore.errors import BackendError
-from clonestore.operations import current_context
-from clonestore.query import FALSE, TRUE, And, Cond, Expr, Or, OrderBy, matches, sort_rows
+from clonestore.errors import ConfigurationError
 from clonestore.schema import (
     KINDS,
-    MUTABLE_KINDS,
-    ORDERABLE,
     AppendOnly,
     Column,
+    ForeignKey,
     Index,
     TableSpec,
     Unique,
-    check,
 )
-from clonestore.vectors import (
-    FLOAT32_ROUNDOFF,
-    FLOAT64_ROUNDOFF,
-    METRICS,
-    SAFE_MAX,
-    SAFE_MIN,
-    engine_distance,
-    engine_safe,
-    error_bound,
-    nearest_reference,
-    score,
-    settle,
-)
+
+if TYPE_CHECKING:
+    from clonestore.query import Expr, OrderBy
+    from clonestore.text import TextQuery
 
 __all__ = [
     "AGGREGATES",
+    "API_VERSION",
     "CAPABILITIES",
-    "FALSE",
-    "FLOAT32_ROUNDOFF",
-    "FLOAT64_ROUNDOFF",
+    "CAPABILITY_PROTOCOLS",
     "KINDS",
-    "METRICS",
-    "MUTABLE_KINDS",
-    "ORDERABLE",
-    "SAFE_MAX",
-    "SAFE_MIN",
+    "PRIMARY_KEY",
     "TABLE_OPTIONS",
-    "TRUE",
     "Aggregate",
-    "And",
     "AppendOnly",
     "AppendOnlyTables",
     "Backend",
     "BackendFactory",
+    "Backup",
     "Column",
-    "Cond",
-    "Expr",
+    "ForeignKey",
     "Increment",
     "Index",
     "ListenNotify",
-    "Or",
-    "OrderBy",
+    "Migrations",
+    "Migrator",
     "Row",
+    "RowSecurity",
+    "RowTransfer",
+    "Scrub",
     "TableSpec",
+    "TextSearch",
+    "TimePartitions",
     "Unique",
     "UpdateAndInsert",
+    "UpdateAndInsertMany",
     "UpsertReturning",
+    "VectorDimensions",
     "VectorSearch",
-    "append_only_allows",
-    "append_only_refusal",
-    "apply_changes",
-    "check",
-    "copy_row",
-    "copy_value",
-    "current_context",
-    "engine_distance",
-    "engine_safe",
-    "error_bound",
-    "iter_leaves",
-    "matches",
-    "nearest_reference",
-    "open_shared_store",
-    "score",
-    "settle",
-    "sort_rows",
-    "update_and_insert_reference",
-    "with_copies",
+    "check_api_version",
 ]
 
 Row: TypeAlias = dict[str, Any]
+
+#: The version of the backend API (this module) and of the SQL plugin's dialect API
+#: (``clonestore_peewee.dialects``): one number for both until 1.0, with one changelog
+#: (docs/backend-guide.md, "Changelog of the backend and dialect APIs"). A backend's
+#: ``api_version`` (or a dialect's) names the version it was written against; a store
+#: refuses one newer than this. Until 1.0 nothing older is warned of (read the changelog),
+#: except names that only moved, which resolve here with a warning until API 3.
+API_VERSION: Final = 2
+
+
+def check_api_version(owner: str, version: object) -> None:
+    """Refuse ``owner`` (``"the sqlite backend"``) written for API ``version`` when that is
+    not an int from 1 to :data:`API_VERSION`.
+
+    :raises ConfigurationError: naming the version, and to upgrade clonestore if newer.
+    """
+    if type(version) is not int or version < 1:
+        raise ConfigurationError(
+            f"{owner} declares api_version={version!r}; expected an int from 1 to {API_VERSION}"
+        )
+    if version > API_VERSION:
+        raise ConfigurationError(
+            f"{owner} is written for clonestore's backend API {version}, but this clonestore "
+            f"provides API {API_VERSION}: upgrade clonestore"
+        )
+
+
+#: The ``key`` of :meth:`Backend.upsert` naming the primary key: the row with the id.
+PRIMARY_KEY: Final = ("id",)
 
 #: Aggregate functions: ``count`` (column may be None: count rows), ``sum``
 #: (int and decimal columns; None over no rows), ``min``, ``max``.
@@ -136,7 +158,10 @@ TABLE_OPTIONS: Final = frozenset({"ephemeral", "append_only"})
 #: Optional capabilities a backend may declare.
 CAPABILITIES: Final = (
     frozenset(
-        {"vector_search", "bulk_copy", "listen_notify", "update_and_insert", "upsert_returning"}
+        {"vector_search", "vector_dimensions", "bulk_copy", "listen_notify",
+         "update_and_insert", "update_and_insert_many", "upsert_returning", "scrub",
+         "migrations", "text_search", "row_transfer", "backup", "owner_routed", "row_security",
+         "time_partitions"}
     )
     | TABLE_OPTIONS
 )
@@ -155,50 +180,6 @@ class Aggregate:
 
     fn: str
     column: str | None = None
-
-
-def apply_changes(row: Row, changes: Mapping[str, Any]) -> Row:
-    """The row after ``changes`` (values or :class:`Increment`): their reference meaning."""
-    new = dict(row)
-    for name, change in changes.items():
-        if isinstance(change, Increment):
-            new[name] = row[name] + change.amount
-        else:
-            new[name] = change
-    return new
-
-
-def copy_value(value: Any) -> Any:
-    """A copy of a row value that shares no list or dict with it (the rest is immutable)."""
-    kind = type(value)
-    if kind is dict:
-        out = value.copy()  # in C; only nested lists and dicts need a call each
-        for key, item in out.items():
-            if type(item) is dict or type(item) is list:
-                out[key] = copy_value(item)
-        return out
-    if kind is list:
-        items = value[:]
-        for i, item in enumerate(items):
-            if type(item) is dict or type(item) is list:
-                items[i] = copy_value(item)
-        return items
-    return value
-
-
-def copy_row(row: Mapping[str, Any], columns: Sequence[str] | None = None) -> Row:
-    """A copy of ``row`` that shares no list or dict with it.
-
-    ``columns`` names the only columns that may hold one (a table's
-    :attr:`~clonestore.schema.TableSpec.mutable_columns`), so that only they are
-    copied deeply; without it every value is.
-    """
-    if columns is None:
-        return {name: copy_value(value) for name, value in row.items()}
-    out = dict(row)
-    for name in columns:
-        out[name] = copy_value(out[name])
-    return out
 
 
 @runtime_checkable
@@ -267,7 +248,11 @@ class Backend(Protocol):
         """Insert ``insert_row``, or if a row with the same ``key`` values exists, apply
         ``changes`` to it; atomically, in one step. Returns the row as stored.
 
-        ``key`` must be the columns of one of the table's unique constraints.
+        ``key`` must be the columns of one of the table's unique constraints, or
+        :data:`PRIMARY_KEY` (``("id",)``): the row with ``insert_row``'s id, whatever
+        its other values (a soft-deleted row included: the primary key holds among
+        all rows). A clash with another unique constraint is ``AlreadyExists`` and
+        changes nothing.
         """
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -313,12 +298,73 @@ class VectorSearch(Protocol):
 
 
 @runtime_checkable
+class TextSearch(Protocol):
+    """Optional capability ``text_search``: text search in the engine.
+
+    The meaning is :func:`clonestore.text.search_reference` over the rows matching
+    ``where``: the tokens are :func:`clonestore.text.tokenize`'s (the engine indexes
+    or matches the core's tokens, never its own tokenizer's), every query term and
+    phrase must match, and the score is :func:`clonestore.text.bm25` of the integer
+    statistics of the rows matching ``where`` (so compute it with that function: the
+    scores are then bit-identical to the reference's). Highest first, ties by id.
+    Backends without the capability get the same answer from the core, which
+    tokenizes the matching rows itself.
+    """
+
+    def text_search(
+        self,
+        table: TableSpec,
+        where: Expr,
+        fields: Sequence[str],
+        query: TextQuery,
+        limit: int,
+    ) -> list[tuple[Row, float]]:
+        """The best ``limit`` (at least 1) rows matching ``where`` and ``query`` in
+        ``fields`` (text or list columns) with their BM25 scores."""
+
+
+@runtime_checkable
+class Scrub(Protocol):
+    """Optional capability ``scrub``: make removed rows unreadable in the storage's files.
+
+    The store calls ``scrub()`` once an erasure (``erase_user``) has committed.
+    A backend whose files keep removed content (free pages, a write-ahead log)
+    overwrites it there. It never changes what the tables hold and never raises
+    (a scrub that cannot finish now, say for a reader holding the log, is logged
+    and done by the next one).
+    """
+
+    def scrub(self) -> None:
+        """Overwrite what removed rows left in the storage's files."""
+
+
+@runtime_checkable
+class VectorDimensions(Protocol):
+    """Optional capability ``vector_dimensions``: the longest vectors the backend stores
+    and indexes.
+
+    A backend whose engine cannot keep every vector the core accepts (a vector
+    column's ``max_length``) declares its limits; the store then lowers each
+    vector column's ``max_length`` to the smallest of them, so a longer vector is
+    a :class:`~clonestore.ValidationError` before anything is written, whatever
+    the mode the store is opened in (a backend running without its index must
+    declare the index's limit too: the same file or database is opened later
+    with it). Rows already stored beyond a limit must not stop a store opening:
+    the backend leaves them out of its index and reports them in ``health()``.
+    """
+
+    def vector_dimension_limits(self) -> Mapping[str, int]:
+        """The largest dimension each part of the engine takes, by what it is:
+        ``{"sqlite-vec vec0": 8192}``; the store's limit is the smallest."""
+
+
+@runtime_checkable
 class UpdateAndInsert(Protocol):
     """Optional capability ``update_and_insert``: change one row and insert another
     that takes values from it, in one step (PostgreSQL: one statement, a CTE).
 
-    The meaning is :func:`update_and_insert_reference`, composed of
-    ``transaction``, ``update`` and ``insert``; backends without the capability
+    The meaning is :func:`clonestore.spi_reference.update_and_insert_reference`, composed
+    of ``transaction``, ``update`` and ``insert``; backends without the capability
     get it from the core, which runs the reference over their own operations.
     """
 
@@ -342,6 +388,35 @@ class UpdateAndInsert(Protocol):
 
 
 @runtime_checkable
+class UpdateAndInsertMany(Protocol):
+    """Optional capability ``update_and_insert_many``: change one row and insert several
+    that take values from it, in **one statement** (PostgreSQL: a CTE), so atomic without
+    a savepoint and one round trip. A backend that would need more than one statement
+    does not declare it: callers then make the update and the inserts themselves.
+
+    The meaning is :func:`clonestore.spi_reference.update_and_insert_many_reference`.
+    The audit plugin moves a chain's head and appends its entries with it; the gateway
+    makes ``update_and_insert`` one statement with it while plugins watch writes.
+    """
+
+    def update_and_insert_many(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        rows: Sequence[Row],
+        copied: Mapping[str, str],
+    ) -> tuple[Row, list[Row]] | None:
+        """:meth:`UpdateAndInsert.update_and_insert` with several rows (at least one):
+        each is inserted with the ``copied`` columns set from the changed row. Returns
+        the changed row (as :meth:`Backend.update` returns it) and the inserted rows in
+        the order given, or None when no row matched (nothing is written). Atomically:
+        all or nothing.
+        """
+
+
+@runtime_checkable
 class UpsertReturning(Protocol):
     """Optional capability ``upsert_returning``: ``upsert`` takes ``returning``, the
     columns the caller needs, and returns only them (a counter's count, not its
@@ -360,37 +435,42 @@ class UpsertReturning(Protocol):
         """:meth:`Backend.upsert`; with ``returning``, a row of those columns only."""
 
 
-def update_and_insert_reference(
-    backend: Backend,
-    table: TableSpec,
-    where: Expr,
-    changes: Mapping[str, Any],
-    into: TableSpec,
-    row: Row,
-    copied: Mapping[str, str],
-) -> Row | None:
-    """The meaning of :meth:`UpdateAndInsert.update_and_insert`, over ``backend``'s
-    ``transaction``, ``update`` and ``insert``."""
-    with backend.transaction():
-        updated = backend.update(table, where, changes)
-        if not updated:
-            return None
-        if len(updated) > 1:
-            raise BackendError(f"update_and_insert: {len(updated)} rows of {table.name} matched")
-        (source,) = updated
-        inserted = with_copies(row, source, copied)
-        backend.insert(into, inserted)
-        return inserted
+@runtime_checkable
+class RowTransfer(Protocol):
+    """Optional capability ``row_transfer``: every row of a table out, exactly as stored,
+    and rows back in, exactly as given: what ``store.dump()`` and ``store.load()``
+    (``clonestore dump``/``load``) move a database between backends with.
+
+    The meaning is :func:`clonestore.spi_reference.export_rows_reference` (``select`` by ``id``) and
+    ``insert_many``; backends without the capability get exactly that from the core.
+    A backend declares it to move rows faster than its ``select`` and ``insert_many``
+    do (a bulk path of its engine), never to change what is moved.
+    """
+
+    def export_rows(self, table: TableSpec, after: str | None, limit: int) -> list[Row]:
+        """The rows with an ``id`` after ``after`` (all when None), in ``id`` order, at
+        most ``limit`` (at least 1): soft-deleted and append-only rows included, each
+        value as :meth:`Backend.get` returns it."""
+
+    def import_rows(self, table: TableSpec, rows: Sequence[Row]) -> None:
+        """Insert complete, valid rows (ids, timestamps and every other value as given),
+        all or none, in the caller's transaction when there is one. Tables may be
+        append-only (inserts are what they allow); ids already present raise
+        :class:`~clonestore.AlreadyExists`, as ``insert_many`` does."""
 
 
-def with_copies(row: Row, source: Mapping[str, Any], copied: Mapping[str, str]) -> Row:
-    """``row`` with each ``copied`` column set from the updated row ``source``
-    (``{column: source_column}``): the row :meth:`UpdateAndInsert.update_and_insert`
-    inserts."""
-    inserted = dict(row)
-    for column, source_column in copied.items():
-        inserted[column] = source[source_column]
-    return inserted
+@runtime_checkable
+class Backup(Protocol):
+    """Optional capability ``backup``: a consistent copy of the whole database in the
+    engine's own format, taken while the store is in use (SQLite's online backup API);
+    what ``clonestore backup`` runs. Engines backed up by their own tools (``pg_dump``,
+    point-in-time recovery) do not declare it."""
+
+    def backup(self, path: str) -> str:
+        """Copy the database to the new file ``path`` (which must not exist: a
+        :class:`~clonestore.ConfigurationError`), complete or not at all; the URL that
+        opens the copy."""
+
 
 
 @runtime_checkable
@@ -426,8 +506,9 @@ class AppendOnlyTables(Protocol):
     refusing trigger on SQL engines), so that writes from outside clonestore
     are refused too; the one way rows leave is :meth:`purge`.
 
-    The reference meaning is :func:`append_only_allows` (memory:// applies it
-    in Python); a refused write raises the error of :func:`append_only_refusal`.
+    The reference meaning is :func:`clonestore.spi_reference.append_only_allows`
+    (memory:// applies it in Python); a refused write raises the error of
+    :func:`clonestore.spi_reference.append_only_refusal`.
     """
 
     def purge(self, table: TableSpec, up_to: int) -> int:
@@ -435,57 +516,71 @@ class AppendOnlyTables(Protocol):
         how many. A table without ``purge_by`` is a :class:`~clonestore.ConfigurationError`."""
 
 
-def append_only_allows(table: TableSpec, old: Row, new: Row) -> bool:
-    """Whether an update of ``old`` into ``new`` is allowed on an append-only table:
-    only erasable columns set to NULL and the ``erased_at`` stamp may differ."""
-    option = table.append_only
-    if option is None:
-        return True
-    for name in table.column_names:
-        if new[name] == old[name] or name == option.erased_at:
-            continue
-        if name in option.erasable and new[name] is None:
-            continue
-        return False
-    return True
-
-
-def append_only_refusal(table: str, action: str) -> BackendError:
-    """The error every backend raises for a write an append-only table refuses."""
-    return BackendError(
-        f"{table} is append-only: {action} refused (rows leave only by purge; "
-        "an update may only erase the erasable columns)"
-    )
-
-
-def open_shared_store(hook: Any, kind: str, url: str, protocol: type[Any]) -> Any:
-    """Open the shared store for ``url`` that serves ``kind``: the first factory
-    offered for the URL's scheme through ``clonestore_shared_stores``.
-
-    :param hook: the store's hook relay (``store.hook``).
-    :param protocol: a runtime-checkable protocol the result must implement.
-    :raises ConfigurationError: no plugin serves the scheme, or its object does
-        not implement ``protocol``.
+@runtime_checkable
+class TimePartitions(Protocol):
+    """Optional capability ``time_partitions``: some tables are stored in partitions by
+    time (PostgreSQL's ``layout=partitioned``), so removing rows under a time bound is
+    cheap when whole partitions go. A removal (``purge``, ``delete`` by the partition
+    column alone) up to a bound drops the partitions wholly under it and deletes the
+    rest: the meaning is the same as row by row; only the cost differs.
     """
-    from clonestore.errors import ConfigurationError
-    from clonestore.secrets import redact_url
 
-    scheme = url.partition("://")[0]
-    offered: dict[str, Callable[..., Any]] = {}
-    for stores in hook.clonestore_shared_stores(kind=kind):
-        for name, factory in (stores or {}).items():
-            offered.setdefault(name, factory)
-    if scheme not in offered:
-        known = ", ".join(f"{s}://" for s in sorted(offered)) or "none installed"
-        raise ConfigurationError(
-            f"no {kind} store for {redact_url(url)!r}; known schemes: {known}"
-        )
-    opened = offered[scheme](url)
-    if not isinstance(opened, protocol):
-        raise ConfigurationError(
-            f"the {scheme}:// {kind} store does not implement {protocol.__name__}"
-        )
-    return opened
+    def partition_bound(self, table: TableSpec, column: str, before: Any) -> Any | None:
+        """The highest partition boundary of ``table`` at or under ``before`` (a value
+        of ``column``, its partition column), so that removing the rows under it drops
+        whole partitions only; None when ``table`` is not partitioned by ``column`` or no
+        partition lies wholly under ``before``."""
+
+
+@runtime_checkable
+class Migrations(Protocol):
+    """Optional capability ``migrations``: a schema of numbered, recorded migrations (the
+    SQL backends'). The store calls these for ``store.migrate()``, ``migration_status()``,
+    ``migration_plan()``, ``downgrade()``, and at open for the plugins' migrations and
+    (``create_tables=False``) their missing tables; without the capability they answer
+    with nothing to do. ``plugins`` maps a plugin's name to the package of its migration
+    scripts (``clonestore_migrations``); each script's ``up(migrator, db)`` and
+    ``down(migrator, db)`` get a :class:`Migrator`.
+    """
+
+    def migrate(
+        self, plugins: Mapping[str, str] | None = None, target: str | None = None
+    ) -> list[str]:
+        """Apply pending migrations, the core's then each plugin's, up to ``target``; the
+        qualified names applied (``"0002_original_schema"``, ``"audit/0001_initial"``)."""
+
+    def migration_status(self, plugins: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every known migration: ``name``, ``plugin``, ``applied``, ``applied_at``."""
+
+    def migration_plan(
+        self, plugins: Mapping[str, str] | None = None, target: str | None = None
+    ) -> list[tuple[str, list[str]]]:
+        """``(name, statements)`` of each pending migration, changing nothing."""
+
+    def downgrade(
+        self, plugins: Mapping[str, str] | None = None, to: str | None = None
+    ) -> list[str]:
+        """Undo the migrations applied after ``to`` (else the newest core one), newest
+        first; their names."""
+
+    def missing_tables(self, specs: Sequence[TableSpec]) -> list[str]:
+        """The names of ``specs``' tables that do not exist."""
+
+    def create_spec_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Create the tables of ``specs`` (if missing) with their indexes: what a plugin's
+        migration script calls with its frozen specs."""
+
+    def drop_spec_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Drop the tables of ``specs`` (if present), rows and all: a script's ``down``."""
+
+
+class Migrator(Protocol):
+    """What a plugin's migration script gets as ``migrator``: its ``backend``, with the
+    ``migrations`` capability (engine-specific scripts, the SQL plugin's own, use the
+    rest of the engine's migrator)."""
+
+    backend: Migrations
+
 
 
 #: What a ``clonestore_backends`` hook returns per URL scheme: called with the
@@ -493,10 +588,100 @@ def open_shared_store(hook: Any, kind: str, url: str, protocol: type[Any]) -> An
 BackendFactory: TypeAlias = Callable[..., Backend]
 
 
-def iter_leaves(expr: Expr) -> Iterator[Cond]:
-    """Every condition in an expression (used by backends to check what they support)."""
-    if isinstance(expr, Cond):
-        yield expr
-    else:
-        for item in expr.items:
-            yield from iter_leaves(item)
+
+#: The protocol of each capability that adds methods. Declaring the capability (its name
+#: in ``Backend.capabilities``) is the one declaration: the store checks once, at open,
+#: that the backend implements the protocol of each capability it declares, and the core
+#: then relies on the name alone (a backend may implement a method, inherited say,
+#: without declaring its capability; it is not used then).
+@runtime_checkable
+class RowSecurity(Protocol):
+    """Optional capability ``row_security``: the engine holds each user's view to the
+    user's rows (PostgreSQL's row-level security), not only the core.
+
+    A store whose backend declares it calls the backend, for a ``store.for_user(id)``
+    view, with :func:`clonestore.plugin_helpers.acting_user` returning ``id`` for the
+    whole call (transactions included); an unscoped call sees None. A backend opened to
+    be held to it (a role the engine's policies bind) sends the acting user with the
+    call's statements, inside their transaction, so that a statement on that connection,
+    raw ones included, reads and writes only that user's rows, and none without a user.
+    """
+
+    def enable_row_security(self, tables: Sequence[TableSpec], role: str) -> list[str]:
+        """Install the policies on every table of ``tables`` with an owner column
+        (``user_id``; ``id`` on ``users``), turn them on, and let the engine role
+        ``role`` read and write every table of ``tables`` under them (idempotent); run by
+        a role that owns the tables. The statements run."""
+
+    def disable_row_security(self, tables: Sequence[TableSpec]) -> list[str]:
+        """Turn the policies of ``tables`` off and drop them (idempotent); the statements
+        run."""
+
+
+CAPABILITY_PROTOCOLS: Final[Mapping[str, type]] = {
+    "vector_search": VectorSearch,
+    "vector_dimensions": VectorDimensions,
+    "update_and_insert": UpdateAndInsert,
+    "update_and_insert_many": UpdateAndInsertMany,
+    "upsert_returning": UpsertReturning,
+    "listen_notify": ListenNotify,
+    "append_only": AppendOnlyTables,
+    "migrations": Migrations,
+    "scrub": Scrub,
+    "text_search": TextSearch,
+    "row_transfer": RowTransfer,
+    "backup": Backup,
+    "row_security": RowSecurity,
+    "time_partitions": TimePartitions,
+}
+
+
+# Names this module exported until the SPI became one page (API 2), with their homes now:
+# the reference meanings in :mod:`clonestore.spi_reference`, the query nodes in
+# :mod:`clonestore.query`, schema and vector constants in :mod:`clonestore.schema` and
+# :mod:`clonestore.vectors`, the plugin helpers in :mod:`clonestore.plugin_helpers`. Each
+# still resolves here, with a :class:`DeprecationWarning` naming its home, until API 3
+# (docs/backend-guide.md, the changelog).
+_MOVED: Final[Mapping[str, str]] = {
+    **dict.fromkeys(
+        ("FALSE", "TRUE", "JSON_OPS", "And", "Cond", "Expr", "JsonCond", "Or", "OrderBy"),
+        "clonestore.query",
+    ),
+    **dict.fromkeys(("MUTABLE_KINDS", "ORDERABLE", "check"), "clonestore.schema"),
+    **dict.fromkeys(("TextQuery",), "clonestore.text"),
+    **dict.fromkeys(
+        ("FLOAT32_ROUNDOFF", "FLOAT64_ROUNDOFF", "METRICS", "SAFE_MAX", "SAFE_MIN"),
+        "clonestore.vectors",
+    ),
+    **dict.fromkeys(
+        (
+            "append_only_allows", "append_only_refusal", "apply_changes", "bm25", "copy_row",
+            "copy_value", "engine_distance", "engine_safe", "error_bound",
+            "export_rows_reference", "field_tokens", "iter_leaves", "json_holds", "json_type",
+            "matches", "matches_query", "missing_reference", "nearest_reference",
+            "parse_query", "referencing", "score", "search_reference", "settle", "sort_rows",
+            "still_referenced", "tokenize", "update_and_insert_reference", "with_copies",
+        ),
+        "clonestore.spi_reference",
+    ),
+    **dict.fromkeys(
+        ("current_context", "open_shared_store", "refused_scheme", "refuses_scheme"),
+        "clonestore.plugin_helpers",
+    ),
+}
+
+
+if not TYPE_CHECKING:  # type checkers see the page; old code runs, warned
+
+    def __getattr__(name: str) -> Any:
+        """A name of ``_MOVED``, from its home, with a :class:`DeprecationWarning`."""
+        home = _MOVED.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        warnings.warn(
+            f"clonestore.spi.{name} moved to {home}.{name}; the old name goes in API 3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        # By name, at the first use of a moved name: its homes import this module.
+        return getattr(importlib.import_module(home), name)

@@ -29,6 +29,15 @@ which holds for vectors whose items are 0 or within ``2**-50 .. 2**50`` in
 magnitude (:func:`engine_safe`): no overflow or underflow of products in
 float32 for up to 16,384 dimensions. Rows outside that range are not scored by
 the engine at all: the engine lists them first, and they are scored here.
+
+**Stored values are float32, tiny items flushed** (:func:`float32_values`, what
+``clonestore.schema.float32_vector`` does to every vector written and every
+query): each item is rounded to the nearest float32, and items below ``2**-50``
+in magnitude become 0, so every vector written is within the engines' range at
+the low end and the engine scores it (real embeddings have such items). Only
+vectors with items beyond ``2**50``, and tiny items stored by versions before
+the flush (they keep their values; rewriting a memory's embedding flushes
+them), take the scoring-here path.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ __all__ = [
     "engine_distance",
     "engine_safe",
     "error_bound",
+    "float32_values",
     "nearest_reference",
     "score",
     "score_many",
@@ -65,6 +75,8 @@ FLOAT64_ROUNDOFF: Final = 2.0**-53
 #: Magnitudes of vector items an engine may score (besides 0): see :func:`engine_safe`.
 SAFE_MIN: Final = 2.0**-50
 SAFE_MAX: Final = 2.0**50
+_FLUSH_BELOW: Final = np.float32(SAFE_MIN)
+_ZERO32: Final = np.float32(0.0)
 # Smallest normal float32: squares of item differences below sqrt(this) may underflow.
 _FLOAT32_TINY: Final = 2.0**-126
 # Outside this range products and sums of squares could overflow or underflow double
@@ -77,8 +89,26 @@ _SCALE_BELOW: Final = 2.0**-400
 _SCORED_AT_ONCE: Final = 1024
 
 
+def float32_values(vector: Sequence[float]) -> list[float]:
+    """The values a store keeps of ``vector`` (what a memory's embedding reads back as,
+    and what a query is scored as): each item rounded to the nearest float32, then
+    items below :data:`SAFE_MIN` (``2**-50``) in magnitude, and ``-0.0``, become ``0.0``.
+
+    The flush keeps every stored vector within :func:`engine_safe`'s range at the low
+    end, so engines score all of them (embedding models write such items: every
+    all-MiniLM-L6-v2 vector has two near ``1e-33``). An item below ``2**-50`` adds
+    less than ``2**-50`` times the other vector's item to an inner product: for unit
+    vectors, far below float32's rounding of the other items (about ``2**-24``
+    relative), and ``1e-33`` items change no double-precision score of a pair of
+    all-MiniLM-L6-v2 vectors at all."""
+    rounded = np.asarray(vector, dtype=np.float32)
+    flushed: list[float] = np.where(np.abs(rounded) < _FLUSH_BELOW, _ZERO32, rounded).tolist()
+    return flushed
+
+
 def _needs_scaling(top: float) -> bool:
     return top > _SCALE_ABOVE or 0.0 < top < _SCALE_BELOW
+
 
 Row = dict[str, Any]
 #: A result: the row and its score.
@@ -131,7 +161,10 @@ def score(metric: str, query: Sequence[float], vector: Sequence[float] | None) -
             exponent = math.frexp(top)[1]
             diff = [math.ldexp(x, -exponent) - math.ldexp(y, -exponent)
                     for x, y in zip(query, vector, strict=True)]  # fmt: skip
-            return math.ldexp(math.sqrt(math.fsum(map(mul, diff, diff))), exponent)
+            try:
+                return math.ldexp(math.sqrt(math.fsum(map(mul, diff, diff))), exponent)
+            except OverflowError:  # a distance beyond the double range
+                return math.inf
         diff = [x - y for x, y in zip(query, vector, strict=True)]
         return math.sqrt(math.fsum(map(mul, diff, diff)))
     raise ValueError(f"unknown metric {metric!r}")
@@ -157,8 +190,11 @@ def score_many(
     if metric == "l2":
         tops = np.maximum(tops, top_q)
     plain = ~((tops > _SCALE_ABOVE) | ((tops > 0.0) & (tops < _SCALE_BELOW)))
+    # Only the plain rows are summed here: fsum of another row's products may overflow
+    # (OverflowError) or meet inf and -inf (ValueError); score() scales those.
+    matrix = matrix[plain]
     fsum = math.fsum
-    with np.errstate(all="ignore"):  # rows beyond the plain range are rescored below
+    with np.errstate(all="ignore"):
         if metric == "l2":
             squares = (q - matrix) ** 2
             values: list[float | None] = [math.sqrt(fsum(r)) for r in squares.tolist()]
@@ -173,8 +209,9 @@ def score_many(
                     None if norm == 0.0 or norm_q == 0.0 else dot / (norm_q * norm)
                     for dot, norm in zip(dots, norms, strict=True)
                 ]
+    computed = iter(values)
     for j, i in enumerate(rows):
-        out[i] = values[j] if plain[j] else score(metric, query, vectors[i])
+        out[i] = next(computed) if plain[j] else score(metric, query, vectors[i])
     return out
 
 

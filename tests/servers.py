@@ -324,6 +324,14 @@ class PostgresPair:
     def restart_standby(self, port: int) -> None:
         self._start(self.standbys[port], port)
 
+    def restart_primary(self) -> None:
+        """Restart the primary (``fast``: connections are terminated, as in a real restart).
+        Stop then start, not ``pg_ctl restart``, which would leave the server writing to
+        this process's pipe (no ``-l``) and ``_run`` waiting for it to close."""
+        data = self.directory / "primary"
+        self._run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        self._start(data, self.primary_port)
+
     def stop(self) -> None:
         for data in [*self.standbys.values(), self.directory / "primary"]:
             if (data / "postmaster.pid").exists():

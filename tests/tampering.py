@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clonestore_peewee.backend import NONE
-from clonestore_peewee.table_options import mariadb_append_only, sqlite_append_only
+from clonestore_peewee.sql._backend import NONE
+from clonestore_peewee.sql._table_options import mariadb_append_only, sqlite_append_only
 
 import clonestore
 
@@ -30,7 +30,7 @@ def unguarded(store: clonestore.Store, table: str) -> Iterator[None]:
     assert backend.name in ("sqlite", "mariadb"), f"lift the guard of {backend.name} another way"
     triggers = sqlite_append_only if backend.name == "sqlite" else mariadb_append_only
     for name in triggers(spec):
-        backend._execute(f"DROP TRIGGER {name}", (), NONE)  # type: ignore[attr-defined]
+        backend.execute(f"DROP TRIGGER {name}", (), NONE)  # type: ignore[attr-defined]
     try:
         yield
     finally:

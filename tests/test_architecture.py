@@ -17,16 +17,51 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "clonestore"
 PLUGINS = ROOT / "plugins"
 
-#: The clonestore modules a plugin may import: the public API and the SPI/hookspec modules.
+#: The clonestore modules a plugin may import: the public API, the SPI/hookspec modules and
+#: the modules defining what a backend is handed (query nodes, tables, text queries,
+#: vector metrics).
 PUBLIC_MODULES = {
     "clonestore",
     "clonestore.spi",
+    "clonestore.spi_reference",
+    "clonestore.query",
+    "clonestore.schema",
+    "clonestore.text",
+    "clonestore.vectors",
     "clonestore.hookspecs",
+    "clonestore.plugin_helpers",
     "clonestore.secrets",
     "clonestore.bridge",
     "clonestore.services",
+    "clonestore.maintenance",
 }
 PUBLIC_PACKAGES = ("clonestore.testing",)
+#: The modules and packages of clonestore/ that are API (for applications, plugins or
+#: backend authors: ``__all__``, DESIGN section 2, the README and docs); every other one
+#: is named with a leading underscore.
+PUBLIC_CORE = {
+    "async_types",
+    "bridge",
+    "cli",
+    "errors",
+    "fields",
+    "hookspecs",
+    "integrations",
+    "maintenance",
+    "plugin_helpers",
+    "query",
+    "records",
+    "repositories",
+    "schema",
+    "secrets",
+    "services",
+    "spi",
+    "spi_reference",
+    "studio",
+    "text",
+    "testing",
+    "vectors",
+}
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str, tuple[str, ...]]]:
@@ -98,7 +133,9 @@ def test_core_never_imports_plugins():
 def test_plugins_import_only_public_clonestore_modules(package):
     """A built-in plugin imports clonestore's public modules and names only, and never
     another plugin."""
-    public_names = set(clonestore.__all__) | {"spi", "hookspecs", "secrets", "services", "testing"}
+    public_names = set(clonestore.__all__) | {
+        "spi", "spi_reference", "hookspecs", "plugin_helpers", "secrets", "services", "testing"
+    }
     offenders = []
     for path in sorted(package.rglob("*.py")):
         for line, module, names in _imports(path):
@@ -114,6 +151,17 @@ def test_plugins_import_only_public_clonestore_modules(package):
                     if private:
                         offenders.append(f"{where} imports non-public {', '.join(private)}")
     assert offenders == []
+
+
+def test_core_internals_are_underscored():
+    """Every module and package directly under clonestore/ is API (PUBLIC_CORE) or has a
+    leading underscore, so a reader tells the two apart by the name."""
+    names = {
+        path.stem if path.is_file() else path.name
+        for path in CORE.iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").exists()
+    }
+    assert {name for name in names if not name.startswith("_")} == PUBLIC_CORE
 
 
 def test_every_built_in_plugin_registers_by_entry_point():
@@ -133,17 +181,27 @@ def test_kit_plugin_is_registered_with_pytest():
     }
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+def _module_name(path: Path, base: Path = ROOT) -> str:
+    parts = path.relative_to(base).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _core_import_graph() -> dict[str, set[str]]:
-    """Module -> the clonestore modules it imports anywhere in its source (at the top,
-    in functions, under ``if TYPE_CHECKING:``). ``from package import module`` is an
-    import of that module (not of the package's ``__init__``); relative imports are
-    resolved."""
+def _source_files() -> dict[str, Path]:
+    """Module name -> file, for the core (``clonestore.*``) and every built-in plugin
+    (``clonestore_*.*``, importable from ``plugins/``)."""
     paths = {_module_name(path): path for path in CORE.rglob("*.py")}
+    for package in _plugin_packages():
+        paths.update({_module_name(path, PLUGINS): path for path in package.rglob("*.py")})
+    return paths
+
+
+def _import_graph(prefix: str = "") -> dict[str, set[str]]:
+    """Module -> the modules of this house it imports anywhere in its source (at the top,
+    in functions, under ``if TYPE_CHECKING:``), for the modules whose name starts with
+    ``prefix``. ``from package import module`` is an import of that module (not of the
+    package's ``__init__``); relative imports are resolved."""
+    every = _source_files()
+    paths = {name: path for name, path in every.items() if name.startswith(prefix)}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -159,7 +217,7 @@ def _core_import_graph() -> dict[str, set[str]]:
                     base = ".".join([*anchor, *([base] if base else [])])
                 for alias in node.names:
                     submodule = f"{base}.{alias.name}"
-                    targets.add(submodule if submodule in paths else base)
+                    targets.add(submodule if submodule in every else base)
         graph[name] = {t for t in targets if t in paths and t != name}
     return graph
 
@@ -196,16 +254,36 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_core_import_graph_has_no_circle():
-    """No two modules of clonestore/ import each other, directly or through others,
-    counting imports in functions and under TYPE_CHECKING."""
-    assert _circles(_core_import_graph()) == []
+def test_import_graph_has_no_circle():
+    """No two modules of clonestore/ or plugins/ import each other, directly or through
+    others, counting imports in functions and under TYPE_CHECKING."""
+    assert _circles(_import_graph()) == []
+
+
+def test_the_sql_plugin_is_four_rooms():
+    """``clonestore_peewee`` holds the shared layer (``sql``) and one room per engine, plus
+    the public dialect API and the migrations; ``sql`` imports no engine room and no engine
+    room imports another."""
+    package = ROOT / "plugins" / "clonestore_peewee"
+    rooms = {"sql", "sqlite", "postgres", "mariadb"}
+    entries = {p.name for p in package.iterdir() if p.name != "__pycache__"}
+    assert entries == rooms | {"migrations", "__init__.py", "dialects.py", "py.typed"}
+    graph = _import_graph()
+    for module, imports in graph.items():
+        parts = module.split(".")
+        if parts[0] != "clonestore_peewee" or len(parts) < 3 or parts[1] not in rooms:
+            continue
+        for target in imports:
+            room = target.split(".")[1] if target.startswith("clonestore_peewee.") else None
+            if room in rooms and room != parts[1]:
+                assert room == "sql", f"{module} imports {target}: engine rooms import only sql/"
 
 
 def test_the_circle_finder_finds_circles():
     """The import walk sees a circle through a TYPE_CHECKING import (a check of the check)."""
-    graph = _core_import_graph()
-    assert "clonestore.store" in graph["clonestore"]
+    graph = _import_graph()
+    assert "clonestore._store" in graph["clonestore"]
+    assert "clonestore_peewee.sql._backend" in graph["clonestore_peewee.sqlite._backend"]
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 def _code_words(tree: ast.AST) -> Iterator[tuple[int, str]]:
     """(line, text) of every name, attribute and string literal of the code, docstrings

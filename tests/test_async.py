@@ -1,5 +1,5 @@
 """open_async: the AsyncStore's own behaviour on the backend matrix (the contract tests' async
-twin is tests/test_contract_async.py): transactions per task, cancellation, the
+twin is the contract suite's [<backend>-async] runs): transactions per task, cancellation, the
 ``clonestore_async_backends`` hook and the worker-thread fallback for synchronous backends."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from clonestore_memory import MemoryBackend
 
 import clonestore
 from clonestore import AsyncStore, ConfigurationError, NotFound, hookimpl
+from clonestore._worker_thread import WorkerThreadBackend
+from clonestore.query import TRUE
 from clonestore.repositories import REPOSITORIES
-from clonestore.spi import TRUE
-from clonestore.worker_thread import WorkerThreadBackend
+from clonestore.schema import removal_order
 
 
 def _run(main: Any) -> Any:
@@ -26,7 +27,7 @@ async def _opened(url: str, **kwargs: Any) -> AsyncStore:
     store = await clonestore.open_async(url, **kwargs)
 
     def wipe(sync: clonestore.Store) -> None:
-        for spec in sync.tables.values():
+        for spec in removal_order(sync.tables.values()):  # referencing rows first
             sync.backend.delete(spec, TRUE)
 
     await store.run_sync(wipe)
@@ -189,7 +190,7 @@ def test_task_cancelled_while_its_statement_runs_rolls_back(postgres_url: str) -
     """On PostgreSQL, a task cancelled while the server runs its statement (inside a
     transaction) rolls back: the row it wrote before is gone, and the store's single
     connection serves the next call."""
-    from clonestore_peewee.backend import NONE
+    from clonestore_peewee.sql._backend import NONE
 
     url = postgres_url
 
@@ -200,7 +201,7 @@ def test_task_cancelled_while_its_statement_runs_rolls_back(postgres_url: str) -
 
             def slow(sync: clonestore.Store) -> None:
                 running.set()
-                sync.backend._execute("SELECT pg_sleep(30)", (), NONE)  # type: ignore[attr-defined]
+                sync.backend.execute("SELECT pg_sleep(30)", (), NONE)  # type: ignore[attr-defined]
 
             async def victim() -> None:
                 async with store.transaction():

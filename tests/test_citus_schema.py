@@ -3,8 +3,9 @@ carries ``user_id``, every unique constraint of a distributed table includes its
 distribution column or is rewritten as the document's table says, and reads through
 ``store.for_user`` carry ``user_id`` so Citus can route them to one shard.
 
-Citus itself is not available here; these tests check the schema against the rules,
-they do not simulate Citus.
+These tests check the record specs against the document's rules; the layout that
+applies them (``?layout=citus``) is tested by tests/test_citus_layout.py and the kit's
+``[postgres-citus-layout]`` entry, and was run on a real cluster (docs/scale-out.md).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import inspect
 import pkgutil
+import tomllib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
@@ -17,12 +18,13 @@ import clonestore.testing.contract
 import clonestore.testing.properties
 from clonestore.spi import CAPABILITIES
 from clonestore.testing import FrozenClock, sequential_ids
-from clonestore.testing.contract.capabilities import CAPABILITY_TESTS
+from clonestore.testing.contract.test_capabilities import CAPABILITY_TESTS
 
+ROOT = Path(__file__).resolve().parents[1]
 #: Fixtures a contract test may take: what the kit's pytest plugin provides.
 KIT_FIXTURES = {"store", "store_factory"}
 #: What a differential property may take.
-PROPERTY_FIXTURES = {"differential_stores"}
+PROPERTY_FIXTURES = {"differential_stores", "audited_stores"}
 
 
 def _contract_modules() -> dict[str, ModuleType]:
@@ -76,7 +78,7 @@ def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
 
 def test_kit_collects_each_test_under_its_module(pytester):
     """--pyargs clonestore.testing collects every contract test and differential property
-    once, with an id naming its module (contract/users.py::test_...), so -k and paths select
+    once, with an id naming its module (contract/test_users.py::test_...), so -k and paths select
     them module by module."""
     ids = _collected(pytester, "--pyargs", "clonestore.testing")
     expected = [f"contract/{q.replace('.', '.py::')}" for q, _ in _all_contract_tests()]
@@ -86,15 +88,36 @@ def test_kit_collects_each_test_under_its_module(pytester):
     assert len(ids) == len(expected) + _parametrized_extra()
     users = _collected(pytester, "--pyargs", "clonestore.testing", "-k", "users.py")
     assert users
-    assert all(i.startswith("contract/users.py::") for i in users)
+    assert all(i.startswith("contract/test_users.py::") for i in users)
 
 
-def test_own_suite_finds_contract_tests_under_tests_by_module():
-    """tests/contract is the kit's contract package itself (a symlink, no copies), so
-    tests/contract/users.py::test_...[postgres] names each contract test's module."""
-    here = Path(__file__).parent / "contract"
-    assert here.is_symlink()
-    assert here.resolve() == Path(clonestore.testing.contract.__file__).resolve().parent
+def test_own_suite_collects_the_kit_where_it_lives():
+    """clonestore's own suite collects the contract package in place (pyproject's
+    testpaths), with no symlink or copy under tests/."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "clonestore/testing/contract" in pyproject["tool"]["pytest"]["ini_options"]["testpaths"]
+    assert not (ROOT / "tests" / "contract").exists()
+    assert not (ROOT / "tests" / "contract").is_symlink()
+
+
+def test_own_suite_runs_each_contract_test_sync_and_async(pytester: pytest.Pytester) -> None:
+    """In clonestore's own suite a contract test runs on each backend and again through
+    open_async ([memory-async]); a SYNC_ONLY test's async runs are skipped with its reason."""
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-q", "-rs", "--rootdir", str(ROOT), "-c",
+        str(ROOT / "pyproject.toml"),
+        str(ROOT / "clonestore/testing/contract/test_models.py"),
+        "-k", "test_activation_overtaken_midway_leaves_one_active and memory",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*not under --clonestore-async: hook races from a thread*"])
+    ids = _collected(
+        pytester, "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+        str(ROOT / "clonestore/testing/contract/test_users.py"), "-k", "memory",
+    )  # fmt: skip
+    sync = {i for i in ids if i.endswith("[memory]")}
+    assert sync
+    assert {i.replace("[memory]", "[memory-async]") for i in sync} <= set(ids)
 
 
 def test_differential_properties_run_everywhere_unchanged():
@@ -108,9 +131,9 @@ def test_differential_properties_run_everywhere_unchanged():
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         own.update({k: v for k, v in vars(module).items() if k.startswith("test_")})
-    assert len(_all_property_tests()) == 2
-    kit = [t for _, t in _all_property_tests()]
-    assert [t for t in kit if t not in own.values()] == []  # the suite may add its own
+    kit = dict(_all_property_tests())
+    assert kit  # every property the kit defines, however many, not a hard-coded count
+    assert [name for name, t in kit.items() if t not in own.values()] == []  # suite may add its own
 
 
 def test_kit_assertions_are_rewritten():
@@ -119,9 +142,12 @@ def test_kit_assertions_are_rewritten():
         assert type(module.__loader__).__name__ == "AssertionRewritingHook", module.__name__
 
 
-def test_no_contract_module_is_collected_on_its_own():
-    """No contract module is named test_*.py: the kit's plugin collects them (once)."""
-    assert not [name for name in _contract_modules() if name.startswith("test")]
+def test_every_kit_module_is_named_as_a_test():
+    """Every contract and property module is test_*.py, so pytest collects it as any test
+    module (no collector of the kit's own)."""
+    names = [*_contract_modules(), *_property_modules()]
+    assert names
+    assert [name for name in names if not name.startswith("test_")] == []
 
 
 def test_contract_test_names_are_unique():

@@ -16,7 +16,8 @@ from clonestore_memory import MemoryBackend
 
 import clonestore
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, RateLimited, hookspecs
-from clonestore.spi import TRUE, AppendOnly, Column, TableSpec
+from clonestore.query import TRUE
+from clonestore.spi import AppendOnly, Column, TableSpec
 from clonestore.testing.contract._builders import (
     aborted,
     new_document,
@@ -220,6 +221,27 @@ def test_clonestore_required_capabilities(store_factory):
         ConfigurationError, match=r"'_NeedsListenNotify' needs the 'listen_notify'.*'bare' backend"
     ):
         clonestore.open("bare://", plugins=[_OffersBare(), _NeedsListenNotify()])
+
+
+class _ClaimsMigrations(MemoryBackend):
+    """memory:// declaring the migrations capability without its methods."""
+
+    name = "claims"
+    capabilities: frozenset[str] = MemoryBackend.capabilities | {"migrations"}
+
+
+class _OffersClaims:
+    @clonestore.hookimpl
+    def clonestore_backends(self):
+        return {"claims": _ClaimsMigrations}
+
+
+def test_a_declared_capability_without_its_protocol_fails_open():
+    """Declaring a capability without implementing its protocol fails open(), naming both."""
+    with pytest.raises(
+        ConfigurationError, match=r"'claims' backend declares the 'migrations'.*spi\.Migrations"
+    ):
+        clonestore.open("claims://", plugins=[_OffersClaims()])
 
 
 def test_clonestore_required_capabilities_must_be_known():
@@ -471,6 +493,59 @@ def test_clonestore_after_commit(store_factory):
     assert recorder.commits == []
 
 
+class BeforeCommit:
+    """Writes a row of its own table just before each commit, and may refuse to commit."""
+
+    NOTES = TableSpec(name="commit_notes", columns=(Column(name="id", kind="id"),
+                                                    Column(name="actions", kind="json")))
+
+    def __init__(self):
+        self.refuse = False
+
+    @clonestore.hookimpl
+    def clonestore_tables(self):
+        return [self.NOTES]
+
+    @clonestore.hookimpl
+    def clonestore_before_commit(self, store, ops):
+        assert store.in_transaction
+        if self.refuse:
+            raise ClonestoreError("refused at commit")
+        store.backend.insert(self.NOTES, {"id": str(uuid.uuid4()),
+                                          "actions": [op.action for op in ops]})
+
+
+def test_clonestore_before_commit(store_factory):
+    """before_commit runs inside the outermost transaction, once, with its surviving writes
+    in order: what it writes commits with them, its error rolls them back, and a rollback
+    or a transaction without writes never calls it."""
+    hook = BeforeCommit()
+    store = store_factory(plugins=[hook])
+
+    def notes():
+        return [row["actions"] for row in store.backend.select(BeforeCommit.NOTES, TRUE)]
+
+    user = new_user(store)
+    assert notes() == [["user.create"]]
+    with store.transaction():
+        with store.transaction():
+            store.users.update(user.id, name="kept")
+        with aborted(store.transaction()):
+            store.users.update(user.id, name="rolled back")
+        new_document(store, user)
+    assert sorted(notes()) == [["user.create"], ["user.update", "document.create"]]
+    with aborted(store.transaction()):
+        store.users.update(user.id, name="never")
+    with store.transaction():
+        store.users.get(user.id)
+    assert len(notes()) == 2
+    hook.refuse = True
+    with pytest.raises(ClonestoreError, match="refused at commit"):
+        store.users.update(user.id, name="refused")
+    assert store.users.get(user.id).name == "kept"
+    assert len(notes()) == 2
+
+
 def test_clonestore_after_commit_sees_cascades(store_factory):
     """after_commit of a user's soft delete lists the cascade's writes too."""
     recorder = Recorder()
@@ -544,13 +619,13 @@ class Notes:
 
     @clonestore.hookimpl
     def clonestore_export_user(self, store, user_id):
-        rows = store.backend.select(NOTES, clonestore.spi.Cond("user_id", "eq", user_id))
+        rows = store.backend.select(NOTES, clonestore.query.Cond("user_id", "eq", user_id))
         return {"notes": [row["body"] for row in rows]}
 
     @clonestore.hookimpl
     def clonestore_erase_user(self, store, user_id):
         assert store.users._get_row(user_id) is not None, "runs before the user is removed"
-        store.backend.delete(NOTES, clonestore.spi.Cond("user_id", "eq", user_id))
+        store.backend.delete(NOTES, clonestore.query.Cond("user_id", "eq", user_id))
 
 
 def test_clonestore_export_user(store_factory):

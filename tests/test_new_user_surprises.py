@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import clonestore
@@ -102,3 +108,97 @@ def test_a_missing_service_names_its_plugin() -> None:
             assert not hasattr(store, name)
         with pytest.raises(AttributeError, match="has no attribute 'nope'"):
             store.nope  # noqa: B018
+
+
+# ------------------------------------------------ README command 2 on a fresh machine (issue 23)
+
+_ROOT = Path(__file__).resolve().parents[1]
+_SETUP = "sh tools/test-servers.sh"
+
+
+def _readme_commands() -> list[str]:
+    text = (_ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## The two commands", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_command_2_sets_up_what_pip_cannot_and_ci_runs_it_exactly() -> None:
+    """README command 2 starts with the set-up script, and .ci/run runs that very line
+    (no install logic of its own)."""
+    command_2 = _readme_commands()[1]
+    assert command_2.startswith(f"{_SETUP} && "), command_2
+    assert command_2.endswith(".venv/bin/python -m pytest"), command_2
+    ci = (_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"( {command_2} )" in ci
+    assert "apt-get" not in ci
+    script = (_ROOT / "tools" / "test-servers.sh").read_text(encoding="utf-8")
+    for package in ("postgresql", "redis-server", "mariadb-server", "chromium"):
+        assert re.search(rf"need .*\b{package}$", script, flags=re.M), package
+
+
+def test_ci_fails_when_the_set_up_script_fails(tmp_path: Path) -> None:
+    """.ci/run stops with a failure when the first part of README command 2 fails
+    (bash's set -e alone would carry on to "CI passed")."""
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / "tools").mkdir()
+    shutil.copy(_ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
+    (tmp_path / "tools" / "test-servers.sh").write_text("exit 3\n")
+    done = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CI passed" not in done.stdout
+    assert "README command 2 exited with status 3" in done.stderr
+
+
+def test_this_machine_has_what_the_suite_needs() -> None:
+    """`sh tools/test-servers.sh --check` (changes nothing) finds the servers up and
+    chromium installed, as README command 2 leaves the machine."""
+    done = subprocess.run(["sh", "tools/test-servers.sh", "--check"], cwd=_ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_known_schemes_leave_out_a_refused_scheme() -> None:
+    """An unknown scheme's error lists the schemes that work (mariadb://), never one
+    that is always refused (mysql://), which still says what to use instead."""
+    with pytest.raises(ConfigurationError, match="known schemes") as caught:
+        clonestore.open("postgress://x")
+    assert "mariadb://" in str(caught.value)
+    assert "mysql://" not in str(caught.value)
+    with pytest.raises(ConfigurationError, match="use mariadb://"):
+        clonestore.open("mysql://root@127.0.0.1:3306/db")
+
+
+def test_migrations_of_another_engine_are_not_listed_on_sqlite(tmp_path: Path) -> None:
+    """On SQLite, 0004_pgvector (PostgreSQL only) is neither applied nor listed, even in a
+    database an older version recorded it in; the migrations that apply are all listed."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with clonestore.open(url, create_tables=False) as store:
+        applied = store.migrate()
+        assert "0001_initial" in applied
+        assert "0004_pgvector" not in applied
+        database = store.backend.database
+        with database.connection_context():
+            database.execute_sql(
+                "INSERT INTO clonestore_migrations (name, applied) VALUES ('0004_pgvector', ?)",
+                ("2026-01-01 00:00:00",),
+            )
+        names = [row["name"] for row in store.migration_status()]
+        assert names == applied
+        assert all(row["applied"] for row in store.migration_status())
+
+
+def test_a_missing_driver_names_its_extra_not_the_url() -> None:
+    """Without psycopg2, a CLI command on postgresql:// fails with one line ending in the
+    pip install of the postgres extra, with no "check the URL" advice after it."""
+    code = (
+        "import sys; sys.modules['psycopg2'] = None\n"
+        "import clonestore.cli\n"
+        "sys.exit(clonestore.cli.main(['status', '--url', 'postgresql://app@127.0.0.1/db']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("clonestore status: error:"), line
+    assert line.endswith("pip install 'clonestore[postgres]'"), line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,3 +61,47 @@ def test_an_unknown_scheme_names_the_broken_plugins() -> None:
     (one of them might have been the backend)."""
     with pytest.raises(ConfigurationError, match=r"no backend.*'broken'.*cannot be loaded"):
         clonestore.open("nosuchscheme://x")
+
+
+def _without_prometheus(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a new interpreter in which ``prometheus_client`` cannot be imported
+    (as in an environment without the ``metrics`` extra)."""
+    hide = "import sys; sys.modules['prometheus_client'] = None\n"
+    return subprocess.run([sys.executable, "-c", hide + code], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_a_plugin_whose_extra_is_absent_says_nothing_until_asked_for() -> None:
+    """Without the metrics extra, opening a store and running a CLI command print no
+    warning about the metrics plugin (it is not broken, only not installed)."""
+    done = _without_prometheus(
+        "import clonestore, clonestore.cli\n"
+        "with clonestore.open('memory://', plugins=['cache', 'audit']) as store:\n"
+        "    print(store.users.count())\n"
+        "clonestore.cli.main(['status', '--url', 'memory://'])\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("0\n"), done.stdout
+    assert "metrics" not in done.stderr, done.stderr
+    assert "prometheus" not in done.stdout + done.stderr
+
+
+def test_a_plugin_whose_extra_is_absent_names_the_pip_install_when_asked_for() -> None:
+    """plugins=["metrics"] without its extra is a ConfigurationError giving the exact
+    ``pip install 'clonestore[metrics]'``, and the CLI prints that, not "check the URL"."""
+    done = _without_prometheus(
+        "import clonestore\n"
+        "try:\n"
+        "    clonestore.open('memory://', plugins=['metrics'])\n"
+        "except clonestore.ConfigurationError as error:\n"
+        "    print(error)\n"
+        "import clonestore.cli\n"
+        "clonestore.cli.main(['doctor', '--url', 'memory://', '--plugins', 'metrics'])\n"
+    )
+    first, *_ = done.stdout.splitlines()
+    assert "pip install 'clonestore[metrics]'" in first, done.stdout
+    assert "needs the 'metrics' extra of clonestore" in first, first
+    cli_error = done.stderr.strip().splitlines()[-1]
+    assert cli_error.startswith("clonestore doctor: error:"), done.stderr
+    assert cli_error.endswith("pip install 'clonestore[metrics]'"), cli_error
+    assert "check the URL" not in done.stderr

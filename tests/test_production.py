@@ -13,8 +13,8 @@ import pytest
 
 import clonestore
 from clonestore import Column, ConfigurationError, TableSpec, Unique, ValidationError
-from clonestore.spi import TRUE
-from tests.test_migrations import MIGRATIONS, _cli, _columns, _indexes, fresh_url
+from clonestore.query import TRUE
+from tests.test_migrations import _cli, _columns, _indexes, fresh_url, migrations_on
 
 __all__ = ["fresh_url"]  # the fixture, imported for this module's tests
 
@@ -22,8 +22,10 @@ PLUGINS = ["cache", "ratelimit", "audit"]
 PLUGIN_TABLES = {
     "cache": ("cache_embeddings", "cache_vector_search", "cache_llm_responses"),
     "ratelimit": ("ratelimit_windows", "ratelimit_buckets"),
-    "audit": ("audit_log", "audit_head", "audit_anchors"),
+    "audit": ("audit_entries", "audit_heads", "audit_purges"),
 }
+#: Each plugin's newest migration, whose frozen specs are its live tables.
+NEWEST = {"audit": "0003_drop_created_at_index"}
 
 
 def _plugin_migration(plugin: str, name: str = "0001_initial") -> ModuleType:
@@ -67,7 +69,7 @@ def test_opening_without_the_plugins_tables_names_the_command(fresh_url: str) ->
     with pytest.raises(ConfigurationError) as refused:
         clonestore.open(fresh_url, plugins=["audit"], create_tables=False)
     message = str(refused.value)
-    assert "audit_log" in message
+    assert "audit_entries" in message
     assert f"clonestore migrate --url {clonestore.open(fresh_url).url} --plugins audit" in message
 
 
@@ -78,8 +80,16 @@ def test_store_migrate_applies_the_plugins_migrations(fresh_url: str) -> None:
         fresh_url, plugins=PLUGINS, create_tables=False, check_tables=False
     ) as store:
         applied = store.migrate()
-        assert applied[: len(MIGRATIONS)] == MIGRATIONS
-        assert sorted(applied[len(MIGRATIONS) :]) == sorted(f"{p}/0001_initial" for p in PLUGINS)
+        core = migrations_on(fresh_url)
+        assert applied[: len(core)] == core
+        plugins = [f"{p}/0001_initial" for p in PLUGINS]
+        plugins += [
+            "audit/0002_owner_chains",
+            "audit/0003_drop_created_at_index",
+            "cache/0002_float32_embeddings",
+            "cache/0003_pg_float32_embeddings",
+        ]
+        assert sorted(applied[len(core) :]) == sorted(plugins)
         assert all(row["applied"] for row in store.migration_status())
         assert store.migrate() == []
 
@@ -87,10 +97,11 @@ def test_store_migrate_applies_the_plugins_migrations(fresh_url: str) -> None:
 def test_plugin_migrations_create_exactly_the_plugins_tables(
     fresh_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """Each plugin's frozen 0001 specs equal its live table specs, and the migrated
+    """Each plugin's newest frozen specs equal its live table specs, and the migrated
     columns and indexes equal those of tables created from the live specs on open."""
     for plugin, tables in PLUGIN_TABLES.items():
-        frozen = {spec.name: spec for spec in _plugin_migration(plugin).TABLES}
+        newest = _plugin_migration(plugin, NEWEST.get(plugin, "0001_initial"))
+        frozen = {spec.name: spec for spec in newest.TABLES}
         with clonestore.open("memory://", plugins=[plugin]) as live:
             assert {name: live.tables[name] for name in tables} == frozen, plugin
     with clonestore.open(fresh_url, plugins=PLUGINS, create_tables=False, check_tables=False) as m:
@@ -129,7 +140,7 @@ def test_dry_run_prints_the_sql_and_changes_nothing(fresh_url: str) -> None:
     every migration is still pending."""
     planned = _cli("migrate", "--url", fresh_url, "--plugins", "audit", "--dry-run")
     assert planned.returncode == 0, planned.stderr
-    for name in (*MIGRATIONS, "audit/0001_initial"):
+    for name in (*migrations_on(fresh_url), "audit/0001_initial"):
         assert f"-- {name}" in planned.stdout
     assert 'CREATE TABLE IF NOT EXISTS "users"' in planned.stdout
     assert 'CREATE TABLE IF NOT EXISTS "audit_log"' in planned.stdout
@@ -143,23 +154,29 @@ def test_dry_run_prints_the_sql_and_changes_nothing(fresh_url: str) -> None:
 def test_migrate_to_and_downgrade(fresh_url: str) -> None:
     """migrate --to NAME stops after NAME; downgrade --to NAME undoes what came after it
     with down() (a plugin's too); downgrade alone undoes the newest core migration."""
-    first = _cli("migrate", "--url", fresh_url, "--to", MIGRATIONS[0])
+    core = migrations_on(fresh_url)
+    first = _cli("migrate", "--url", fresh_url, "--to", core[0])
     assert first.returncode == 0, first.stderr
-    assert f"applied {MIGRATIONS[1]}" not in first.stdout
+    assert f"applied {core[1]}" not in first.stdout
     with clonestore.open(fresh_url, create_tables=False) as store:
         assert [r["applied"] for r in store.migration_status()] == [True] + [False] * (
-            len(MIGRATIONS) - 1
+            len(core) - 1
         )
     assert _cli("migrate", "--url", fresh_url, "--plugins", "audit").returncode == 0
-    back = _cli("downgrade", "--url", fresh_url, "--to", MIGRATIONS[0])
+    back = _cli("downgrade", "--url", fresh_url, "--to", core[0])
     assert back.returncode == 0, back.stderr
-    assert f"reverted {len(MIGRATIONS) - 1} migration(s)" in back.stdout
+    assert f"reverted {len(core) - 1} migration(s)" in back.stdout
     with clonestore.open(
         fresh_url, plugins=["audit"], create_tables=False, check_tables=False
     ) as store:
         applied = {r["name"] for r in store.migration_status() if r["applied"]}
-        assert applied == {MIGRATIONS[0], "audit/0001_initial"}
-        assert store.downgrade(to="audit/0001_initial") == []
+        assert applied == {
+            core[0],
+            "audit/0001_initial",
+            "audit/0002_owner_chains",
+            "audit/0003_drop_created_at_index",
+        }
+        assert store.downgrade(to="audit/0003_drop_created_at_index") == []
         with pytest.raises(ValidationError, match="nope"):
             store.downgrade(to="audit/nope")
     assert _cli("downgrade", "--url", fresh_url).stdout.count("reverted 1 migration(s)") == 1
@@ -209,6 +226,7 @@ def test_clonestore_migrations(
 
     with clonestore.open(fresh_url, plugins=[Things()]) as store:
         status = {row["name"]: row["applied"] for row in store.migration_status()}
-        assert status == {**dict.fromkeys(MIGRATIONS, True), "things/0001_initial": True}
+        core = dict.fromkeys(migrations_on(fresh_url), True)
+        assert status == {**core, "things/0001_initial": True}
         store.backend.insert(table, {"id": str(uuid.uuid4()), "key": "k"})
         assert store.backend.count(table, TRUE) == 1

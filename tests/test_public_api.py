@@ -39,6 +39,7 @@ DOCUMENTED = {
     # what repositories return
     "Repository",
     "Page",
+    "Scored",
     "ScoredMemory",
     "SessionStatistics",
     "SessionWithTurns",
@@ -48,11 +49,14 @@ DOCUMENTED = {
     "NotFound",
     "AlreadyExists",
     "Conflict",
+    "ForeignKeyViolation",
     "InvalidTransition",
     "RateLimited",
     "ConfigurationError",
+    "MigrationsPending",
     "StorageUnavailable",
     "BackendError",
+    "DumpError",
     # plugins
     "hookimpl",
     "Operation",
@@ -62,6 +66,7 @@ DOCUMENTED = {
     "Column",
     "Unique",
     "Index",
+    "ForeignKey",
     "table_spec",
     "column",
     "record",
@@ -122,7 +127,9 @@ def test_every_error_and_record_is_public():
 #: The modules plugins import besides clonestore itself.
 PLUGIN_FACING = (
     "clonestore.spi",
+    "clonestore.spi_reference",
     "clonestore.hookspecs",
+    "clonestore.plugin_helpers",
     "clonestore.services",
     "clonestore.testing",
 )
@@ -172,16 +179,29 @@ def test_plugin_public_modules_declare_documented_all(module):
     assert undocumented == [], f"{module}: no docstring on {', '.join(undocumented)}"
 
 
-#: The dialect API (clonestore_peewee.dialects, versioned by DIALECT_API_VERSION): what a
+#: The dialect API (clonestore_peewee.dialects, versioned by clonestore.spi.API_VERSION): what a
 #: new SQL engine fills in to run on the shared SQL layer (docs/backend-guide.md section 9).
 DIALECT_API = {
-    "DIALECT_API_VERSION",
     "Dialect",
     "DialectContext",
     "Codecs",
+    "JsonLookup",
     "SQLITE",
     "POSTGRES",
     "MARIADB",
+    # the backend base class an engine subclasses, its statement modes and fetch
+    "SQLBackend",
+    "ONE",
+    "ALL",
+    "ROWCOUNT",
+    "NONE",
+    "MANY",
+    "fetch",
+    # the storage types as the built-in engines spell them, and their Peewee fields
+    "SQLITE_TYPES",
+    "POSTGRES_TYPES",
+    "MARIADB_TYPES",
+    "FIELD_CLASSES",
 }
 #: What a dialect sets or overrides: its attributes and methods, each documented.
 DIALECT_MEMBERS = {
@@ -195,6 +215,7 @@ DIALECT_MEMBERS = {
     "index_ddl",
     "index_name",
     "duplicate_key",
+    "primary_key_name",
     "translate",
     "order_term",
     "text_contains",
@@ -205,15 +226,16 @@ DIALECT_MEMBERS = {
     "min_max",
     "starts_with",
     "ends_with",
+    "json_lookup",
 }
 
 
 def test_dialect_api_is_exactly_the_documented_names():
-    """clonestore_peewee.dialects exports the dialect API and its version, 1."""
+    """clonestore_peewee.dialects, the plugin's one public module, exports the dialect API,
+    whose version is the backend API's (clonestore.spi.API_VERSION)."""
     dialects = importlib.import_module("clonestore_peewee.dialects")
     assert set(dialects.__all__) == DIALECT_API
-    assert dialects.DIALECT_API_VERSION == 1
-    assert dialects.Dialect.api_version == dialects.DIALECT_API_VERSION
+    assert dialects.Dialect.api_version == clonestore.spi.API_VERSION
 
 
 def test_dialect_members_are_documented():
@@ -237,16 +259,34 @@ def test_dialect_members_are_documented():
         assert not getattr(type(dialect), "__abstractmethods__", ())
 
 
+def test_sql_backend_hooks_are_public_named():
+    """What an engine's backend class must implement (SQLBackend's abstract methods,
+    docs/backend-guide.md section 9) has public names, each documented."""
+    from clonestore_peewee.dialects import SQLBackend
+
+    hooks = SQLBackend.__abstractmethods__
+    assert hooks == {
+        "execute",
+        "begin_transaction",
+        "end_transaction",
+        "schema_session",
+        "apply_table_options",
+        "purge_up_to",
+    }
+    assert all(inspect.getdoc(getattr(SQLBackend, name)) for name in hooks)
+
+
 def test_a_dialect_newer_than_the_api_is_refused():
-    """A backend refuses a dialect written for a newer dialect API, saying to upgrade."""
+    """A backend refuses a dialect written for a newer API, saying to upgrade."""
     from clonestore_peewee.dialects import SQLITE
-    from clonestore_peewee.sqlite import SqliteBackend
+    from clonestore_peewee.sqlite._backend import SqliteBackend
 
     class Future(type(SQLITE)):  # type: ignore[misc]
-        api_version = 2
+        api_version = clonestore.spi.API_VERSION + 1
 
     class FutureBackend(SqliteBackend):
         dialect = Future()
 
-    with pytest.raises(clonestore.ConfigurationError, match=r"dialect API 2.*upgrade clonestore"):
+    newer = r"sqlite dialect is written for clonestore's backend API \d+.*upgrade clonestore"
+    with pytest.raises(clonestore.ConfigurationError, match=newer):
         FutureBackend("sqlite:///:memory:")

@@ -18,9 +18,9 @@ import pytest
 import clonestore
 from clonestore import ValidationError
 from clonestore import services as service_types
+from tools import generate_async_types, generate_fields
 
-from . import typing_async
-from .typing_fields import FIELDS_MODULE, expected_source
+from .installed_wheel import install_wheel
 
 APP = '''
 from decimal import Decimal
@@ -31,7 +31,7 @@ from clonestore_audit import audit_of
 store = clonestore.open("memory://", plugins=["cache", "ratelimit", "audit"])
 user = store.users.create(email="ada@example.com", name="Ada", personality_traits=["curious"])
 user = store.users.update(user.id, expected_version=1, name="Ada L")
-name: str = user.name
+name: str | None = user.name
 voice = store.voice_models.create(user_id=user.id, name="v", provider="p")
 session = store.sessions.create(user_id=user.id, voice_model_id=voice.id)
 turn = store.sessions.add_turn(session.id, user_transcript="hi", llm_cost=Decimal("0.002"))
@@ -59,7 +59,7 @@ async def main() -> None:
     async with clonestore.open_async("memory://", plugins=["cache", "ratelimit"]) as store:
         user = await store.users.create(email="ada@example.com", name="Ada")
         user = await store.users.update(user.id, expected_version=1, name="Ada L")
-        name: str = user.name
+        name: str | None = user.name
         async with store.transaction():
             session = await store.sessions.create(user_id=user.id)
             turn = await store.sessions.add_turn(session.id, llm_cost=Decimal("0.002"))
@@ -88,14 +88,14 @@ import clonestore
 store = clonestore.open("memory://", plugins=["cache"])
 store.usres.count()  # E: attr-defined
 store.users.create(email="ada@example.com", nmae="Ada")  # E: call-arg
-store.users.create(email="ada@example.com")  # E: call-arg
+store.users.create(name="Ada")  # E: call-arg
 store.users.update("id", version=2)  # E: call-arg
 store.users.create(email="a@example.com", name="A", personality_traits="curious")  # E: arg-type
 store.documents.create(user_id="u", filename="f", size_bytes="big")  # E: arg-type
 store.cache.get_embeding("q")  # E: attr-defined
 user = store.users.get("id")
 user.name = "changed"  # E: misc
-clonestore.User(email="a@example.com")  # E: call-arg
+clonestore.User(name="Ada")  # E: call-arg
 '''
 
 ASYNC_TYPOS = '''
@@ -117,10 +117,18 @@ async def main() -> None:
 '''
 
 
-def _mypy(directory: Path, *files: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def installed_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of a fresh virtualenv with clonestore's wheel installed, as an
+    application outside this repository has it (see tests/installed_wheel.py)."""
+    return install_wheel(tmp_path_factory) / "bin" / "python"
+
+
+def _mypy(directory: Path, python: Path, *files: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MYPYPATH", "PYTHONPATH")}
     return subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(directory / ".mypy"),
+         "--python-executable", str(python),
          "--no-error-summary", "--show-error-codes", *files],
         cwd=directory, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
@@ -130,18 +138,15 @@ def _mypy(directory: Path, *files: str) -> subprocess.CompletedProcess[str]:
     ("app", "typos"), [(APP, TYPOS), (ASYNC_APP, ASYNC_TYPOS)], ids=["open", "open_async"]
 )
 def test_mypy_strict_passes_an_app_and_reports_each_typo(
-    tmp_path: Path, app: str, typos: str
+    tmp_path: Path, installed_python: Path, app: str, typos: str
 ) -> None:
-    """Outside the repository, mypy --strict passes an app and reports every deliberate
-    typo, with the synchronous API and with the awaited one."""
+    """Outside the repository, against the installed wheel, mypy --strict passes an app
+    and reports every deliberate typo, with the synchronous API and with the awaited one."""
     (tmp_path / "app.py").write_text(textwrap.dedent(app), encoding="utf-8")
     (tmp_path / "typos.py").write_text(textwrap.dedent(typos), encoding="utf-8")
-    result = _mypy(tmp_path, "app.py", "typos.py")
+    result = _mypy(tmp_path, installed_python, "app.py", "typos.py")
     output = result.stdout + result.stderr
-    assert "Cannot find implementation or library stub" not in output, (
-        "mypy does not see the installed clonestore; an editable install made before "
-        f"plugins/_clonestore_build.py existed needs pip install -e '.[dev]' again:\n{output}"
-    )
+    assert "Cannot find implementation or library stub" not in output, output
     errors = [line for line in output.splitlines() if ": error:" in line]
     assert [e for e in errors if not e.startswith("typos.py:")] == [], output
     lines = textwrap.dedent(typos).splitlines()
@@ -159,34 +164,37 @@ def test_mypy_strict_passes_an_app_and_reports_each_typo(
 
 
 def test_fields_module_is_generated_from_the_records() -> None:
-    """clonestore/fields.py is what tests/typing_fields.py derives from the records."""
-    assert FIELDS_MODULE.read_text(encoding="utf-8") == expected_source(), (
-        "clonestore/fields.py is stale: run python tests/typing_fields.py"
-    )
+    """clonestore/fields.py is what tools/generate_fields.py derives from the records."""
+    assert generate_fields.FIELDS_MODULE.read_text(encoding="utf-8") == (
+        generate_fields.expected_source()
+    ), "clonestore/fields.py is stale: run python tools/generate_fields.py"
 
 
 def test_async_types_module_is_generated_from_the_sync_classes() -> None:
-    """clonestore/async_types.py is what tests/typing_async.py derives from the
-    synchronous repositories and service protocols."""
-    assert typing_async.ASYNC_TYPES_MODULE.read_text(encoding="utf-8") == (
-        typing_async.expected_source()
-    ), "clonestore/async_types.py is stale: run python tests/typing_async.py"
+    """clonestore/async_types.py is what tools/generate_async_types.py derives from the
+    synchronous repositories and service protocols (its --check, as a test)."""
+    assert generate_async_types.main(["--check"]) == 0, (
+        "clonestore/async_types.py is stale: run python tools/generate_async_types.py"
+    )
 
 
 @pytest.mark.parametrize(
     ("protocol", "sync"),
-    [(name, cls) for name, cls, _ in typing_async.sources()],
-    ids=[name for name, _, _ in typing_async.sources()],
+    [(name, cls) for name, cls, _ in generate_async_types.sources()],
+    ids=[name for name, _, _ in generate_async_types.sources()],
 )
 def test_each_async_protocol_mirrors_its_sync_class_name_for_name(
     protocol: str, sync: type
 ) -> None:
-    """Every public method of the synchronous class is a coroutine of the async protocol
-    with the same parameters, every other public member is there as it is, nothing more
-    (the members left out are named with their reason); the AsyncStore is typed by it."""
+    """Every public member of the synchronous class is in the generator's member list or
+    left out with a reason; each listed method is a coroutine of the async protocol (its
+    own or a base protocol's) with the same parameters and docstring, nothing more; the
+    AsyncStore is typed by it."""
     import clonestore.async_types as async_types
 
     typed = getattr(async_types, protocol)
+    assert generate_async_types.unlisted(sync) == [], protocol
+    listed = generate_async_types.protocol_members(sync)
 
     def public(cls: type) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -197,20 +205,45 @@ def test_each_async_protocol_mirrors_its_sync_class_name_for_name(
         return {n: v for n, v in found.items() if not n.startswith("_")}
 
     members, mirrored = public(sync), public(typed)
-    assert set(mirrored) == set(members) - set(typing_async.LEFT_OUT), protocol
-    for name, member in members.items():
-        if name in typing_async.LEFT_OUT or not inspect.isfunction(member):
+    assert set(mirrored) == set(listed), protocol
+    assert not set(mirrored) & set(generate_async_types.LEFT_OUT), protocol
+    for name in listed:
+        member = members[name]
+        if isinstance(member, property):
+            assert isinstance(mirrored[name], property), f"{protocol}.{name}"
             continue
         assert inspect.iscoroutinefunction(mirrored[name]), f"{protocol}.{name}"
         if name not in ("create", "update"):  # their keywords are typed per entity
             assert list(inspect.signature(mirrored[name]).parameters) == list(
                 inspect.signature(member).parameters
             ), f"{protocol}.{name}"
-    attribute = next(a for n, c, a in typing_async.sources() if n == protocol).strip("`")
+        giver = next(c for c in sync.__mro__ if c.__qualname__ == listed[name])
+        doc = generate_async_types.docstring(giver, name)
+        assert inspect.getdoc(mirrored[name]) == doc, f"{protocol}.{name}"
+    attribute = next(a for n, c, a in generate_async_types.sources() if n == protocol).strip("`")
     declared = collections.ChainMap(
         *(vars(c).get("__annotations__", {}) for c in clonestore.AsyncStore.__mro__)
     )
     assert declared[attribute.split(".")[1]] == protocol
+
+
+def test_the_repositories_are_listed_once() -> None:
+    """The stores, the user's views and the async protocols take the list of repositories
+    from clonestore.repositories (its Repositories and Catalogues annotations)."""
+    from clonestore._tenancy import UserView
+    from clonestore.async_types import AsyncCatalogues, AsyncRepositories
+    from clonestore.repositories import CATALOGUES, REPOSITORIES, Catalogues, Repositories
+
+    assert list(REPOSITORIES) == list(Repositories.__annotations__)
+    assert list(CATALOGUES) == list(Catalogues.__annotations__)
+    assert list(AsyncRepositories.__annotations__) == list(REPOSITORIES)
+    assert list(AsyncCatalogues.__annotations__) == list(CATALOGUES)
+    assert issubclass(clonestore.Store, Repositories)
+    assert issubclass(clonestore.Store, Catalogues)
+    assert issubclass(UserView, Repositories)
+    assert issubclass(clonestore.AsyncStore, AsyncRepositories)
+    for cls in (clonestore.Store, UserView, clonestore.AsyncStore):  # not written again
+        assert not set(vars(cls).get("__annotations__", {})) & set(REPOSITORIES), cls
 
 
 def test_a_misspelt_field_is_a_validation_error_at_run_time() -> None:

@@ -3,15 +3,21 @@ engine that computes in single precision with the worst rounding its error bound
 
 from __future__ import annotations
 
+import array
 import math
 import random
+import warnings
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from clonestore.errors import ValidationError
+from clonestore.schema import Column, float32_vector
 from clonestore.vectors import (
     FLOAT32_ROUNDOFF,
     METRICS,
@@ -187,6 +193,16 @@ _extreme_items = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
+# Issue 21: found on a fresh machine (an OverflowError from l2), and l2 and cosine rows
+# whose products overflow only in the unscaled sum score_many made before rescoring them.
+@example(
+    query=[1.797693124862316e308, 0.0, 0.0],
+    vectors=[[-9.999999900163214e299, 0.0, 0.0]],
+    metric="l2",
+)
+@example(query=[1.0, 1.0], vectors=[[1.3e154, 1.3e154], [1.0, 2.0]], metric="l2")
+@example(query=[1.0, 1.0], vectors=[[1.3e154, 1.3e154], [1.0, 2.0]], metric="cosine")
+@example(query=[1e100, 1e100], vectors=[[1e300, -1e300], [1.0, 2.0]], metric="ip")
 @given(
     query=st.lists(_extreme_items, min_size=1, max_size=6),
     vectors=st.lists(
@@ -204,3 +220,68 @@ def test_score_many_is_score_bit_for_bit(
     assert [None if w is None else w.hex() for w in want] == [
         None if g is None else g.hex() for g in got
     ]
+
+
+_VECTOR = Column(name="embedding", kind="vector", max_length=16_384, min_length=1)
+_FINITE_NUMBERS = "embedding: vector items must be finite numbers"
+_IN_RANGE = "embedding: vector items must be finite numbers within float32's range"
+
+
+def _checked(value: Any) -> str:
+    """float32_vector's answer for ``value``: the float32 items' hex, or the refusal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy warning is a failure too
+        try:
+            return " ".join(float(x).hex() for x in float32_vector(_VECTOR, value))
+        except ValidationError as error:
+            return str(error) if error.field == "embedding" else f"field {error.field!r}"
+
+
+def test_float32_vector_refuses_bools_wherever_they_hide() -> None:
+    """A bool among a list's numbers is refused, with or without 0s and 1s beside it (the
+    items' types are scanned only when numpy read a 0 or a 1, which a bool becomes)."""
+    floats = np.random.default_rng(7).standard_normal(384).tolist()
+    for bool_item in (True, False, np.bool_(True), np.bool_(False)):
+        for place in (0, 200, 383):
+            for others in (floats, [*floats[:100], 0.0, 1.0, *floats[102:]]):
+                items = list(others)
+                items[place] = bool_item
+                assert _checked(items) == _FINITE_NUMBERS, (bool_item, place)
+                assert _checked(tuple(items)) == _FINITE_NUMBERS, (bool_item, place)
+                # The bool's refusal comes before any other (NaN, too many items).
+                assert _checked([*items, math.nan]) == _FINITE_NUMBERS
+                assert _checked(items * 50) == _FINITE_NUMBERS
+    assert _checked([1, 0, 1.0, 0.0, np.int64(1), np.float32(0.0)]) == " ".join(
+        x.hex() for x in (1.0, 0.0, 1.0, 0.0, 1.0, 0.0)
+    )
+
+
+def test_float32_vector_checks_every_form_the_same_way() -> None:
+    """Lists, tuples, arrays of any float dtype and buffers give the same float32 items
+    (tiny ones and -0.0 flushed) or the same refusal, and never a numpy warning."""
+    values = [0.1, -2.5, 1 / 3, 3.4e38, -0.0, 1e-33, 2.0**-50, 1e-46, 123456789.125]
+    expected = " ".join(
+        float(np.float32(x) if abs(np.float32(x)) >= 2.0**-50 else 0.0).hex() for x in values
+    )
+    forms: list[Any] = [
+        values, tuple(values), np.asarray(values), list(np.asarray(values)),
+        array.array("d", values), memoryview(array.array("d", values)),
+        np.asarray(values, np.float32), list(np.asarray(values, np.float32)),
+        array.array("f", values), np.asarray([values, values]).T[:, 0],
+    ]  # fmt: skip
+    for form in forms:
+        assert _checked(form) == expected, type(form)
+    bad = {
+        _IN_RANGE: [
+            [1.0, math.nan], [1.0, math.inf], [3.5e38, 1.0], [-1e300], np.asarray([1e39]),
+            np.asarray([math.inf, -math.inf], np.float32), np.asarray([-math.inf], np.float16),
+            array.array("d", [1.0, math.nan]), np.asarray([math.nan, 1.0], np.longdouble),
+        ],
+        _FINITE_NUMBERS: [
+            [Decimal(1), 2.0], [Fraction(1, 2)], ["1.5"], [None], [[1.0, 2.0]], [[1.0], 2.0],
+            np.zeros((2, 2)), np.asarray([True, False]), np.asarray(["1.0"]),
+        ],
+    }  # fmt: skip
+    for message, forms in bad.items():
+        for form in forms:
+            assert _checked(form) == message, repr(form)

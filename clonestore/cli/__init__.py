@@ -4,19 +4,28 @@
 
     clonestore migrate            apply pending migrations, one line per migration
     clonestore status             list migrations, applied or pending
-    clonestore seed [--users N]   write a realistic demo data set
-    clonestore export USER_ID     everything about a user, as JSON
-    clonestore erase USER_ID      remove everything about a user (asks first)
-    clonestore audit verify       check the audit chain (exit 1 when broken)
+    clonestore orphans            list rows pointing at rows that do not exist
+    clonestore seed [--users N]   write a realistic demo data set (prints its users)
+    clonestore users list         list users (id, email, name, tier)
+    clonestore users find EMAIL   find a user by email
+    clonestore export USER        everything about a user (id or email), as JSON
+    clonestore erase USER         remove everything about a user (asks first)
+    clonestore audit verify       check the audit chains (exit 1 when broken)
+    clonestore audit head         record and print the audit log's head (SEQ:HASH)
     clonestore cache clean        remove expired cache entries
     clonestore ratelimit cleanup  remove old rate-limit windows
+    clonestore dump URL FILE      every table to a file any backend loads (gzip JSON Lines)
+    clonestore load FILE URL      load a dump (into an empty database; re-run continues)
+    clonestore backup URL FILE    copy a SQLite database online (its backup API)
+    clonestore maintain           run every due maintenance task (--every 1h to keep going)
+    clonestore row-security enable ROLE   PostgreSQL row-level security for ROLE (disable)
     clonestore doctor             health, migrations, tables, pgvector, replicas
     clonestore shell              a Python REPL with `store` open
     clonestore studio             browse the data in a local web app
 
 Every command takes ``--url`` (default: what ``clonestore.open()`` uses,
-``$CLONESTORE_URL``, else ``sqlite:///clonestore.db``); those that open a store
-with plugins take ``--plugins`` (:func:`~clonestore.cli._common.plugins_option`),
+``$CLONESTORE_URL``, else ``$DATABASE_URL``, else ``sqlite:///clonestore.db``); those that
+open a store with plugins take ``--plugins`` (:func:`~clonestore.cli._common.plugins_option`),
 and those that print data take ``--json``. Passwords in URLs are never printed. A failure
 is one line on stderr saying what to do next, and exit status 1.
 
@@ -29,7 +38,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # The command modules register on ``cli`` as they are imported.
-from clonestore.cli import data, doctor, maintenance, schema, shell, studio  # noqa: F401
+from clonestore.cli import (  # noqa: F401
+    data,
+    doctor,
+    maintain,
+    maintenance,
+    row_security,
+    schema,
+    shell,
+    studio,
+    transfer,
+    users,
+)
 from clonestore.cli._group import cli
 
 __all__ = ["cli", "main"]

@@ -8,11 +8,13 @@ from pathlib import Path
 import attrs
 import click
 
+from clonestore._demo import demo_email, seed_demo
 from clonestore.cli._common import (
     Failure,
     Progress,
     StoreOptions,
     echo_json,
+    find_user,
     json_option,
     on_terminal,
     open_store,
@@ -20,8 +22,11 @@ from clonestore.cli._common import (
     url_option,
 )
 from clonestore.cli._group import cli
-from clonestore.demo import seed_demo
-from clonestore.records import to_json
+from clonestore.cli.users import user_table
+from clonestore.records import User, to_json
+
+#: How many of the users it wrote ``seed`` lists (all of them with --json).
+SEED_SHOWN = 10
 
 
 @cli.command(short_help="write a realistic demo data set")
@@ -68,8 +73,13 @@ def seed(
                 dimensions=dimensions,
                 on_user=lambda _: bar.advance(),
             )
+        seeded: list[User] = []
+        for number in range(count):
+            user = store.users.find_by_email(demo_email(number))
+            if user is not None:
+                seeded.append(user)
     if as_json:
-        echo_json(attrs.asdict(report))
+        echo_json({**attrs.asdict(report), "demo_users": seeded})
         return
     written = ", ".join(
         f"{value} {name.replace('_', ' ')}"
@@ -78,22 +88,30 @@ def seed(
     )
     skipped = f" ({report.skipped} demo user(s) already there)" if report.skipped else ""
     click.echo(f"{options.shown_url}: wrote {written}{skipped}")
+    click.echo(f"demo users ({len(seeded)}):")
+    for line in user_table(seeded[:SEED_SHOWN]):
+        click.echo(f"  {line}")
+    if len(seeded) > SEED_SHOWN:
+        click.echo(f"  ... and {len(seeded) - SEED_SHOWN} more: "
+                   f"clonestore users list --url {options.shown_url}")
+    click.echo(f"next: clonestore export {demo_email(0)} --url {options.shown_url}")
 
 
 @cli.command("export", short_help="print everything stored about a user, as JSON")
-@click.argument("user_id")
+@click.argument("user")
 @url_option
 @plugins_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               default=None, help="write the JSON to this file instead of stdout")
-def export(user_id: str, url: str | None, plugins: tuple[str, ...], output: Path | None) -> None:
-    """Print everything stored about USER_ID (deleted rows and the sections of the
-    plugins given with --plugins included) as one JSON document: the user's
-    right of access."""
+def export(user: str, url: str | None, plugins: tuple[str, ...], output: Path | None) -> None:
+    """Print everything stored about USER, given by id or email (deleted rows and the
+    sections of the plugins given with --plugins included), as one JSON document: the
+    user's right of access. `clonestore users list` shows the users."""
     options = StoreOptions(url, plugins)
-    if on_terminal():
-        click.echo(f"exporting user {user_id} from {options.shown_url} ...", err=True)
     with open_store(options, create_tables=True) as store:
+        user_id = find_user(store, options, user).id
+        if on_terminal():
+            click.echo(f"exporting user {user_id} from {options.shown_url} ...", err=True)
         data = store.export_user(user_id)
     text = json.dumps(to_json(data), indent=2)
     if output is None:
@@ -107,26 +125,22 @@ def export(user_id: str, url: str | None, plugins: tuple[str, ...], output: Path
 
 
 @cli.command(short_help="remove everything stored about a user")
-@click.argument("user_id")
+@click.argument("user")
 @url_option
 @plugins_option
 @click.option("--yes", "-y", is_flag=True, help="erase without asking for confirmation")
 @json_option
 def erase(
-    user_id: str, url: str | None, plugins: tuple[str, ...], yes: bool, as_json: bool
+    user: str, url: str | None, plugins: tuple[str, ...], yes: bool, as_json: bool
 ) -> None:
-    """Remove USER_ID and every row about them, in one transaction (the right to be
-    forgotten). Asks for confirmation unless --yes. Give the same --plugins the
-    application uses, so their rows about the user go too."""
+    """Remove USER (given by id or email) and every row about them, in one transaction
+    (the right to be forgotten). Asks for confirmation unless --yes. Give the same
+    --plugins the application uses, so their rows about the user go too."""
     options = StoreOptions(url, plugins)
     with open_store(options, create_tables=True) as store:
-        found = store.users.find_many(where={"id": user_id}, with_deleted=True, limit=1)
-        if not found:
-            raise Failure(
-                f"no user with id {user_id} in {options.shown_url}; nothing was erased",
-                "check the id (clonestore export USER_ID shows what is stored)",
-            )
-        shown = f"{user_id} ({found[0].email})"
+        found = find_user(store, options, user)
+        user_id = found.id
+        shown = f"{user_id} ({found.email})"
         if not yes:
             prompt = f"Erase user {shown} and everything stored about them? This cannot be undone"
             try:

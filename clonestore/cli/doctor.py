@@ -8,11 +8,13 @@ from typing import Any
 import attrs
 import click
 
+from clonestore._store import Store
 from clonestore.cli._common import (
     Failure,
     StoreOptions,
     echo_json,
     json_option,
+    migrate_command,
     open_store,
     plugins_option,
     url_option,
@@ -21,7 +23,6 @@ from clonestore.cli._group import cli
 from clonestore.errors import ClonestoreError
 from clonestore.query import TRUE
 from clonestore.secrets import redact_url
-from clonestore.store import Store
 
 
 @attrs.frozen
@@ -46,15 +47,16 @@ def _connection(health: dict[str, Any]) -> Check:
         parts.append(f"pool {pool.get('in_use', 0)}/{pool['size']} in use")
     if health.get("ok"):
         return Check("connection", "ok", ", ".join(parts))
-    return Check(
-        "connection",
-        "fail",
-        f"{', '.join(parts)}: {health.get('error', 'not healthy')}",
-        "check that the database server is running and the URL is right",
+    fix = (
+        "check the database file's path and permissions"
+        if "path" in health  # a file, no server
+        else "check that the database server is running and the URL is right"
     )
+    return Check("connection", "fail", f"{', '.join(parts)}: {health.get('error', 'not healthy')}",
+                 fix)
 
 
-def _migrations(store: Store) -> Check:
+def _migrations(store: Store, migrate: str) -> Check:
     rows = store.migration_status()
     if not rows:
         return Check("migrations", "ok", "this backend has no migrations")
@@ -64,12 +66,12 @@ def _migrations(store: Store) -> Check:
             "migrations",
             "fail",
             f"{len(pending)} of {len(rows)} pending: {', '.join(pending)}",
-            "run: clonestore migrate --url URL",
+            f"run: {migrate}",
         )
     return Check("migrations", "ok", f"{len(rows)} applied, none pending")
 
 
-def _tables(store: Store) -> Check:
+def _tables(store: Store, migrate: str) -> Check:
     missing: list[str] = []
     rows = 0
     for spec in store.tables.values():
@@ -82,8 +84,7 @@ def _tables(store: Store) -> Check:
             "tables",
             "fail",
             f"{len(missing)} of {len(store.tables)} missing: {', '.join(sorted(missing))}",
-            "run: clonestore migrate --url URL (plugin tables are created when the "
-            "application opens the store with its plugins)",
+            f"run: {migrate}",
         )
     return Check("tables", "ok", f"{len(store.tables)} present, {rows} row(s)")
 
@@ -105,9 +106,10 @@ def _vectors(store: Store, health: dict[str, Any]) -> Check:
             return Check(
                 "pgvector",
                 "info",
-                f"installed (version {found['installed']}) after migration 0004 ran: vector "
+                f"installed (version {found['installed']}) after migration 0012 ran: vector "
                 "search runs in SQL over the stored arrays",
-                "clonestore downgrade --to 0003_keyset_indexes, then clonestore migrate",
+                "clonestore downgrade --to 0011_ops, then clonestore migrate (0012 makes "
+                "memories.embedding pgvector's vector)",
             )
         return Check(
             "pgvector",
@@ -115,7 +117,7 @@ def _vectors(store: Store, health: dict[str, Any]) -> Check:
             f"available (version {found.get('available')}) but not installed in this database; "
             "vector search runs in SQL over the stored arrays",
             "CREATE EXTENSION vector (as a superuser), then clonestore downgrade --to "
-            "0003_keyset_indexes and clonestore migrate, to search embeddings with pgvector",
+            "0011_ops and clonestore migrate, to search embeddings with pgvector",
         )
     capabilities = sorted(getattr(store.backend, "capabilities", ()))
     shown = ", ".join(capabilities) if capabilities else "none"
@@ -159,8 +161,9 @@ def _lag_unknown(health: dict[str, Any]) -> bool:
     )
 
 
-def diagnose(store: Store) -> list[Check]:
-    """Every check of ``clonestore doctor`` on an open store."""
+def diagnose(store: Store, migrate: str = "clonestore migrate") -> list[Check]:
+    """Every check of ``clonestore doctor`` on an open store; ``migrate`` is the command
+    that creates what is missing (with the store's URL and plugins)."""
     health = store.health()
     # A store just opened may not have measured its replicas' lag yet: give it a moment.
     for _ in range(20):
@@ -171,8 +174,27 @@ def diagnose(store: Store) -> list[Check]:
     checks = [_connection(health)]
     if not health.get("ok"):
         return checks
-    checks += [_migrations(store), _tables(store), _vectors(store, health), *_replicas(health)]
+    checks += [
+        _migrations(store, migrate),
+        _tables(store, migrate),
+        _vectors(store, health),
+        *_replicas(health),
+    ]
+    if health.get("vectors_not_indexed"):
+        checks.append(_oversized(store, health["vectors_not_indexed"]))
     return checks
+
+
+def _oversized(store: Store, found: dict[str, int]) -> Check:
+    where = ", ".join(f"{count} in {column}" for column, count in sorted(found.items()))
+    return Check(
+        "vector index",
+        "warn",
+        f"stored vectors longer than this store's limit of {store.max_vector_dimensions} "
+        f"dimensions ({where}), written before the limit was enforced: kept and searched "
+        "exactly, without the engine's index",
+        "re-embed them at most that long (memories.update) or delete them",
+    )
 
 
 _MARK = {"ok": "[ok]", "warn": "[!!]", "fail": "[XX]", "info": "[--]"}
@@ -188,8 +210,9 @@ def doctor(url: str | None, plugins: tuple[str, ...], as_json: bool) -> None:
     lag of read replicas where configured. Changes nothing; exits with status 1
     when a check fails."""
     options = StoreOptions(url, plugins)
-    with open_store(options) as store:
-        checks = diagnose(store)
+    # The plugins' tables are checked below, and a SQLite file is not created.
+    with open_store(options, check_tables=False, create_file=False) as store:
+        checks = diagnose(store, migrate_command(options))
     if as_json:
         echo_json({"url": options.shown_url, "checks": [attrs.asdict(c) for c in checks]})
     else:

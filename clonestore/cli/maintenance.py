@@ -1,4 +1,5 @@
-"""``clonestore audit verify``, ``cache clean`` and ``ratelimit cleanup``: plugin upkeep.
+"""``clonestore audit verify`` and ``head``, ``cache clean`` and ``ratelimit cleanup``:
+plugin upkeep.
 
 Each command enables the plugin it works on; ``--plugins`` adds others.
 """
@@ -28,22 +29,48 @@ def audit() -> None:
     """Inspect the audit plugin's tamper-evident trail."""
 
 
-@audit.command(short_help="check the audit chain; exit 1 if it is broken")
+def _head_value(text: str | None) -> tuple[int, str] | None:
+    """``SEQ:HASH`` (what ``audit head`` printed) as ``(seq, hash)``."""
+    if text is None:
+        return None
+    seq, sep, digest = text.partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise click.BadParameter("expected SEQ:HASH, as `clonestore audit head` prints it")
+    return int(seq), digest
+
+
+@audit.command(short_help="check the audit chains; exit 1 if one is broken")
 @url_option
 @plugins_option
+@click.option("--owner", default=None, metavar="OWNER",
+              help="check only this owner's chain (a user id, or ~system)")
+@click.option("--expect-head", "expect_head", default=None, metavar="SEQ:HASH",
+              help="also fail when the log no longer reaches this head (from `audit head`)")
 @json_option
-def verify(url: str | None, plugins: tuple[str, ...], as_json: bool) -> None:
-    """Walk the whole audit chain and check every row's hash link; exits with
-    status 1 when a row was changed, removed or reordered."""
+def verify(
+    url: str | None,
+    plugins: tuple[str, ...],
+    owner: str | None,
+    expect_head: str | None,
+    as_json: bool,
+) -> None:
+    """Walk the audit chains (one per owner) and check every row's hash link; exits
+    with status 1 when a row was changed, removed, reordered or redacted without an
+    erasure, when a table is missing, or (``--expect-head``) when the log no longer
+    reaches a head recorded earlier. Creates no table."""
+    head = _head_value(expect_head)
     options = with_plugins(StoreOptions(url, plugins), "audit")
-    with open_store(options, create_tables=True) as store:
-        report = store.audit.verify()
+    with open_store(options, check_tables=False) as store:
+        report = store.audit.verify(owner, expect_head=head)
     if as_json:
         echo_json(attrs.asdict(report))
     elif report.ok:
-        click.echo(f"{options.shown_url}: audit chain ok ({report.checked} row(s) checked)")
+        chains = "1 chain" if report.chains == 1 else f"{report.chains} chains"
+        click.echo(
+            f"{options.shown_url}: audit chain ok ({report.checked} row(s) checked, {chains})"
+        )
     if not report.ok:
-        where = f"seq {report.first_bad_seq}"
+        where = f"seq {report.first_bad_seq}" if report.first_bad_seq is not None else "the end"
         if report.first_bad_id is not None:
             where += f" (id {report.first_bad_id})"
         raise Failure(
@@ -51,6 +78,26 @@ def verify(url: str | None, plugins: tuple[str, ...], as_json: bool) -> None:
             "rows from there on cannot be trusted; restore the audit tables from a backup "
             "and investigate who changed them",
         )
+
+
+@audit.command(short_help="record and print the audit log's head (SEQ:HASH)")
+@url_option
+@plugins_option
+@click.option("--owner", default=None, metavar="OWNER",
+              help="print this owner's chain head instead (records nothing)")
+@json_option
+def head(url: str | None, plugins: tuple[str, ...], owner: str | None, as_json: bool) -> None:
+    """Record a global anchor (an entry naming every chain's head that moved since
+    the last one) and print it as SEQ:HASH. Keep it outside the database (a ticket,
+    another system): `clonestore audit verify --expect-head SEQ:HASH` later fails if
+    the log was cut or rewritten before it. Run it periodically (cron)."""
+    options = with_plugins(StoreOptions(url, plugins), "audit")
+    with open_store(options) as store:
+        seq, digest = store.audit.head(owner)
+    if as_json:
+        echo_json({"seq": seq, "hash": digest, "owner": owner})
+    else:
+        click.echo(f"{seq}:{digest}")
 
 
 @cli.group(short_help="the cache")

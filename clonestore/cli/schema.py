@@ -1,8 +1,10 @@
-"""``clonestore migrate``, ``status`` and ``downgrade``: set up and inspect the schema.
+"""``clonestore migrate``, ``status``, ``downgrade`` and ``orphans``: set up and inspect
+the schema.
 
 The core's migrations and, with ``--plugins``, the plugins' (``audit/0001_initial``).
 ``status`` changes nothing (on a SQLite file that does not exist it creates
-none) and, with ``--check``, exits 1 while migrations are pending.
+none) and, with ``--check``, exits 1 while migrations are pending. ``orphans`` lists
+rows pointing at rows that do not exist (what foreign keys, migration 0008, refuse).
 """
 
 from __future__ import annotations
@@ -10,13 +12,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import click
 
 import clonestore
-from clonestore.cli._common import StoreOptions, open_store, plugins_option, url_option
+from clonestore._orphans import find_orphans
+from clonestore.cli._common import (
+    StoreOptions,
+    echo_json,
+    json_option,
+    layout_option,
+    migrate_command,
+    missing_sqlite_file,
+    open_store,
+    plugins_option,
+    url_option,
+)
 from clonestore.cli._group import cli
 
 #: Backends log each migration here (``applying ...`` / ``applied ... in N ms``).
@@ -52,23 +64,27 @@ def _schema_store(options: StoreOptions) -> clonestore.Store:
     return open_store(options, check_tables=False)
 
 
-def _migrate_command(options: StoreOptions) -> str:
-    plugins = f" --plugins {','.join(options.plugins)}" if options.plugins else ""
-    return f"clonestore migrate --url {options.shown_url}{plugins}"
-
-
 @cli.command(short_help="apply pending schema migrations")
 @url_option
 @plugins_option
+@layout_option
 @click.option("--dry-run", is_flag=True, help="print the SQL each pending migration runs")
 @click.option("--to", "target", metavar="NAME", help="stop once migration NAME is applied")
-def migrate(url: str | None, plugins: tuple[str, ...], dry_run: bool, target: str | None) -> None:
+def migrate(
+    url: str | None,
+    plugins: tuple[str, ...],
+    layout: str | None,
+    dry_run: bool,
+    target: str | None,
+) -> None:
     """Apply the pending schema migrations, in order, one transaction each: the core's,
-    then those of the --plugins given (e.g. cache,ratelimit,audit)."""
-    options = StoreOptions(url, plugins)
+    then those of the --plugins given (e.g. cache,ratelimit,audit). With --layout (or
+    the URL's layout=), then give the schema that layout, converting an existing
+    database (PostgreSQL; docs/scale-out.md)."""
+    options = StoreOptions(url, plugins, layout)
     if dry_run:
         # On a SQLite file that does not exist yet, plan on a fresh one in memory.
-        planned_on = _in_memory(options) if _missing_sqlite_file(options.url) else options
+        planned_on = _in_memory(options) if missing_sqlite_file(options.url) else options
         with _schema_store(planned_on) as store:
             planned = store.migration_plan(to=target)
         for name, statements in planned:
@@ -96,16 +112,8 @@ def _in_memory(options: StoreOptions) -> StoreOptions:
     return StoreOptions("sqlite:///:memory:" + (f"?{query}" if query else ""), options.plugins)
 
 
-def _missing_sqlite_file(url: str) -> bool:
-    """Whether ``url`` names a SQLite file that does not exist (opening would create it)."""
-    if not url.startswith("sqlite:///"):
-        return False
-    path = url[len("sqlite:///") :].partition("?")[0]
-    return path not in ("", ":memory:") and not Path(path).exists()
-
-
 def _status_rows(options: StoreOptions) -> list[dict[str, Any]]:
-    if _missing_sqlite_file(options.url):
+    if missing_sqlite_file(options.url):
         # A fresh database has every migration pending: ask one in memory.
         with _schema_store(_in_memory(options)) as store:
             return store.migration_status()
@@ -116,11 +124,12 @@ def _status_rows(options: StoreOptions) -> list[dict[str, Any]]:
 @cli.command(short_help="list migrations and whether each is applied")
 @url_option
 @plugins_option
+@layout_option
 @click.option("--check", is_flag=True, help="exit with status 1 when migrations are pending")
-def status(url: str | None, plugins: tuple[str, ...], check: bool) -> None:
+def status(url: str | None, plugins: tuple[str, ...], layout: str | None, check: bool) -> None:
     """List every known migration (the --plugins' too) and whether it is applied.
     Changes nothing."""
-    options = StoreOptions(url, plugins)
+    options = StoreOptions(url, plugins, layout)
     rows = _status_rows(options)
     shown = options.shown_url
     if not rows:
@@ -137,9 +146,9 @@ def status(url: str | None, plugins: tuple[str, ...], check: bool) -> None:
             click.echo(f"[ ] {row['name']}  (pending)")
     if pending:
         missing = ""
-        if _missing_sqlite_file(options.url):
+        if missing_sqlite_file(options.url):
             missing = " (the database file does not exist yet)"
-        click.echo(f"{shown}: {pending} pending{missing}; run: {_migrate_command(options)}")
+        click.echo(f"{shown}: {pending} pending{missing}; run: {migrate_command(options)}")
         if check:
             raise click.exceptions.Exit(1)
     else:
@@ -164,3 +173,41 @@ def downgrade(url: str | None, plugins: tuple[str, ...], target: str | None) -> 
         click.echo(f"{shown}: reverted {len(reverted)} migration(s): {', '.join(reverted)}")
     else:
         click.echo(f"{shown}: nothing to revert")
+
+
+@cli.command(short_help="list rows that point at rows that do not exist")
+@url_option
+@json_option
+def orphans(url: str | None, as_json: bool) -> None:
+    """List, per relation (``turns.session_id`` -> ``sessions``...), the rows pointing at a
+    user or session that does not exist: what migration 0008 (foreign keys) refuses to
+    run over. Changes nothing; exits with status 1 when there are orphans. Remove them
+    (a memory's session_id may be set to NULL instead), then migrate."""
+    options = StoreOptions(url)
+    with open_store(options, check_tables=False, create_file=False) as store:
+        found = find_orphans(store.backend, store.tables)
+    total = sum(len(o.rows) for o in found)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "relation": o.relation,
+                    "references": o.references,
+                    "on_delete": o.on_delete,
+                    "count": len(o.rows),
+                    "rows": o.rows,
+                }
+                for o in found
+            ]
+        )
+    else:
+        for o in found:
+            if o.rows:
+                column = o.columns[0]
+                click.echo(f"{o.relation} -> {o.references}: {len(o.rows)} orphan(s)")
+                for row in o.rows:
+                    click.echo(f"  {o.table} {row['id']}: {column} {row[column]} does not exist")
+        shown = options.shown_url
+        click.echo(f"{shown}: {total} orphan(s)" if total else f"{shown}: no orphans")
+    if total:
+        raise click.exceptions.Exit(1)

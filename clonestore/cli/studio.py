@@ -45,6 +45,9 @@ def open_studio_store(options: StoreOptions, allow_edit: bool) -> clonestore.Sto
 @click.option("--port", type=click.IntRange(0, 65_535), default=8765, show_default=True)
 @click.option("--token", default=None, envvar=TOKEN_ENV,
               help=f"a secret every request must carry (also ${TOKEN_ENV})")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="a host name the Studio also answers to (repeatable); by default only "
+                   "the --host address (and the loopback names when that is loopback)")
 @click.option("--allow-edit", is_flag=True,
               help="allow edits through the repositories, attributed to the actor 'studio'")
 def studio(
@@ -53,13 +56,15 @@ def studio(
     host: str,
     port: int,
     token: str | None,
+    allow_hosts: tuple[str, ...],
     allow_edit: bool,
 ) -> None:
     """Serve the Studio: every repository as tables with keyset pages and filters,
     records with their related rows, session timelines, the audit trail with its
     verification, cache and rate-limit statistics, and metrics. Read-only unless
     --allow-edit. Listens on 127.0.0.1 unless --host says otherwise, and then
-    only with a --token."""
+    only with a --token. Requests whose Host header names another host are refused
+    (421), as are forms posted from another origin (403)."""
     if not is_loopback(host) and not token:
         raise Failure(
             f"refusing to listen on {host} without a token: anyone who can reach it "
@@ -69,7 +74,7 @@ def studio(
     try:
         import uvicorn
 
-        from clonestore.studio import create_app
+        from clonestore.studio import allowed_host_names, create_app
     except ImportError as error:
         raise Failure(
             f"the Studio needs {error.name}", "install it: pip install 'clonestore[studio]'"
@@ -77,7 +82,8 @@ def studio(
     options = StoreOptions(url, plugins)
     click.get_current_context().meta["clonestore.options"] = options
     with open_studio_store(options, allow_edit) as store:
-        app = create_app(store, allow_edit=allow_edit, token=token)
+        app = create_app(store, allow_edit=allow_edit, token=token,
+                         allowed_hosts=allowed_host_names(host, allow_hosts))
         where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
         if token:
             click.echo(f"Studio on {where}?token=<the token> for {options.shown_url}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -11,6 +12,7 @@ from clonestore.repositories.base import (
     Page,
     Repository,
     RepositoryContext,
+    Scored,
 )
 from clonestore.repositories.documents import DOCUMENT_TRANSITIONS, DocumentRepository
 from clonestore.repositories.memories import METRICS, MemoryRepository, ScoredMemory
@@ -39,6 +41,7 @@ __all__ = [
     "OWNED_TABLES",
     "REPOSITORIES",
     "SESSION_TRANSITIONS",
+    "Catalogues",
     "Clock",
     "CloneModelRepository",
     "DocumentRepository",
@@ -46,8 +49,10 @@ __all__ = [
     "MemoryRepository",
     "OwnedRepository",
     "Page",
+    "Repositories",
     "Repository",
     "RepositoryContext",
+    "Scored",
     "ScoredMemory",
     "SessionRepository",
     "SessionStatistics",
@@ -59,22 +64,40 @@ __all__ = [
     "build_repositories",
 ]
 
-#: Store attribute -> repository class; the attribute is also the table name.
-REPOSITORIES: Final[dict[str, type[Repository[Any]]]] = {
-    "users": UserRepository,
-    "voice_models": VoiceModelRepository,
-    "face_models": FaceModelRepository,
-    "sessions": SessionRepository,
-    "turns": TurnRepository,
-    "documents": DocumentRepository,
-    "memories": MemoryRepository,
-}
+class Repositories:
+    """The repositories of a user's rows, as a store and a user's view
+    (``store.for_user``) have them; each attribute is also the table's name.
 
+    The one list of the repositories: :data:`REPOSITORIES` is read from these
+    annotations, the stores inherit them, and ``tools/generate_async_types.py`` makes
+    the awaited ones (``clonestore.async_types.AsyncRepositories``) from them."""
+
+    users: UserRepository
+    voice_models: VoiceModelRepository
+    face_models: FaceModelRepository
+    sessions: SessionRepository
+    turns: TurnRepository
+    documents: DocumentRepository
+    memories: MemoryRepository
+
+
+class Catalogues:
+    """The repositories of tables no user owns (not in a user's view), as a store has
+    them; :data:`CATALOGUES` is read from these annotations."""
+
+    specializations: SpecializationRepository
+
+
+def _listed(cls: type) -> dict[str, type[Repository[Any]]]:
+    hints = typing.get_type_hints(cls)
+    return {name: hints[name] for name in cls.__annotations__}
+
+
+#: Store attribute -> repository class; the attribute is also the table name.
+REPOSITORIES: Final[dict[str, type[Repository[Any]]]] = _listed(Repositories)
 
 #: Store attribute -> repository of a table no user owns (not in a user's view).
-CATALOGUES: Final[dict[str, type[Repository[Any]]]] = {
-    "specializations": SpecializationRepository,
-}
+CATALOGUES: Final[dict[str, type[Repository[Any]]]] = _listed(Catalogues)
 
 
 def build_repositories(context: RepositoryContext) -> Mapping[str, Repository[Any]]:

@@ -9,19 +9,26 @@ write; a :class:`RecordMapping` only converts.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 import attrs
 
 from clonestore.errors import ValidationError
 from clonestore.schema import Column, TableSpec, checker
-from clonestore.spi import Row
+from clonestore.spi import Increment, Row
 
 __all__ = ["RecordMapping"]
 
 R = TypeVar("R")
+
+
+#: The hidden column of rows a user's cascading soft delete removed (see records).
+CASCADE: Final = "deleted_by_cascade"
+#: Fields a caller may give to ``create`` that the core fills in otherwise.
+_GENERATED: Final = frozenset({"id"})
 
 
 def _defaults_to_now(col: Column) -> bool:
@@ -55,6 +62,28 @@ class RecordMapping(Generic[R]):
             c.name for c in spec.columns if c.kind in ("list", "vector") and c.name in self.fields
         )
         self._now_fields = tuple(n for n in self.fields if _defaults_to_now(spec.by_name[n]))
+        # The store may keep shorter vectors than the record class takes (its backend's
+        # limit, see Store.max_vector_dimensions): checked again once a record is built.
+        self._vector_limits = tuple(
+            (c.name, c.max_length)
+            for c in spec.columns
+            if c.kind == "vector" and c.max_length is not None and c.name in self.fields
+        )
+        # What an upsert replaces: every column a caller sets (and the ones derived from
+        # them), not the id, the version or what only domain operations change.
+        self._replaced = tuple(
+            c.name
+            for c in spec.columns
+            if c.name not in ("id", "version")
+            and (c.settable != "no" or c.derived_from is not None)
+        )
+        self.soft_delete = spec.soft_delete and "deleted_at" in self.fields
+        # What a caller may give to create a record (the rest is set by clonestore).
+        self._givable = frozenset(
+            c.name
+            for c in spec.columns
+            if c.settable != "no" and c.derived_from is None and c.name in self.fields
+        )
         #: Fields a caller must give to create a record.
         self.required = frozenset(
             f.name
@@ -62,25 +91,31 @@ class RecordMapping(Generic[R]):
             if f.default is attrs.NOTHING
             and spec.by_name[f.name].settable != "no"
             and f.name not in self._now_fields
+            and f.name not in _GENERATED
         )
         #: A stored row as a record, without re-validating it (rows were validated on the
         #: way in, so reads skip the field converters).
         self.load: Callable[[Mapping[str, Any]], R] = self._make_loader()
 
     def _make_loader(self) -> Callable[[Mapping[str, Any]], R]:
-        # Like attrs itself, the function is generated once per record class.
+        # Like attrs itself, the function is generated once per record class. A field of a
+        # slotted record (attrs' default) is set through its slot's descriptor: half the
+        # cost of object.__setattr__, which first checks the class's own __setattr__.
         lines = ["def load(row):", "    rec = new(cls)"]
-        for name in self.fields:
+        namespace: dict[str, Any] = {"new": object.__new__, "cls": self.record}
+        for i, name in enumerate(self.fields):
             value = f"row[{name!r}]"
             if name in self._list_fields:
                 value = f"(None if {value} is None else tuple({value}))"
-            lines.append(f"    setattr(rec, {name!r}, {value})")
+            slot = _slot(self.record, name)
+            if slot is not None:
+                namespace[f"set{i}"] = slot.__set__
+                lines.append(f"    set{i}(rec, {value})")
+            else:
+                namespace[f"name{i}"] = name
+                namespace["setattr"] = object.__setattr__
+                lines.append(f"    setattr(rec, name{i}, {value})")
         lines.append("    return rec")
-        namespace: dict[str, Any] = {
-            "new": object.__new__,
-            "cls": self.record,
-            "setattr": object.__setattr__,
-        }
         exec("\n".join(lines), namespace)  # the source is built from field names only
         loader: Callable[[Mapping[str, Any]], R] = namespace["load"]
         return loader
@@ -109,29 +144,60 @@ class RecordMapping(Generic[R]):
         """A new, valid record from caller ``fields`` (only those a caller may set, the
         required ones included) and ``system`` fields only the core may set; its id and
         timestamps are asked of ``id_factory`` and ``clock`` once the fields are valid."""
-        for name in fields:
-            col = self.spec.column(name)
-            if col.settable == "no" or col.derived_from is not None or name not in self.fields:
-                raise ValidationError("is set by clonestore and cannot be given", field=name)
+        if not self._givable.issuperset(fields):
+            for name in fields:
+                self.spec.column(name)  # an unknown field says so
+                if name not in self._givable:
+                    raise ValidationError("is set by clonestore and cannot be given", field=name)
         missing = self.required.difference(fields)
         if missing:
             raise ValidationError("is required", field=sorted(missing)[0])
         now = clock()
-        values: dict[str, Any] = {
-            "id": id_factory(),
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-        }
+        values: dict[str, Any] = {"version": 1}
+        if "id" not in fields:
+            values["id"] = id_factory()
         for name in self._now_fields:
             if name not in fields:
                 values[name] = now
+        if "created_at" in fields and "updated_at" not in fields:
+            values["updated_at"] = fields["created_at"]  # an imported row, never changed since
         values.update(fields)
         values.update(system)
         try:
-            return self.record(**values)
+            rec = self.record(**values)
         except TypeError as exc:  # attrs: an argument the record does not take
             raise ValidationError(str(exc)) from None
+        for name, limit in self._vector_limits:
+            vector = getattr(rec, name)
+            if vector is not None and len(vector) > limit:
+                raise ValidationError(
+                    f"more than {limit} items (the longest vector this store keeps)", field=name
+                )
+        self._check_history(rec)
+        return rec
+
+    def _check_history(self, rec: R) -> None:
+        """A new record's times in their order: ``updated_at`` and ``deleted_at`` (when
+        set) not before ``created_at``; :class:`ValidationError` naming the later field."""
+        fields: Any = rec
+        created = fields.created_at
+        if fields.updated_at < created:
+            raise ValidationError("may not be earlier than created_at", field="updated_at")
+        if self.soft_delete and fields.deleted_at is not None and fields.deleted_at < created:
+            raise ValidationError("may not be earlier than created_at", field="deleted_at")
+
+    def replacement(self, row: Row, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The changes that make a stored row ``row`` (a new record's, from caller fields
+        ``given``): every column a caller sets, ``created_at`` only when ``given``;
+        the version goes up by one and, on a soft-deleted row, the row is live again
+        (unless ``given`` deletes it)."""
+        changes = {name: row[name] for name in self._replaced}
+        if "created_at" not in given:
+            del changes["created_at"]
+        if CASCADE in self.spec.by_name:
+            changes[CASCADE] = None
+        changes["version"] = Increment(1)
+        return changes
 
     def changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Validated column changes from caller keywords (only ``settable="yes"``), with
@@ -153,3 +219,12 @@ class RecordMapping(Generic[R]):
             if col.derived_from in changes:
                 source = changes[col.derived_from]
                 changes[col.name] = None if source is None else source.casefold()
+
+
+def _slot(cls: type, name: str) -> Any:
+    """The slot descriptor holding field ``name`` of ``cls`` (None: not a slot)."""
+    for klass in cls.__mro__:
+        found = vars(klass).get(name)
+        if found is not None:
+            return found if isinstance(found, types.MemberDescriptorType) else None
+    return None

@@ -9,8 +9,10 @@ from typing import Any, Generic, Self, TypeAlias, TypeVar, cast
 
 import attrs
 
+from clonestore._collection import collection_paused
+from clonestore._gateway import Gateway
+from clonestore._unit_of_work import UnitOfWork
 from clonestore.errors import AlreadyExists, Conflict, NotFound, ValidationError
-from clonestore.gateway import Gateway
 from clonestore.query import (
     TRUE,
     Cond,
@@ -26,13 +28,24 @@ from clonestore.query import (
 )
 from clonestore.repositories._mapping import RecordMapping
 from clonestore.schema import INT64_MAX, TableSpec
-from clonestore.spi import Increment, Row
-from clonestore.unit_of_work import UnitOfWork
+from clonestore.spi import PRIMARY_KEY, Increment, Row
+from clonestore.text import parse_query
 
-__all__ = ["MAX_PAGE_SIZE", "Clock", "Page", "Repository", "RepositoryContext", "check_rows"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_SEARCH_LIMIT",
+    "Clock",
+    "Page",
+    "Repository",
+    "RepositoryContext",
+    "Scored",
+    "check_rows",
+]
 
 R = TypeVar("R")
 MAX_PAGE_SIZE = 1000
+#: The most results one ``search`` or ``recall`` returns.
+MAX_SEARCH_LIMIT = 1000
 
 #: Returns the current time, timezone-aware UTC (``clonestore.open(clock=...)``).
 Clock: TypeAlias = Callable[[], datetime]
@@ -57,7 +70,7 @@ class RepositoryContext:
     #: Every table of the store (domain and plugin tables) by name.
     tables: Mapping[str, TableSpec]
     #: The repositories a repository finds its siblings among (``"users"``...), by
-    #: table name: the store's, or a user's view's (see :mod:`clonestore.tenancy`).
+    #: table name: the store's, or a user's view's (see :mod:`clonestore._tenancy`).
     repositories: dict[str, Repository[Any]] = attrs.field(factory=dict, eq=False)
 
 
@@ -67,6 +80,15 @@ class Page(Generic[R]):
 
     items: list[R]
     next_cursor: str | None
+
+
+@attrs.frozen
+class Scored(Generic[R]):
+    """A record found by ``search`` or ``recall`` and its ``score`` (BM25 for a search,
+    the fused reciprocal-rank score for a recall): higher is better."""
+
+    record: R
+    score: float
 
 
 def _bad_int(name: str, value: Any, low: int, high: int | None = None) -> ValidationError | None:
@@ -87,8 +109,10 @@ class Repository(Generic[R]):
     noun: str = "row"
     #: The column naming a row's owning user (``id`` on users).
     owner_column: str = "user_id"
-    #: The owning user this repository is limited to (see :mod:`clonestore.tenancy`).
+    #: The owning user this repository is limited to (see :mod:`clonestore._tenancy`).
     owner: str | None = None
+    #: The text and list columns ``search`` matches (none: the table is not searched).
+    search_fields: tuple[str, ...] = ()
 
     def __init__(self, context: RepositoryContext, spec: TableSpec) -> None:
         if spec.record is None:
@@ -110,20 +134,63 @@ class Repository(Generic[R]):
         #: Creation order (``created_at``, ``id``), the default ordering.
         self._creation_order = parse_order(spec, None)
         self._lookups: dict[tuple[str, ...], Lookup] = {}
+        #: Writes by id name the owner too (capability ``owner_routed``; users are their
+        #: own owners, so their ids route already).
+        self._routed = (
+            "owner_routed" in context.gateway.backend.capabilities and self.owner_column != "id"
+        )
 
     @property
     def repos(self) -> Mapping[str, Repository[Any]]:
         """Where sibling repositories are found (``self.repos["users"]``)."""
         return self.context.repositories
 
-    def scoped(self, owner: str, repositories: dict[str, Repository[Any]]) -> Self:
-        """A copy limited to the rows of user ``owner``, finding siblings in ``repositories``."""
+    def scoped(
+        self,
+        owner: str,
+        repositories: dict[str, Repository[Any]],
+        gateway: Gateway | None = None,
+    ) -> Self:
+        """A copy limited to the rows of user ``owner``, finding siblings in ``repositories``
+        and, when given, calling the backend through ``gateway`` (the store's gateway acting
+        as ``owner``, on a backend with capability ``row_security``)."""
         clone = copy.copy(self)
         clone.owner = owner
-        clone.context = attrs.evolve(self.context, repositories=repositories)
+        if gateway is None:
+            clone.context = attrs.evolve(self.context, repositories=repositories)
+        else:
+            clone.context = attrs.evolve(self.context, repositories=repositories,
+                                         gateway=gateway)  # fmt: skip
+            clone._gateway = gateway
         clone._scope = Cond(self.owner_column, "eq", owner)
         clone._lookups = {}
         return clone
+
+    # ------------------------------------------------------------------ extension surface
+    # What an application's own repository (a subclass, or helpers over one) may use
+    # besides ``context`` and ``spec``: docs/records.md, "Going below the repository".
+
+    def where(
+        self, lookups: Mapping[str, Any] | None = None, *, with_deleted: bool = False
+    ) -> Expr:
+        """Keyword lookups (as ``find_many`` takes them) as an SPI expression, limited to
+        this repository's view (a user's rows under ``store.for_user``) and, unless
+        ``with_deleted``, to live rows of a soft-deleting table."""
+        return self._where(lookups, with_deleted)
+
+    def load(self, row: Mapping[str, Any]) -> R:
+        """The record of a stored row (derived columns such as ``email_key`` left out)."""
+        _require_mapping("load", "a stored row", row)
+        try:
+            return self._load(row)
+        except KeyError as exc:
+            raise ValidationError(f"load: the row has no column {exc.args[0]!r}") from None
+
+    def stamp(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """``changes`` plus the bookkeeping every update makes (``updated_at`` now,
+        ``version`` incremented), for an update of your own through the SPI."""
+        _require_mapping("stamp", "the changes", changes)
+        return self._stamp(dict(changes))
 
     # ------------------------------------------------------------------ building records
 
@@ -169,8 +236,25 @@ class Repository(Generic[R]):
             self._lookups[names] = lookup
         return lookup
 
-    def _by_id(self, id: str, *, live: bool = True) -> Expr:
-        return conjoin(Cond("id", "eq", id), self._scope, self._live if live else TRUE)
+    def _by_id(self, id: str, *, live: bool = True, owner: str | None = None) -> Expr:
+        """The row with this id (live unless ``live`` is false), in this view; with
+        capability ``owner_routed``, naming its owner (``owner`` when the caller read the
+        row, else looked up once)."""
+        return conjoin(
+            Cond("id", "eq", id), self._owned(id, owner), self._live if live else TRUE
+        )
+
+    def _owned(self, id: str, owner: str | None = None) -> Expr:
+        """This view's scope; with capability ``owner_routed``, ``owner_column = owner``
+        (``owner`` given, or the stored row's, read once; a missing row names none)."""
+        if not self._routed or self.owner is not None:
+            return self._scope
+        if owner is None:
+            row = self._gateway.backend.get(self.spec, id)
+            if row is None:
+                return self._scope
+            owner = row[self.owner_column]
+        return Cond(self.owner_column, "eq", owner)
 
     # ------------------------------------------------------------- SPI calls through the gateway
 
@@ -200,19 +284,21 @@ class Repository(Generic[R]):
         return row
 
     def _unique_error(self, exc: AlreadyExists) -> AlreadyExists:
-        """``exc`` naming the fields a caller knows (``email``, not ``email_key``)."""
-        text = str(exc)
+        """``exc`` naming the fields a caller knows (``email``, not ``email_key``; ``id``
+        when a row already has the id): the columns the backend reported."""
         table = self.spec.name
+        if exc.columns == ("id",):
+            return AlreadyExists(
+                f"{table}: id already used by another {self.noun}", columns=("id",), orig=exc.orig
+            )
         for unique in self.spec.unique:
-            columns = (*unique.columns, *(c for c, _ in unique.when))
-            if unique.name(table) in text or all(f"{table}.{c}" in text for c in columns) or (
-                f"{', '.join(columns)} already used" in text
-            ):
+            if unique.columns == exc.columns:
                 fields = [self.spec.by_name[c].derived_from or c for c in unique.columns]
                 live = " live" if self.spec.soft_delete else ""
-                return reraise_unique(
-                    exc,
+                return AlreadyExists(
                     f"{table}: {', '.join(fields)} already used by another{live} {self.noun}",
+                    columns=fields,
+                    orig=exc.orig,
                 )
         return exc
 
@@ -292,7 +378,7 @@ class Repository(Generic[R]):
         """One keyset page; pass ``next_cursor`` back to continue after it."""
         if error := _bad_int("size", size, 1, MAX_PAGE_SIZE):
             raise error
-        order = parse_order(self.spec, order_by)
+        order = self._creation_order if order_by is None else parse_order(self.spec, order_by)
         expr = self._where(where, with_deleted)
         if cursor is not None:
             if not isinstance(cursor, str):
@@ -325,6 +411,29 @@ class Repository(Generic[R]):
     #: Whether rows point at other rows that must exist (see ``_check_references``).
     has_references = False
 
+    def search(
+        self, text: str, *, limit: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[Scored[R]]:
+        """The live records matching ``where`` whose :attr:`search_fields` hold every word
+        and quoted phrase of ``text``, best first by BM25, ties by id; at most ``limit``.
+
+        The same records in the same order, with the same scores, on every backend: the
+        tokenizer, the match set and the BM25 statistics (those of the rows matching
+        ``where``, in this view) are :mod:`clonestore.text`'s.
+        """
+        query = parse_query(text)
+        if error := _bad_int("limit", limit, 0, MAX_SEARCH_LIMIT):
+            raise error
+        expr = self._where(where)
+        if not self.search_fields:
+            raise ValidationError(f"{self.spec.name} has no searchable fields", field="text")
+        if limit == 0:
+            return []
+        found = self._gateway.text_search(
+            self.spec, expr, self.search_fields, query, limit, action=f"{self.noun}.search"
+        )
+        return [Scored(self._load(row), value) for row, value in found]
+
     def _check_references(self, rows: Sequence[Row]) -> None:
         """Refuse rows that point at missing owners (overridden by entities that have them)."""
 
@@ -342,6 +451,10 @@ class Repository(Generic[R]):
 
     def create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[R]:
         """Validate every row, then store them all or none."""
+        with collection_paused():  # bulk work makes no cyclic garbage
+            return self._create_many(rows)
+
+    def _create_many(self, rows: Iterable[Mapping[str, Any]]) -> list[R]:
         records: list[R] = []
         for i, fields in enumerate(check_rows(rows)):
             try:
@@ -360,6 +473,44 @@ class Repository(Generic[R]):
                 explain_conflict=self._unique_error,
             )
         return records
+
+    def upsert(self, id: str, /, **fields: Any) -> tuple[R, bool]:
+        """Create the record with this id, or replace the one that has it, in one atomic
+        step; returns the record and whether it was created.
+
+        ``fields`` are what ``create`` takes (without ``id``). A replaced record gets
+        every one of them, and the default of each field not given, as ``create``
+        would; it keeps its id, ``created_at`` (unless given) and what only domain
+        operations change (a model's ``is_active``, a session's state and totals, a
+        document's status...), its ``version`` goes up by one and ``updated_at`` is
+        now (unless given). A soft-deleted record with the id is replaced the same
+        way and is live again. Plugins see one write, action ``<noun>.upsert``.
+
+        :raises AlreadyExists: the new values clash with another live record's unique
+            values, or the id belongs to another user's record; nothing changes.
+        :raises ValidationError: invalid fields, as for ``create``; nothing changes.
+        """
+        if "id" in fields:
+            raise ValidationError("is upsert's first argument, not a field", field="id")
+        id = self._check_id(id)
+        row = self._row(self._build({**fields, "id": id}))
+        changes = self._mapping.replacement(row, fields)
+        owner = self.owner_column
+        changes.pop(owner, None)  # a record never changes hands: checked below instead
+        with self._unit.atomic():
+            self._check_references([row])
+            stored = self._gateway.upsert(
+                self.spec,
+                PRIMARY_KEY,
+                row,
+                changes,
+                action=f"{self.noun}.upsert",
+                key=id,
+                explain_conflict=self._unique_error,
+            )
+            if stored[owner] != row[owner]:  # rolled back with the transaction
+                raise AlreadyExists(f"{self.spec.name}: id already used by another user's row")
+        return self._load(stored), stored["version"] == 1
 
     def update(self, id: str, /, expected_version: int | None = None, **changes: Any) -> R:
         """Change fields of a live record, atomically; returns the new record.
@@ -435,7 +586,11 @@ class Repository(Generic[R]):
             changes = self._stamp({"deleted_at": None})
             if "deleted_by_cascade" in self.spec.by_name:
                 changes["deleted_by_cascade"] = None
-            where = conjoin(Cond("id", "eq", id), self._scope, Cond("deleted_at", "isnull", False))
+            where = conjoin(
+                Cond("id", "eq", id),
+                self._owned(id, row[self.owner_column]),
+                Cond("deleted_at", "isnull", False),
+            )
             rows = self._update("restore", where, changes, key=id)
         if not rows:
             raise NotFound(f"no deleted {self.noun} with id {id}")
@@ -444,7 +599,7 @@ class Repository(Generic[R]):
     def hard_delete(self, id: str) -> None:
         """Remove the record for good, deleted or not."""
         id = self._check_id(id)
-        if not self._delete("hard_delete", conjoin(Cond("id", "eq", id), self._scope), key=id):
+        if not self._delete("hard_delete", conjoin(Cond("id", "eq", id), self._owned(id)), key=id):
             raise NotFound(f"no {self.noun} with id {id}")
 
 
@@ -477,6 +632,8 @@ def check_rows(rows: Any) -> list[Mapping[str, Any]]:
     return out
 
 
-def reraise_unique(exc: AlreadyExists, message: str) -> AlreadyExists:
-    """A clearer :class:`AlreadyExists` for a known unique value, keeping the cause."""
-    return AlreadyExists(message, orig=exc.orig)
+def _require_mapping(method: str, what: str, value: object) -> None:
+    """The extension surface's methods take mappings; anything else is a ValidationError."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{method} takes {what} as a mapping of column names to values, "
+                              f"got {type(value).__name__}")

@@ -9,8 +9,10 @@ from clonestore.errors import InvalidTransition, ValidationError
 from clonestore.fields import DocumentChanges, DocumentCreate
 from clonestore.query import Cond, conjoin
 from clonestore.records import DOCUMENT_STATUSES, Document
+from clonestore.repositories.base import MAX_SEARCH_LIMIT, Scored, _bad_int
 from clonestore.repositories.owned import OwnedRepository
 from clonestore.schema import check
+from clonestore.text import RRF_K, fuse, parse_query
 
 __all__ = ["DOCUMENT_TRANSITIONS", "DocumentRepository"]
 
@@ -30,6 +32,7 @@ class DocumentRepository(OwnedRepository[Document]):
     """Documents a clone knows, processed into chunks and vectors."""
 
     noun = "document"
+    search_fields = ("filename", "text_content", "tags")
     initial_values = {"status": ("pending", "move it with update_status()")}
 
     if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
@@ -84,7 +87,7 @@ class DocumentRepository(OwnedRepository[Document]):
             current = row["status"]
             if status not in DOCUMENT_TRANSITIONS[current]:
                 raise InvalidTransition(f"document {id} cannot move from {current} to {status}")
-            where = conjoin(self._by_id(id), Cond("status", "eq", current))
+            where = conjoin(self._by_id(id, owner=row["user_id"]), Cond("status", "eq", current))
             rows = self._update("update_status", where, self._stamp(dict(changes)), key=id)
             if rows:
                 return self._load(rows[0])
@@ -110,3 +113,47 @@ class DocumentRepository(OwnedRepository[Document]):
             raise ValidationError(f"must be 'any' or 'all', got {match!r}", field="match")
         op = "overlap" if match == "any" else "contains"
         return self.find_many(where={"user_id": self._check_owner(user_id), f"tags__{op}": tags})
+
+    def recall(
+        self,
+        user_id: str,
+        *,
+        text: str | None = None,
+        ranked: Sequence[str] | None = None,
+        limit: int = 10,
+        where: Mapping[str, Any] | None = None,
+        depth: int = 50,
+    ) -> list[Scored[Document]]:
+        """The user's live documents best for ``text`` and/or ``ranked``: the text
+        search's ranking (its best ``depth``, at least ``limit``) fused with ``ranked``,
+        document ids best first as your vector store found them through the documents'
+        ``vector_ids`` (ids not among the user's live documents matching ``where`` are
+        left out), by reciprocal rank fusion (:func:`clonestore.text.fuse`, ``k`` = 60),
+        best first, ties by id. The score is the fused one.
+        """
+        owner = self._check_owner(user_id)
+        if text is None and ranked is None:
+            raise ValidationError("recall needs text, ranked ids or both", field="text")
+        if error := _bad_int("limit", limit, 0, MAX_SEARCH_LIMIT):
+            raise error
+        if error := _bad_int("depth", depth, 1, MAX_SEARCH_LIMIT):
+            raise error
+        if text is not None:
+            parse_query(text)
+        if ranked is not None:
+            if isinstance(ranked, str) or not isinstance(ranked, Sequence):
+                raise ValidationError("must be a sequence of document ids", field="ranked")
+            ranked = [self._check_id(key) for key in ranked]
+        conditions = {**(where or {}), "user_id": owner}
+        depth = max(depth, limit)
+        rankings: list[list[Document]] = []
+        if text is not None:
+            rankings.append([s.record for s in self.search(text, limit=depth, where=conditions)])
+        if ranked:
+            known = {
+                d.id: d for d in self.find_many(where={**conditions, "id__in": list(ranked)})
+            }
+            rankings.append([known[key] for key in dict.fromkeys(ranked) if key in known])
+        records = {d.id: d for ranking in rankings for d in ranking}
+        fused = fuse([[d.id for d in ranking] for ranking in rankings], RRF_K)
+        return [Scored(records[key], value) for key, value in fused[:limit]]

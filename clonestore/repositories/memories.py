@@ -10,11 +10,14 @@ import attrs
 from clonestore.errors import ValidationError
 from clonestore.fields import MemoryChanges, MemoryCreate
 from clonestore.records import Memory
+from clonestore.repositories.base import MAX_SEARCH_LIMIT, Scored, _bad_int
 from clonestore.repositories.owned import OwnedRepository
-from clonestore.schema import check
+from clonestore.schema import VectorLike, check
+from clonestore.spi import Row
+from clonestore.text import RRF_K, fuse, parse_query
 from clonestore.vectors import METRICS
 
-__all__ = ["METRICS", "MemoryRepository", "ScoredMemory"]
+__all__ = ["METRICS", "MemoryRepository", "ScoredMemory", "VectorLike"]
 
 
 @attrs.frozen
@@ -29,6 +32,7 @@ class MemoryRepository(OwnedRepository[Memory]):
     """A user's memories."""
 
     noun = "memory"
+    search_fields = ("content",)
 
     if TYPE_CHECKING:  # the keywords each takes (clonestore.fields); the base class runs them
 
@@ -42,15 +46,32 @@ class MemoryRepository(OwnedRepository[Memory]):
             **changes: Unpack[MemoryChanges],
         ) -> Memory: ...
 
-    def add(self, user_id: str, content: str, embedding: Sequence[float], **fields: Any) -> Memory:
-        """Remember something about the user."""
-        vector: Any = embedding  # checked as the column's (a list or a tuple), as create does
-        return self.create(user_id=user_id, content=content, embedding=vector, **fields)
+    def _check_references(self, rows: Sequence[Row]) -> None:
+        """The owner exists, and a memory's session is one of its owner's sessions (the
+        same ValidationError for another user's session and for none at all)."""
+        super()._check_references(rows)
+        sessions = self.repos["sessions"]
+        for row in rows:
+            session_id = row.get("session_id")
+            if session_id is None:
+                continue
+            session = sessions._get_row(session_id)
+            if session is None or session["user_id"] != row["user_id"]:
+                raise ValidationError(
+                    f"no session with id {session_id} of this memory's user", field="session_id"
+                )
+
+    def add(
+        self, user_id: str, content: str, embedding: VectorLike | None = None, **fields: Any
+    ) -> Memory:
+        """Remember something about the user (without an embedding, it is not recalled by
+        ``similar``)."""
+        return self.create(user_id=user_id, content=content, embedding=embedding, **fields)
 
     def similar(
         self,
         user_id: str,
-        embedding: Sequence[float],
+        embedding: VectorLike,
         limit: int = 5,
         metric: str = "cosine",
         *,
@@ -67,10 +88,13 @@ class MemoryRepository(OwnedRepository[Memory]):
         broken by id, on every backend. Only memories whose embedding has the
         query's dimension are compared; memories with a zero embedding have no
         cosine similarity and are skipped (under ``ip`` they score 0).
+        ``embedding`` is any vector a memory takes (a list, a tuple, a numpy
+        array, ``array('f')``), rounded to float32 (items below ``2**-50`` in magnitude
+        to 0) as stored embeddings are.
         ``where`` adds lookups (``memory_type="preference"``); ``min_score``
-        (cosine, ip) or ``max_distance`` (l2) drops weaker matches. ``limit``
-        is at least 1 (0 is refused); a limit above the number of memories
-        returns them all. With
+        (cosine, ip) or ``max_distance`` (l2) drops weaker matches. ``limit=0``
+        returns ``[]`` (as every vector store does); a limit above the number of
+        memories returns them all. With
         ``approximate=True`` a backend with an approximate index (PostgreSQL's
         HNSW, see the README) may use it: faster, but some of the exact top
         matches may be missing (scores stay exact).
@@ -90,7 +114,7 @@ class MemoryRepository(OwnedRepository[Memory]):
 
     def nearest(
         self,
-        embedding: Sequence[float],
+        embedding: VectorLike,
         limit: int = 5,
         metric: str = "cosine",
         *,
@@ -104,15 +128,19 @@ class MemoryRepository(OwnedRepository[Memory]):
         as :meth:`similar`, which is this with ``where={"user_id": ...}``."""
         if metric not in METRICS:
             raise ValidationError(f"must be one of {', '.join(METRICS)}", field="metric")
-        if type(limit) is not int or limit < 1:
-            raise ValidationError(f"must be a positive integer, got {limit!r}", field="limit")
+        if type(limit) is not int or limit < 0:
+            raise ValidationError(f"must be a non-negative integer, got {limit!r}", field="limit")
         if type(approximate) is not bool:
             raise ValidationError("must be True or False", field="approximate")
         cutoff = self._cutoff(metric, min_score, max_distance)
         column = self.spec.column("embedding")
+        if embedding is None:  # the column takes None (a memory without one), a query not
+            raise ValidationError("a query needs a vector", field="embedding")
         query = check(column, embedding)
         if metric == "cosine" and not any(query):
             raise ValidationError("a zero vector has no cosine similarity", field="embedding")
+        if limit == 0:  # validated as any search, then nothing to ask the backend
+            return []
         found = self._gateway.nearest(
             self.spec,
             self._where(where),
@@ -125,6 +153,44 @@ class MemoryRepository(OwnedRepository[Memory]):
             action=f"{self.noun}.{verb}",
         )
         return [ScoredMemory(self._load(row), value) for row, value in found]
+
+    def recall(
+        self,
+        user_id: str,
+        *,
+        text: str | None = None,
+        embedding: VectorLike | None = None,
+        limit: int = 10,
+        where: Mapping[str, Any] | None = None,
+        depth: int = 50,
+    ) -> list[Scored[Memory]]:
+        """The user's live memories best for ``text`` and/or ``embedding``: the text
+        search's ranking (BM25) and the exact cosine ranking (``similar``), each its best
+        ``depth`` (at least ``limit``), fused by reciprocal rank fusion
+        (:func:`clonestore.text.fuse`, ``k`` = 60), best first, ties by id. The score is
+        the fused one. The same on every backend, as both rankings are.
+        """
+        owner = self._check_owner(user_id)
+        if text is None and embedding is None:
+            raise ValidationError("recall needs text, an embedding or both", field="text")
+        if error := _bad_int("limit", limit, 0, MAX_SEARCH_LIMIT):
+            raise error
+        if error := _bad_int("depth", depth, 1, MAX_SEARCH_LIMIT):
+            raise error
+        if text is not None:
+            parse_query(text)  # refused before anything is read
+        conditions = {**(where or {}), "user_id": owner}
+        depth = max(depth, limit)
+        rankings: list[list[Memory]] = []
+        if text is not None:
+            rankings.append([s.record for s in self.search(text, limit=depth, where=conditions)])
+        if embedding is not None:
+            rankings.append(
+                [s.memory for s in self.nearest(embedding, depth, where=conditions, verb="recall")]
+            )
+        records = {m.id: m for ranking in rankings for m in ranking}
+        fused = fuse([[m.id for m in ranking] for ranking in rankings], RRF_K)
+        return [Scored(records[key], value) for key, value in fused[:limit]]
 
     @staticmethod
     def _cutoff(metric: str, min_score: Any, max_distance: Any) -> float | None:

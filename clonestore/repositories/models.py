@@ -47,7 +47,9 @@ class CloneModelRepository(OwnedRepository[M]):
                     self._update("deactivate", others, self._stamp({"is_active": False}))
                     # Decide on the row as it is now, not as first read: a concurrent
                     # activation may have deactivated it since.
-                    inactive = conjoin(self._by_id(id), Cond("is_active", "eq", False))
+                    inactive = conjoin(
+                        self._by_id(id, owner=row["user_id"]), Cond("is_active", "eq", False)
+                    )
                     rows = self._update(
                         "activate", inactive, self._stamp({"is_active": True}), key=id
                     )

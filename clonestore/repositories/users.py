@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
-from clonestore.errors import NotFound
+from clonestore.errors import ForeignKeyViolation, NotFound
 from clonestore.fields import UserChanges, UserCreate
 from clonestore.query import Cond, conjoin
 from clonestore.records import User, to_json
@@ -15,8 +15,14 @@ __all__ = ["CASCADE_TABLES", "OWNED_TABLES", "UserRepository"]
 
 #: What a user's soft delete hides with them, and restore brings back.
 CASCADE_TABLES: Final = ("voice_models", "face_models", "documents", "memories")
-#: Tables holding rows owned by a user, in the order they are erased.
-OWNED_TABLES: Final = ("turns", "sessions", "memories", "documents", "face_models", "voice_models")
+#: Tables holding rows owned by a user, in the order they are erased: rows pointing at
+#: others (turns and memories at sessions) before the rows they point at, so no foreign
+#: key is ever broken on the way.
+OWNED_TABLES: Final = ("turns", "memories", "sessions", "documents", "face_models", "voice_models")
+#: The order of ``export_user``'s sections.
+_EXPORT_ORDER: Final = ("voice_models", "face_models", "documents", "memories", "sessions", "turns")
+#: How often ``erase`` starts over when a row of the user was added while it ran.
+_ERASE_ATTEMPTS: Final = 5
 
 
 class UserRepository(Repository[User]):
@@ -89,7 +95,7 @@ class UserRepository(Repository[User]):
         """
         row = self._any_row(id)
         out: dict[str, Any] = {"user": to_json(self._load(row))}
-        for name in reversed(OWNED_TABLES):
+        for name in _EXPORT_ORDER:
             records = self.repos[name].find_many(where={"user_id": row["id"]}, with_deleted=True)
             out[name] = [to_json(r) for r in records]
         for section in self._gateway.export_user(row["id"]):
@@ -103,10 +109,23 @@ class UserRepository(Repository[User]):
         This is ``store.erase_user``, the right to be forgotten.
         """
         id = self._any_row(id)["id"]
-        removed: dict[str, int] = {}
+        removed: dict[str, int] = dict.fromkeys((*OWNED_TABLES, "users"), 0)
         with self._unit.atomic():
             self._gateway.erase_user(id)
-            for name in OWNED_TABLES:
-                removed[name] = self.repos[name]._delete("erase_user", Cond("user_id", "eq", id))
-            removed["users"] = self._delete("erase_user", Cond("id", "eq", id), key=id)
+            for attempt in range(_ERASE_ATTEMPTS):
+                for name in OWNED_TABLES:
+                    removed[name] += self.repos[name]._delete(
+                        "erase_user", Cond("user_id", "eq", id)
+                    )
+                try:
+                    with self._unit.transaction():  # a savepoint: a refused delete undoes itself
+                        removed["users"] = self._delete(
+                            "erase_user", Cond("id", "eq", id), key=id
+                        )
+                    break
+                except ForeignKeyViolation:
+                    # A row of the user's was added meanwhile (its creation had checked
+                    # the user before this began): remove it too, and try again.
+                    if attempt == _ERASE_ATTEMPTS - 1:
+                        raise
         return removed

@@ -14,5 +14,6 @@ from __future__ import annotations
 
 from clonestore.studio._app import REPOSITORIES, STUDIO_ACTOR, create_app
 from clonestore.studio._guard import ReadOnly
+from clonestore.studio._security import allowed_host_names
 
-__all__ = ["REPOSITORIES", "STUDIO_ACTOR", "ReadOnly", "create_app"]
+__all__ = ["REPOSITORIES", "STUDIO_ACTOR", "ReadOnly", "allowed_host_names", "create_app"]

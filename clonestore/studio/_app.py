@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -17,16 +17,18 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 import clonestore
+from clonestore._store import Store
 from clonestore.errors import ClonestoreError, NotFound, ValidationError
 from clonestore.records import to_json
 from clonestore.repositories import CATALOGUES
 from clonestore.repositories import REPOSITORIES as DOMAIN_REPOSITORIES
 from clonestore.secrets import redact_url
-from clonestore.store import Store
+from clonestore.studio._security import LOOPBACK_NAMES, STATIC_PREFIX, HostAndOriginGuard
 from clonestore.studio._values import RESERVED, display, form_text, parse_filters, parse_value
 
 __all__ = ["REPOSITORIES", "STUDIO_ACTOR", "create_app"]
@@ -60,6 +62,7 @@ _FILTER_OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "startswith", "
 _PAGE_SIZES = (10, 25, 50, 100)
 _COOKIE = "clonestore_studio_token"
 _TEMPLATES = Path(__file__).with_name("templates")
+_STATIC = Path(__file__).with_name("static")
 
 
 @attrs.frozen
@@ -222,14 +225,12 @@ def _timeline(turns: list[Any]) -> dict[str, Any]:
     longest = max((t.latency_ms for t in turns), default=0) or 1
     rows = []
     for turn in turns:
-        rows.append({
-            "turn": turn,
-            "segments": [
-                (stage, getattr(turn, f"{stage}_latency_ms"),
-                 100.0 * getattr(turn, f"{stage}_latency_ms") / longest)
-                for stage in stages
-            ],
-        })
+        segments, start = [], 0.0
+        for stage in stages:
+            ms = getattr(turn, f"{stage}_latency_ms")
+            segments.append((stage, ms, start, 100.0 * ms / longest))
+            start += 100.0 * ms / longest
+        rows.append({"turn": turn, "segments": segments})
     count = len(turns) or 1
     means = {s: sum(getattr(t, f"{s}_latency_ms") for t in turns) / count for s in stages}
     costs = {s: sum((getattr(t, f"{s}_cost") for t in turns if s != "rag"), start=0)
@@ -387,7 +388,13 @@ async def _delete(request: Request) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-def create_app(store: Store, *, allow_edit: bool = False, token: str | None = None) -> Starlette:
+def create_app(
+    store: Store,
+    *,
+    allow_edit: bool = False,
+    token: str | None = None,
+    allowed_hosts: Iterable[str] = LOOPBACK_NAMES,
+) -> Starlette:
     """The Studio as an ASGI app over an open ``store``.
 
     Read-only unless ``allow_edit``: without it the app has no route that writes
@@ -395,8 +402,13 @@ def create_app(store: Store, *, allow_edit: bool = False, token: str | None = No
     plugins, audit) inside ``store.context(actor_id="studio", ...)``, from forms
     carrying a per-app token against cross-site posts. With ``token``, every
     request must present it (see :class:`_TokenGate`).
+
+    Only requests whose ``Host`` names one of ``allowed_hosts`` (loopback names by
+    default) are answered, and only same-origin forms are accepted; every answer
+    carries framing, content-security and no-store headers (see
+    :mod:`clonestore.studio._security`).
     """
-    routes = [
+    routes: list[Route | Mount] = [
         Route("/", _index),
         Route("/t/{table}", _table),
         Route("/t/{table}/{id}", _record),
@@ -404,6 +416,7 @@ def create_app(store: Store, *, allow_edit: bool = False, token: str | None = No
         Route("/stats", _stats),
         Route("/metrics", _metrics_page),
         Route("/metrics/prometheus", _metrics_text),
+        Mount(STATIC_PREFIX.rstrip("/"), app=StaticFiles(directory=str(_STATIC)), name="static"),
     ]
     if allow_edit:
         routes += [
@@ -411,7 +424,9 @@ def create_app(store: Store, *, allow_edit: bool = False, token: str | None = No
             Route("/t/{table}/{id}/delete", _delete, methods=["POST"]),
             Route("/t/{table}/{id}/restore", _delete, methods=["POST"]),
         ]
-    middleware = [Middleware(_TokenGate, token=token)] if token else []
+    middleware = [Middleware(HostAndOriginGuard, allowed_hosts=tuple(allowed_hosts))]
+    if token:
+        middleware.append(Middleware(_TokenGate, token=token))
     app = Starlette(routes=routes, middleware=middleware)
     templates = Jinja2Templates(directory=str(_TEMPLATES))
     app.state.studio = _Settings(store, allow_edit, token, secrets.token_urlsafe(24), templates)

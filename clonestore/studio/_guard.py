@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from clonestore import hookimpl
+from clonestore._operations import Operation
+from clonestore._store import Store
 from clonestore.errors import ConfigurationError
-from clonestore.operations import Operation
-from clonestore.store import Store
 
 __all__ = ["ReadOnly"]
 

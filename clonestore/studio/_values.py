@@ -58,6 +58,8 @@ def parse_value(column: Column, text: str) -> Any:
             return json.loads(text)
         except ValueError:
             raise ValidationError(f"not valid JSON: {text[:60]!r}", field=column.name) from None
+        except RecursionError:
+            raise ValidationError("JSON nested too deeply", field=column.name) from None
     return _scalar(column, text)
 
 

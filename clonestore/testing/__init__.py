@@ -20,7 +20,7 @@ Three users, one kit:
   ``clonestore_url`` fixture picks another backend; override
   ``clonestore_plugins`` to enable plugins).
 * **clonestore's own tests** override ``clonestore_url`` once, in
-  ``tests/conftest.py``, to run the same suite on memory, SQLite and
+  ``tests/matrix.py``, to run the same suite on memory, SQLite and
   PostgreSQL.
 
 The pytest plugin (:mod:`clonestore.testing.plugin`, entry point ``pytest11``)
@@ -45,8 +45,10 @@ is active wherever clonestore is installed. Its fixtures:
     the same for async tests: an open :class:`~clonestore.AsyncStore` (needs
     anyio's pytest plugin or pytest-asyncio).
 
-``--clonestore-async`` runs the whole kit through :func:`clonestore.open_async`
-(:mod:`clonestore.testing.blocking`).
+``clonestore_async``
+    whether ``store_factory``'s stores go through :func:`clonestore.open_async`
+    (:mod:`clonestore.testing.blocking`): ``--clonestore-async`` runs the whole
+    kit that way; a suite may parametrise it to run both.
 
 Deterministic helpers for any test: :class:`FrozenClock` (an injectable
 clock that moves only when told) and :func:`sequential_ids` (an injectable
@@ -62,7 +64,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from clonestore.store import Store
+    from clonestore._store import Store
 
 __all__ = ["FrozenClock", "Inbox", "StoreFactory", "sequential_ids"]
 

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from clonestore.async_store import AsyncRepository, AsyncStore, AsyncUserView, _Awaited, open_async
-from clonestore.operations import Context
+from clonestore._async_store import AsyncRepository, AsyncStore, AsyncUserView, _Awaited, open_async
+from clonestore._operations import Context
 
 __all__ = ["BlockingStore", "open_blocking"]
 

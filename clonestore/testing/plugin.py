@@ -3,32 +3,30 @@
 Adds ``--clonestore-url`` (ini: ``clonestore_url``) and the fixtures described
 in :mod:`clonestore.testing`: ``clonestore_url``, ``store_factory``,
 ``store``, ``clonestore_plugins``, ``clonestore_store``,
-``clonestore_async_store`` and ``differential_stores``. ``--clonestore-async``
-runs every store of the kit through :func:`clonestore.open_async`. When
-hypothesis is installed it also registers the ``dev`` and ``ci`` profiles of
-:mod:`clonestore.testing.profiles`.
+``clonestore_async_store``, ``differential_stores`` and ``audited_stores``. ``--clonestore-async``
+runs every store of the kit through :func:`clonestore.open_async` (the
+``clonestore_async`` fixture, which a suite may also parametrise to run both).
+When hypothesis is installed it also registers the ``dev`` and ``ci`` profiles
+of :mod:`clonestore.testing.profiles`.
 
-It collects the kit's modules as test modules of their own (:class:`KitModule`),
-so each test's id names its module: ``contract/users.py::test_...`` under
-``--pyargs clonestore.testing``, and ``tests/contract/users.py::test_...`` in a
-suite whose ``tests/contract`` is a symlink to the kit's contract package (as
-clonestore's own is). Their assertions are rewritten by pytest, so a failing
-contract test shows the values it compared.
+The kit's modules are named ``test_*.py``: pytest collects them as it collects
+any test module, ``contract/test_users.py::test_...`` under ``pytest --pyargs
+clonestore.testing``, with their assertions rewritten, so a failing contract
+test shows the values it compared.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 import clonestore
+from clonestore.spi import TableSpec
 from clonestore.testing import StoreFactory
 from clonestore.testing.wiping import ALLOW_WIPE_OPTION, TableClaims, WipeRefused
 
@@ -41,21 +39,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TEST_URL",
-    "KIT_PACKAGES",
-    "KitModule",
+    "SYNC_ONLY",
     "StoreFactory",
     "async_mode",
+    "audited_stores",
+    "clonestore_async",
     "clonestore_async_store",
     "clonestore_plugins",
     "clonestore_store",
     "clonestore_url",
     "configured_url",
     "differential_stores",
-    "kit_module_name",
     "pytest_addoption",
-    "pytest_collect_file",
+    "pytest_collection_modifyitems",
     "pytest_configure",
-    "pytest_pycollect_makemodule",
     "store",
     "store_factory",
 ]
@@ -118,51 +115,6 @@ def pytest_configure(config: pytest.Config) -> None:
     register_profiles(database)
 
 
-#: The kit's packages of test modules (none of their modules is named ``test_*.py``).
-KIT_PACKAGES = ("contract", "properties")
-_KIT_DIR = Path(__file__).resolve().parent
-
-
-def kit_module_name(path: Path) -> str | None:
-    """The dotted name of the kit test module at ``path`` (the real file or a path through
-    a symlinked directory), or None when ``path`` is no kit test module."""
-    if path.suffix != ".py" or path.name.startswith("_"):
-        return None
-    real = path.resolve()
-    if real.parent.parent != _KIT_DIR or real.parent.name not in KIT_PACKAGES:
-        return None
-    return f"clonestore.testing.{real.parent.name}.{real.stem}"
-
-
-class KitModule(pytest.Module):
-    """A module of the kit collected under its own file name, imported by its package name
-    (never a second copy under a path-derived name), with its assertions rewritten."""
-
-    def _getobj(self) -> ModuleType:
-        name = kit_module_name(self.path)
-        assert name is not None
-        return importlib.import_module(name)
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    """Collect the kit's test modules, which pytest's ``test_*.py`` pattern leaves out."""
-    if parent.session.isinitpath(file_path):
-        return None  # named on the command line: pytest_pycollect_makemodule below
-    if kit_module_name(file_path) is None:
-        return None
-    module: pytest.Module = KitModule.from_parent(parent, path=file_path)
-    return module
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
-    """A kit module named on the command line (``clonestore/testing/contract/users.py``,
-    ``--pyargs clonestore.testing.contract.users``) is a :class:`KitModule` too."""
-    if kit_module_name(module_path) is None:
-        return None
-    return KitModule.from_parent(parent, path=module_path)
-
-
 def configured_url(config: pytest.Config) -> str:
     """The URL under test: ``--clonestore-url``, the ini value, or ``memory://``."""
     url = config.getoption("clonestore_url", default=None)
@@ -189,10 +141,12 @@ def table_claims(config: pytest.Config) -> TableClaims:
     return claims
 
 
-def empty_or_stop(claims: TableClaims, store: clonestore.Store, spec: Any) -> None:
-    """Empty a table for a test; stop the whole run if it holds rows the kit did not make."""
+def empty_or_stop(
+    claims: TableClaims, store: clonestore.Store, specs: TableSpec | Sequence[TableSpec]
+) -> None:
+    """Empty tables for a test; stop the whole run if one holds rows the kit did not make."""
     try:
-        claims.empty(store, spec)
+        claims.empty_tables(store, [specs] if isinstance(specs, TableSpec) else specs)
     except WipeRefused as refused:
         store.close()
         pytest.exit(str(refused), returncode=pytest.ExitCode.USAGE_ERROR)
@@ -214,14 +168,27 @@ SYNC_ONLY: Final = {
 }
 
 
+def _runs_async(item: pytest.Item) -> bool:
+    """Whether ``item``'s stores go through ``open_async``: its ``clonestore_async``
+    parameter, else ``--clonestore-async``."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "clonestore_async" in callspec.params:
+        return bool(callspec.params["clonestore_async"])
+    return async_mode(item.config)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``--clonestore-async``, the kit's :data:`SYNC_ONLY` tests are skipped, each
-    with its reason."""
-    if not async_mode(config):
-        return
+    """The kit's :data:`SYNC_ONLY` tests are skipped where they would run through
+    ``open_async``, each with its reason."""
     for item in items:
         reason = SYNC_ONLY.get(getattr(item, "originalname", item.name))
-        if reason is not None and kit_module_name(item.path) is not None:
+        module = getattr(item, "module", None)
+        if (
+            reason is not None
+            and module is not None
+            and module.__name__.startswith("clonestore.testing.contract.")
+            and _runs_async(item)
+        ):
             item.add_marker(pytest.mark.skip(reason=f"not under --clonestore-async: {reason}"))
 
 
@@ -250,10 +217,9 @@ class _Factory:
             store = clonestore.open(self.url, **kwargs)
         self._stores.append(store)
         try:
-            for spec in store.tables.values():
-                if spec.name not in self._wiped:
-                    empty_or_stop(self._claims, store, spec)
-                    self._wiped.add(spec.name)
+            fresh = [spec for spec in store.tables.values() if spec.name not in self._wiped]
+            empty_or_stop(self._claims, store, fresh)
+            self._wiped.update(spec.name for spec in fresh)
         except BaseException:
             store.close()
             raise
@@ -273,15 +239,22 @@ class _Factory:
 
 
 @pytest.fixture
+def clonestore_async(request: pytest.FixtureRequest) -> bool:
+    """Whether ``store_factory``'s stores make every call through
+    :func:`clonestore.open_async`: ``--clonestore-async``, unless a suite parametrises
+    this fixture (``indirect``) to run each test both ways."""
+    return bool(getattr(request, "param", async_mode(request.config)))
+
+
+@pytest.fixture
 def store_factory(
-    clonestore_url: str, request: pytest.FixtureRequest
+    clonestore_url: str, clonestore_async: bool, request: pytest.FixtureRequest
 ) -> Iterator[StoreFactory]:
     """``store_factory(**kwargs)``: a store on ``clonestore_url`` (kwargs go to
     :func:`clonestore.open`). Tables start empty; every store is closed at teardown.
-    Under ``--clonestore-async`` every call goes through :func:`clonestore.open_async`."""
-    factory = _Factory(
-        clonestore_url, table_claims(request.config), asynchronous=async_mode(request.config)
-    )
+    With ``clonestore_async`` (``--clonestore-async``) every call goes through
+    :func:`clonestore.open_async`."""
+    factory = _Factory(clonestore_url, table_claims(request.config), asynchronous=clonestore_async)
     try:
         yield factory
     finally:
@@ -321,8 +294,7 @@ async def clonestore_async_store(
     try:
 
         def wipe(sync: clonestore.Store) -> None:
-            for spec in sync.tables.values():
-                empty_or_stop(claims, sync, spec)
+            empty_or_stop(claims, sync, list(sync.tables.values()))
 
         await store.run_sync(wipe)
         yield store
@@ -342,6 +314,40 @@ def differential_stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
         {"memory": "memory://", "target": configured_url(request.config)},
         empty=lambda store, spec: empty_or_stop(claims, store, spec),
         asynchronous=asynchronous,
+    )
+    try:
+        yield stores
+    finally:
+        stores.close()
+
+
+def audit_plugin(store: clonestore.Store) -> object:
+    """The audit plugin (entry point ``audit``) for the backend of ``store``: guarded
+    (``append_only``) where the backend declares that capability, else unguarded."""
+    if "append_only" in store.backend.capabilities:
+        return "audit"
+    import importlib.metadata
+
+    (entry,) = importlib.metadata.entry_points(group="clonestore", name="audit")
+    return type(entry.load())(guard=False)
+
+
+@pytest.fixture(scope="module")
+def audited_stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
+    """``differential_stores`` opened with the audit plugin (guarded where the URL under
+    test declares ``append_only``); closed after the module."""
+    from clonestore.testing.differential import Stores
+
+    claims = table_claims(request.config)
+    url = configured_url(request.config)
+    with clonestore.open(url, create_tables=False, check_tables=False) as probe:
+        plugin = audit_plugin(probe)
+    asynchronous = ("target",) if async_mode(request.config) else ()
+    stores = Stores(
+        {"memory": "memory://", "target": url},
+        empty=lambda store, spec: empty_or_stop(claims, store, spec),
+        asynchronous=asynchronous,
+        plugins=[plugin],
     )
     try:
         yield stores

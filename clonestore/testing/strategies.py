@@ -34,7 +34,13 @@ __all__ = [
     "emails",
     "finite_floats",
     "int64",
+    "json_keys",
+    "json_lookups",
+    "json_lookups_near",
+    "json_metadata",
+    "json_probes",
     "json_scalars",
+    "json_scalars_in",
     "json_values",
     "local_parts",
     "money",
@@ -47,6 +53,7 @@ __all__ = [
     "short_name",
     "tag_lists",
     "text",
+    "tiny_vector_items",
     "unit_floats",
     "vectors",
 ]
@@ -215,9 +222,100 @@ bad_json = st.one_of(
     bad_text.map(lambda t: {"k": t}),
 )
 
+#: Keys of JSON objects in the JSON lookup properties: few, so that lookups meet the
+#: stored keys, with path syntax of the engines in them (a quote, a dot) and a key
+#: that looks like an array index.
+json_keys = st.sampled_from(["k", 'q"k.0', "0"])
+#: Values the JSON lookup properties store and compare: every JSON type, numbers equal
+#: across int and float, strings that look like numbers and booleans, big integers
+#: (exact) and code-point orders that differ from collations. Floats stay small: an
+#: integer beyond 2**53 compared with a float may compare differently by engine.
+json_probes = st.one_of(
+    # Half the time one of the values an engine's loose comparison confuses.
+    st.sampled_from([None, True, False, 0, 1, 1.0, "1", "true"]),
+    st.sampled_from([-1, 2.5, 2**62, 2**62 + 1, "", "a", "A", "a ", "é", 'q"\\']),
+)
+_json_items = st.integers(0, 9).flatmap(
+    lambda n: (
+        json_probes
+        if n < 8
+        else st.fixed_dictionaries({}, optional=dict.fromkeys(["k", 'q"k.0', "0"], json_probes))
+        if n == 8
+        else st.lists(json_probes, max_size=2)
+    )
+)
+#: JSON objects for the JSON lookup properties: each of :data:`json_keys` present about
+#: half the time, most values scalars.
+json_metadata = st.fixed_dictionaries({}, optional=dict.fromkeys(["k", 'q"k.0', "0"], _json_items))
+
+
+def _json_lookup(
+    path: list[str], probes: st.SearchStrategy[Any]
+) -> st.SearchStrategy[tuple[str, Any]]:
+    name = "metadata__" + "__".join(path)
+    ordered = probes.filter(lambda v: v is not None and type(v) is not bool)
+    return st.one_of(
+        probes.map(lambda v: (name, v)),
+        probes.map(lambda v: (f"{name}__ne", v)),
+        st.tuples(st.sampled_from(["lt", "lte", "gt", "gte"]), ordered).map(
+            lambda t: (f"{name}__{t[0]}", t[1])
+        ),
+        st.tuples(st.sampled_from(["in", "not_in"]), st.lists(probes, max_size=3)).map(
+            lambda t: (f"{name}__{t[0]}", t[1])
+        ),
+        st.booleans().map(lambda b: (f"{name}__isnull", b)),
+        json_keys.map(lambda k: (f"{name}__has_key", k)),
+    )
+
+
+def _twins(value: Any) -> list[Any]:
+    """``value`` and the values of other JSON types a loose comparison takes for it."""
+    if value is None or type(value) is bool:
+        return [value, int(bool(value)), str(value).lower(), None]
+    if type(value) in (int, float):
+        # No float twin beyond 2**53: there an int and a float may compare differently by
+        # engine (see clonestore._json_lookups).
+        twin = float(value) if abs(value) < 2**53 else value
+        return [value, twin, str(value), bool(value)]
+    return [value, value + " ", value.upper()]
+
+
+def json_lookups_near(stored: list[Any]) -> st.SearchStrategy[tuple[str, Any]]:
+    """One JSON key lookup on ``metadata`` (name, value): a path of one or two of
+    :data:`json_keys` and any lookup of the JSON lookup set, its value either one of
+    :data:`json_probes` or one of ``stored`` (scalars the documents hold) or a value of
+    another JSON type that looks like it (``1``, ``1.0``, ``"1"``, ``True``)."""
+    near = [twin for value in stored for twin in _twins(value)]
+    probes = st.one_of(json_probes, st.sampled_from(near)) if near else json_probes
+    one = json_keys.map(lambda k: [k])
+    paths = st.one_of(one, one, one, st.lists(json_keys, min_size=2, max_size=2))
+    return paths.flatmap(lambda path: _json_lookup(path, probes))
+
+
+def json_scalars_in(document: Any) -> list[Any]:
+    """The scalars a JSON document holds, at any depth."""
+    if isinstance(document, dict):
+        return [s for v in document.values() for s in json_scalars_in(v)]
+    if isinstance(document, list):
+        return [s for v in document for s in json_scalars_in(v)]
+    return [document]
+
+
+#: One JSON key lookup on ``metadata``: :func:`json_lookups_near` no stored values.
+json_lookups = json_lookups_near([])
+
 tag_lists = st.lists(st.sampled_from(["a", "b", "c", "ß", "SS", "%", "_", "\\", ""]), max_size=5)
+#: Vector items a store flushes to 0 or keeps at the edge: below ``2**-50`` in magnitude
+#: after float32 rounding (real embeddings hold such items: all-MiniLM-L6-v2 writes about
+#: 1e-33 in two dimensions of every vector), and ``2**-50`` itself, the smallest kept.
+tiny_vector_items = st.sampled_from(
+    [1e-33, -1.6e-33, 1e-40, 1e-46, 2.0**-51, 8.881784e-16, 2.0**-50, -(2.0**-50), -0.0]
+)
 vectors = st.lists(
-    st.floats(-100, 100, allow_nan=False, allow_infinity=False).map(lambda f: round(f, 3)),
+    st.one_of(
+        st.floats(-100, 100, allow_nan=False, allow_infinity=False).map(lambda f: round(f, 3)),
+        tiny_vector_items,
+    ),
     min_size=3,
     max_size=3,
 )

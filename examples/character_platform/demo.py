@@ -96,6 +96,8 @@ def main(url: str = "memory://") -> None:
             print(f"gallery {label}: {names}")
 
         show("text='CAPTAIN'", characters.gallery("CAPTAIN"))
+        found = characters.search_gallery("huntress")
+        print("search 'huntress' (in a prompt):", ", ".join(f.record.name for f in found))
         show("style=cartoon", characters.gallery(style="cartoon"))
         show("tags any [fox, robot]", characters.gallery(tags=["fox", "robot"]))
         show("tags all [hero, night]", characters.gallery(tags=["hero", "night"], match="all"))

@@ -22,18 +22,21 @@ from typing import Any
 import attrs
 
 from clonestore import ConfigurationError, Operation, Store, TableSpec, ValidationError, hookimpl
+from clonestore.maintenance import MaintenanceTask
 from clonestore.services import AuditService
 from clonestore_audit._capture import DEFAULT_MASK, MASKED
 from clonestore_audit._chain import GENESIS, ChainReport
+from clonestore_audit._maintenance import TASK as MAINTENANCE
 from clonestore_audit._records import AuditEntry, AuditStatistics
 from clonestore_audit._service import AuditConfig, AuditLog
-from clonestore_audit._tables import ANCHORS, HEAD, LOG, PERSONAL
+from clonestore_audit._tables import ANCHORS, HEAD, LOG, PERSONAL, SYSTEM
 
 __all__ = [
     "DEFAULT_MASK",
     "GENESIS",
     "MASKED",
     "PERSONAL",
+    "SYSTEM",
     "AuditConfig",
     "AuditEntry",
     "AuditLog",
@@ -88,6 +91,11 @@ class AuditPlugin:
         """Attach ``store.audit``."""
         store.attach("audit", AuditLog(store, self.config))
 
+    @hookimpl
+    def clonestore_maintenance_tasks(self, store: Store) -> Sequence[MaintenanceTask]:
+        """``audit.purge``, run by ``store.maintain()``."""
+        return [MAINTENANCE]
+
     @hookimpl(tryfirst=True)
     def clonestore_before_write(self, store: Store, op: Operation) -> None:
         """Read the rows an update or delete will change."""
@@ -96,9 +104,15 @@ class AuditPlugin:
 
     @hookimpl(trylast=True)
     def clonestore_after_write(self, store: Store, op: Operation, result: Any) -> None:
-        """Record the write in its own transaction."""
+        """Keep the write's entries for its transaction's commit."""
         audit: AuditLog = store.services["audit"]
         audit.after_write(op, result)
+
+    @hookimpl(trylast=True)
+    def clonestore_before_commit(self, store: Store, ops: Sequence[Operation]) -> None:
+        """Append the transaction's entries, in it, as its last writes."""
+        audit: AuditLog = store.services["audit"]
+        audit.before_commit(ops)
 
     @hookimpl(trylast=True)
     def clonestore_write_failed(self, store: Store, op: Operation, error: BaseException) -> None:

@@ -10,10 +10,22 @@ from typing import Any, Final
 
 import attrs
 
-from clonestore import Context, Operation
-from clonestore.spi import Increment, Row, TableSpec
+from clonestore import Context, Operation, ValidationError
+from clonestore.schema import check
+from clonestore.spi import Column, Increment, Row, TableSpec
+from clonestore_audit._tables import SYSTEM
 
-__all__ = ["DEFAULT_MASK", "MASKED", "Draft", "Masker", "failure_draft", "success_drafts"]
+__all__ = [
+    "DEFAULT_MASK",
+    "MASKED",
+    "Draft",
+    "Masker",
+    "checked_details",
+    "failure_draft",
+    "only_increments",
+    "owner_of",
+    "success_drafts",
+]
 
 #: Column-name patterns (``fnmatch``) whose values the audit never stores.
 DEFAULT_MASK: Final = (
@@ -28,6 +40,8 @@ DEFAULT_MASK: Final = (
 )
 #: What a masked value is recorded as.
 MASKED: Final = "***"
+#: Column sets a :class:`Masker` remembers (past it, it starts over).
+_PLANS: Final = 1000
 #: Columns every update changes; recording them says nothing.
 _BOOKKEEPING: Final = frozenset({"updated_at", "version"})
 _LIMITS: Final = {
@@ -44,6 +58,8 @@ class Draft:
     """An audit row before it is numbered, salted and chained."""
 
     action: str
+    #: The chain the row joins: the subject user, else the actor, else the system's.
+    owner: str = SYSTEM
     resource_type: str | None = None
     resource_id: str | None = None
     result: str = "success"
@@ -67,8 +83,14 @@ def clip(name: str, value: str | None) -> str | None:
     return text[: _LIMITS.get(name, 200)]
 
 
+#: Values JSON takes as they are (exact types: a subclass goes the long way).
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def json_ready(value: Any) -> Any:
     """Row values as JSON: datetimes in ISO 8601, Decimals as strings, tuples as lists."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -82,12 +104,43 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+#: The rules of an entry's ``details``: the core's for JSON columns (nesting depth, 64-bit
+#: integers, finite numbers, text without NUL), so every backend stores the same value.
+_DETAILS: Final = Column(name="details", kind="json", nullable=True)
+#: Deeper than this, ``details`` is refused before it is walked recursively (the core's
+#: own limit is lower; this only keeps the walk off Python's recursion limit).
+_WALK_DEPTH: Final = 100
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in ``value`` nest deeper than ``limit`` (without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def checked_details(value: Any) -> Any:
+    """``value`` as an entry's details (JSON-ready, see :func:`json_ready`), or
+    :class:`ValidationError` naming ``details``; never a RecursionError."""
+    if _deeper_than(value, _WALK_DEPTH):
+        raise ValidationError(f"JSON nested deeper than {_WALK_DEPTH} levels", field="details")
+    return check(_DETAILS, json_ready(value))
+
+
 class Masker:
     """Turns rows and changes into what the audit keeps: JSON, masked, no derived columns."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = tuple(patterns)
         self._masked: dict[str, bool] = {}
+        #: (table, names) -> each recorded name and whether it is masked.
+        self._plans: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, bool], ...]] = {}
 
     def masked(self, name: str) -> bool:
         hit = self._masked.get(name)
@@ -95,21 +148,40 @@ class Masker:
             hit = self._masked[name] = any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
         return hit
 
+    def _plan(self, table: TableSpec, names: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+        """The names recorded (derived columns left out), each with whether it is masked."""
+        key = (table.name, names)
+        plan = self._plans.get(key)
+        if plan is None:
+            by_name = table.by_name
+            plan = tuple(
+                (name, self.masked(name))
+                for name in names
+                if (col := by_name.get(name)) is None or col.derived_from is None
+            )
+            if len(self._plans) >= _PLANS:  # writes of ever-new column sets
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
     def fields(
         self, table: TableSpec, values: Mapping[str, Any], names: Iterable[str]
     ) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in names:
-            col = table.by_name.get(name)
-            if col is not None and col.derived_from is not None:
-                continue
-            out[name] = MASKED if self.masked(name) else json_ready(values.get(name))
-        return out
+        get = values.get
+        return {
+            name: MASKED if masked else json_ready(get(name))
+            for name, masked in self._plan(table, tuple(names))
+        }
 
 
 def _subject(table: TableSpec, row: Mapping[str, Any]) -> str | None:
     value = row.get("id") if table.name == "users" else row.get("user_id")
     return None if value is None else str(value)
+
+
+def owner_of(subject: str | None, actor: str | None) -> str:
+    """The chain a row joins: its subject's, else its actor's, else the system's."""
+    return subject or actor or SYSTEM
 
 
 def _base(op: Operation, context: Context) -> dict[str, Any]:
@@ -138,11 +210,13 @@ def success_drafts(
     drafts: list[Draft] = []
 
     def add(row: Mapping[str, Any], changes: Any) -> None:
+        subject = _subject(table, row)
         drafts.append(
             Draft(
                 **base,
+                owner=owner_of(subject, base["actor_id"]),
                 resource_id=str(row["id"]),
-                subject_id=None if erasure else _subject(table, row),
+                subject_id=None if erasure else subject,
                 changes=None if erasure else changes,
             )
         )
@@ -159,6 +233,8 @@ def success_drafts(
         names = [n for n in op.changes if n not in _BOOKKEEPING]
         for row in result or ():
             previous = old.get(row["id"])
+            if previous is None and before is None:
+                previous = _before_increments(row, op.changes)
             changed = (
                 names if previous is None else [n for n in names if previous.get(n) != row.get(n)]
             )
@@ -172,13 +248,37 @@ def success_drafts(
     elif op.kind == "delete":
         if before is None and isinstance(result, int) and result:
             # Not read beforehand (an erasure): record how many rows went.
-            drafts.append(Draft(**base, resource_id=op.key, info={"rows": result}))
+            owner = owner_of(op.key if table.name == "users" else None, base["actor_id"])
+            drafts.append(Draft(**base, owner=owner, resource_id=op.key, info={"rows": result}))
         for row in before or ():
             add(row, {"before": masker.fields(table, row, row)})
     if not drafts:
         changes = None if erasure else {"attempted": _attempted(table, op, masker)}
-        drafts.append(Draft(**base, resource_id=op.key, result="noop", changes=changes))
+        subject = op.key if table.name == "users" else None
+        drafts.append(
+            Draft(
+                **base,
+                owner=owner_of(subject, base["actor_id"]),
+                resource_id=op.key,
+                result="noop",
+                changes=changes,
+            )
+        )
     return drafts
+
+
+def only_increments(changes: Mapping[str, Any]) -> bool:
+    """Whether an update only adds to columns (and stamps its bookkeeping): what a
+    row held before is then its new values less the amounts, with no read."""
+    return all(isinstance(v, Increment) for n, v in changes.items() if n not in _BOOKKEEPING)
+
+
+def _before_increments(row: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in changes.items():
+        if isinstance(value, Increment) and row.get(name) is not None:
+            out[name] = row[name] - value.amount
+    return out
 
 
 def _attempted(table: TableSpec, op: Operation, masker: Masker) -> dict[str, Any]:
@@ -200,8 +300,10 @@ def failure_draft(op: Operation, error: BaseException, masker: Masker) -> Draft:
         attempted["attempted"] = _attempted(table, op, masker)
     if op.rows:
         attempted["rows"] = len(op.rows)
+    base = _base(op, op.context)
     return Draft(
-        **_base(op, op.context),
+        **base,
+        owner=owner_of(subject, base["actor_id"]),
         resource_id=op.key,
         result="failure",
         error_type=type(error).__name__,

@@ -15,9 +15,12 @@ __all__ = ["AuditEntry", "AuditStatistics", "check_action", "entry"]
 
 @attrs.frozen(kw_only=True)
 class AuditEntry:
-    """One audit row. ``redacted``: its personal fields were erased (``erase_user``)."""
+    """One audit row. ``owner``: the chain it belongs to (the subject user, else the
+    actor, else ``"~system"``); ``seq``: its place in that chain. ``redacted``: its
+    personal fields were erased (``erase_user``)."""
 
     id: str
+    owner: str
     seq: int
     created_at: datetime
     action: str
@@ -41,6 +44,7 @@ class AuditEntry:
 def entry(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
+        owner=row["owner"],
         seq=row["seq"],
         created_at=row["created_at"],
         action=row["action"],

@@ -1,4 +1,5 @@
-"""The audit trail's tables: the log itself, the chain's head, and purge anchors."""
+"""The audit trail's tables: the entries (one chain per owner), each chain's head,
+and purge anchors."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ __all__ = [
     "ANCHORS",
     "CHAINED",
     "HEAD",
-    "HEAD_ID",
     "LOG",
     "PERSONAL",
     "RESULTS",
+    "SYSTEM",
 ]
 
 _PERSONAL: Final = (
@@ -29,18 +30,28 @@ _PERSONAL: Final = (
 #: What a recorded write came to. ``noop``: the write matched no row.
 RESULTS: Final = ("success", "failure", "noop")
 
-#: One row per event, in chain order (``seq``). Personal fields enter the
-#: chain only through ``personal_digest`` (salted), so they can be erased.
-#: Append-only: an update may only erase them (with the salt); rows leave
-#: only by purge, oldest first.
+#: The owner of the rows that belong to no user (events with neither subject nor
+#: actor, the anchors, the chain that 0001's single chain became).
+SYSTEM: Final = "~system"
+
+#: One row per event. Each owner (the subject user, else the actor, else
+#: :data:`SYSTEM`) has a chain of its own: ``seq`` counts from 1 within it and
+#: ``prev_hash`` links to the owner's previous row. ``stamp`` is ``created_at``
+#: in microseconds (non-decreasing within a chain), by which purges cut. Personal
+#: fields enter the chain only through ``personal_digest`` (salted), so they can be
+#: erased. Append-only: an update may only erase them (with the salt); rows leave
+#: only by purge, oldest first. ``partition_by``: a backend with time partitions keeps
+#: it by month of ``stamp``, and a purge drops the months wholly past it whole.
 LOG: Final = TableSpec(
-    name="audit_log",
+    name="audit_entries",
     append_only=AppendOnly(
-        erasable=(*_PERSONAL, "salt"), erased_at="redacted_at", purge_by="seq"
+        erasable=(*_PERSONAL, "salt"), erased_at="redacted_at", purge_by="stamp"
     ),
     columns=(
         Column(name="id", kind="id"),
+        Column(name="owner", kind="key", max_length=200),
         Column(name="seq", kind="int"),
+        Column(name="stamp", kind="int"),
         Column(name="created_at", kind="datetime"),
         Column(name="action", kind="text", max_length=200),
         Column(name="resource_type", kind="text", nullable=True, max_length=200),
@@ -62,9 +73,10 @@ LOG: Final = TableSpec(
         Column(name="hash", kind="text", max_length=64),
         Column(name="redacted_at", kind="datetime", nullable=True),
     ),
-    unique=(Unique(("seq",)),),
+    unique=(Unique(("owner", "seq")),),
+    partition_by="stamp",
     indexes=(
-        Index(("created_at",)),
+        Index(("stamp",)),
         Index(("actor_id",)),
         Index(("subject_id",)),
         Index(("action",)),
@@ -76,6 +88,9 @@ LOG: Final = TableSpec(
 PERSONAL: Final = _PERSONAL
 
 #: Fields the row hash covers directly (with ``prev_hash``, so rows are chained).
+#: ``owner`` and ``stamp`` are not hashed (0001's rows, the first segment of the
+#: system chain, were hashed without them): a row moved to another chain breaks
+#: both chains' links, and ``stamp`` must equal ``created_at``, which is hashed.
 CHAINED: Final = (
     "seq",
     "id",
@@ -91,29 +106,33 @@ CHAINED: Final = (
     "prev_hash",
 )
 
-#: The chain's head: the last row's ``seq`` and ``hash``. Appending moves it
-#: with a compare-and-set, which orders concurrent appenders.
+#: Each chain's head: its owner (``name``), last row's ``seq``, ``hash`` and
+#: ``stamp``, and whether it ``moved`` since the last global anchor. Appending
+#: moves the owner's head with a compare-and-set, which orders that owner's
+#: concurrent appenders (and no one else's).
 HEAD: Final = TableSpec(
-    name="audit_head",
+    name="audit_heads",
     columns=(
         Column(name="id", kind="id"),
-        Column(name="name", kind="key", max_length=50),
+        Column(name="name", kind="key", max_length=200),
         Column(name="seq", kind="int"),
         Column(name="hash", kind="text", max_length=64),
+        Column(name="stamp", kind="int"),
+        Column(name="moved", kind="bool"),
     ),
     unique=(Unique(("name",)),),
 )
-HEAD_ID: Final = "6a7d2c44-1c2e-4a53-9c1f-2f0e6d5b8a01"
 
-#: Where a purge cut the chain: the last removed row's ``seq`` and ``hash``.
+#: Where a purge cut a chain: the owner, the last removed row's ``seq`` and ``hash``.
 ANCHORS: Final = TableSpec(
-    name="audit_anchors",
+    name="audit_purges",
     columns=(
         Column(name="id", kind="id"),
+        Column(name="owner", kind="key", max_length=200),
         Column(name="seq", kind="int"),
         Column(name="hash", kind="text", max_length=64),
         Column(name="removed", kind="int"),
         Column(name="purged_at", kind="datetime"),
     ),
-    unique=(Unique(("seq",)),),
+    unique=(Unique(("owner", "seq")),),
 )

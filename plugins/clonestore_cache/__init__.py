@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from clonestore import ConfigurationError, Operation, Store, TableSpec, ValidationError, hookimpl
+from clonestore.maintenance import MaintenanceTask
+from clonestore.plugin_helpers import open_shared_store
 from clonestore.services import CacheService
-from clonestore.spi import open_shared_store
 from clonestore_cache._channel import CHANNEL, Invalidation
 from clonestore_cache._l1 import FLIGHT_WAIT
 from clonestore_cache._l2 import KIND, L2Store, TableL2
@@ -36,6 +37,7 @@ from clonestore_cache._levels import (
     CacheConfig,
     CacheStats,
 )
+from clonestore_cache._maintenance import TASK as MAINTENANCE
 from clonestore_cache._service import Cache, LLMResponse
 from clonestore_cache._tables import EMBEDDINGS, LLM_RESPONSES, VECTOR_SEARCH
 from clonestore_cache._values import hash_text
@@ -146,6 +148,11 @@ class CachePlugin:
         """Stop listening; write hit counts kept in process."""
         cache: Cache = store.services["cache"]
         cache.close()
+
+    @hookimpl
+    def clonestore_maintenance_tasks(self, store: Store) -> Sequence[MaintenanceTask]:
+        """``cache.expired``, run by ``store.maintain()``."""
+        return [MAINTENANCE]
 
     @hookimpl
     def clonestore_export_user(self, store: Store, user_id: str) -> Mapping[str, Any]:

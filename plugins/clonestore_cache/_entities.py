@@ -11,17 +11,16 @@ its row, a write by filter (``update_many``, cascades) drops its table.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from clonestore import Operation
-from clonestore.spi import Row, TableSpec, copy_row
+from clonestore.spi import Row, TableSpec
+from clonestore.spi_reference import copy_row
 from clonestore_cache._channel import Invalidation
-from clonestore_cache._l1 import MISSING
+from clonestore_cache._l1 import L1, MISSING, Flights
 
-if TYPE_CHECKING:
-    from clonestore_cache._levels import TwoLevelCache
-
-__all__ = ["EntityReads", "namespace"]
+__all__ = ["EntityReads", "Levels", "namespace"]
 
 #: Writes that cannot touch a cached row: new rows have new ids.
 _INSERTS = frozenset({"insert", "insert_many"})
@@ -32,10 +31,26 @@ def namespace(table: str) -> str:
     return f"entity:{table}"
 
 
+class Levels(Protocol):
+    """What entity reads use of the two-level cache (``_levels.TwoLevelCache``)."""
+
+    l1: L1
+    flights: Flights
+    l1_ttl: float
+
+    @property
+    def use_l1(self) -> bool: ...
+    @property
+    def notified(self) -> bool: ...
+    def now(self) -> datetime: ...
+    def count(self, name: str, which: int) -> None: ...
+    def epoch(self, namespace: str) -> tuple[int, int]: ...
+
+
 class EntityReads:
     """The ``clonestore_read`` side of the cache."""
 
-    def __init__(self, cache: TwoLevelCache) -> None:
+    def __init__(self, cache: Levels) -> None:
         self._cache = cache
 
     @staticmethod

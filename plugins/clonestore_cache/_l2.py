@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Protocol, runtime_checkable
 
-from clonestore.spi import Backend, Cond, Increment, Row
+from clonestore.query import Cond
+from clonestore.spi import Backend, Increment, Row
 from clonestore_cache._tables import TABLES
 
 __all__ = ["KIND", "L2Store", "TableL2"]

@@ -14,11 +14,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import attrs
 
-from clonestore import ClonestoreError, ConfigurationError, Operation, StorageUnavailable, Store
+from clonestore import ClonestoreError, Operation, StorageUnavailable, Store
 from clonestore.spi import ListenNotify, Row
 from clonestore_cache._channel import CHANNEL, Invalidation, bus, log
 from clonestore_cache._entities import EntityReads
@@ -121,11 +121,7 @@ class TwoLevelCache:
                 self._notifier = self.l2
                 self._l2_channel = self.l2
             elif "listen_notify" in backend.capabilities:
-                if not isinstance(backend, ListenNotify):
-                    raise ConfigurationError(
-                        f"{backend!r} declares listen_notify without notify() and listen()"
-                    )
-                self._notifier = backend
+                self._notifier = cast(ListenNotify, backend)
         if config.l1_ttl is not None:
             self.l1_ttl = float(config.l1_ttl)
         elif self._notifier is not None:

@@ -9,7 +9,8 @@ from typing import Any
 import attrs
 
 from clonestore import ValidationError
-from clonestore.spi import Row, copy_value
+from clonestore.spi import Row
+from clonestore.spi_reference import copy_value
 from clonestore_cache._levels import TwoLevelCache, cache_key
 from clonestore_cache._tables import HASH_LENGTH, MAX_DIMENSIONS, MAX_RESPONSE
 from clonestore_cache._values import check_json, check_text, check_vector
@@ -31,6 +32,12 @@ class LLMResponse:
 class Cache(TwoLevelCache):
     """The cache plugin's service, attached as ``store.cache``."""
 
+    @property
+    def max_dimensions(self) -> int:
+        """The longest embedding kept: 65,536, or the store's shorter limit
+        (``Store.max_vector_dimensions``, what its backend keeps)."""
+        return min(MAX_DIMENSIONS, self._store.max_vector_dimensions or MAX_DIMENSIONS)
+
     # ------------------------------------------------------------------ embeddings
 
     def set_embedding(
@@ -42,13 +49,14 @@ class Cache(TwoLevelCache):
         model: str | None = None,
         user_id: str | None = None,
     ) -> None:
-        """Keep ``embedding`` for ``query_hash`` for ``ttl`` seconds (default one hour).
+        """Keep ``embedding`` for ``query_hash`` for ``ttl`` seconds (default one hour),
+        as float32 values (every clonestore vector is: see ``clonestore.vectors``).
         ``user_id`` marks it as that user's, for ``erase_user``."""
         self._keep(
             "embedding",
             (check_text("query_hash", query_hash, HASH_LENGTH),),
             {
-                "embedding": check_vector("embedding", embedding, MAX_DIMENSIONS),
+                "embedding": check_vector("embedding", embedding, self.max_dimensions),
                 "model": None if model is None else check_text("model", model, 200),
                 "user_id": _user(user_id),
             },
@@ -79,7 +87,7 @@ class Cache(TwoLevelCache):
             again = self._lookup("embedding", query_hash, counted=False)
             if again is not None:
                 return list(again["embedding"])
-            value = check_vector("embedding", compute(), MAX_DIMENSIONS)
+            value = check_vector("embedding", compute(), self.max_dimensions)
             self.set_embedding(query_hash, value, model=model, user_id=user_id, ttl=ttl)
             return value
 

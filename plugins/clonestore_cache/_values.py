@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Any, Final
 
 from clonestore import ValidationError
-from clonestore.spi import Column, check
+from clonestore.schema import check
+from clonestore.spi import Column
 
 __all__ = ["check_json", "check_text", "check_ttl", "check_vector", "hash_text"]
 
@@ -24,7 +25,7 @@ def hash_text(text: str) -> str:
 
 
 # The cache writes its own tables, so it validates its values itself, with the
-# core's rules (clonestore.spi.check): every backend then stores them exactly.
+# core's rules (clonestore.schema.check): every backend then stores them exactly.
 
 
 @functools.cache
@@ -49,15 +50,23 @@ def check_json(field: str, value: Any) -> Any:
     return check(_column(field, "json", None, 0), value)
 
 
+#: The longest time to live: 100 years (an entry's expiry stays a datetime).
+MAX_TTL: Final = timedelta(days=100 * 366)
+
+
 def check_ttl(value: Any) -> timedelta:
-    """A positive time to live, from seconds or a timedelta."""
+    """A positive time to live of at most :data:`MAX_TTL`, from seconds or a timedelta."""
     if isinstance(value, timedelta):
         ttl = value
     elif type(value) in (int, float) and math.isfinite(value):
+        if abs(value) > MAX_TTL.total_seconds():
+            raise ValidationError(f"must be at most {MAX_TTL.days} days", field="ttl")
         ttl = timedelta(seconds=value)
     else:
         raise ValidationError("must be seconds or a timedelta", field="ttl")
     if ttl <= timedelta(0):
         raise ValidationError("must be positive", field="ttl")
+    if ttl > MAX_TTL:
+        raise ValidationError(f"must be at most {MAX_TTL.days} days", field="ttl")
     return ttl
 

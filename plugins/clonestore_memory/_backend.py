@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from clonestore import (
     AlreadyExists,
@@ -15,28 +15,41 @@ from clonestore import (
     ConfigurationError,
     ValidationError,
 )
-from clonestore.spi import (
-    FLOAT64_ROUNDOFF,
-    Aggregate,
-    Expr,
-    OrderBy,
-    Row,
-    TableSpec,
+from clonestore import spi_reference as reference
+from clonestore.query import And, Cond, Expr, OrderBy
+from clonestore.spi import API_VERSION, PRIMARY_KEY, Aggregate, Row, TableSpec
+from clonestore.spi_reference import (
     append_only_allows,
     append_only_refusal,
     apply_changes,
     copy_value,
+    export_rows_reference,
+    field_tokens,
     matches,
+    missing_reference,
+    search_reference,
     settle,
-    sort_rows,
+    still_referenced,
     with_copies,
 )
+from clonestore.text import TextQuery
+from clonestore.vectors import FLOAT32_ROUNDOFF
 from clonestore_memory._database import open_database
 from clonestore_memory._notify import check_payload
-from clonestore_memory._queries import aggregate, ordered
+from clonestore_memory._queries import ordered
 from clonestore_memory._table import Table
 
 __all__ = ["MemoryBackend"]
+
+
+def _key_where(columns: Sequence[str], values: Sequence[Any]) -> Expr:
+    conds = tuple(Cond(c, "eq", v) for c, v in zip(columns, values, strict=True))
+    return conds[0] if len(conds) == 1 else And(conds)
+
+
+def _taken_id(table: str, id: str) -> AlreadyExists:
+    """The error of an insert whose id a row already has."""
+    return AlreadyExists(f"{table}: id {id} already exists", columns=("id",))
 
 
 class MemoryBackend:
@@ -45,29 +58,41 @@ class MemoryBackend:
     name = "memory"
     #: The reference behaviour of each: ``listen_notify`` between the stores of
     #: one database in this process (see ``_notify``), ``append_only`` checked
-    #: in Python with :func:`clonestore.spi.append_only_allows`, ``ephemeral``
+    #: in Python with :func:`clonestore.spi_reference.append_only_allows`, ``ephemeral``
     #: trivially (nothing here survives the process), ``vector_search`` exactly,
-    #: ``update_and_insert`` under one hold of the lock, ``upsert_returning`` by
-    #: copying out only the columns asked for, ``bulk_copy`` as the reference of a
-    #: large ``insert_many``: every row under one hold of the lock, all or none.
+    #: ``update_and_insert`` and ``update_and_insert_many`` under one hold of the lock,
+    #: ``upsert_returning`` by copying out only the columns asked for, ``bulk_copy`` as
+    #: the reference of a large ``insert_many``: every row under one hold of the lock,
+    #: all or none;
+    #: ``row_transfer`` as its reference (``select`` by id, ``insert_many``);
+    #: ``text_search`` as the reference, with each row's tokens kept while it is unchanged.
     capabilities: frozenset[str] = frozenset(
         {
+            "row_transfer",
             "vector_search",
             "bulk_copy",
             "listen_notify",
             "append_only",
             "ephemeral",
             "update_and_insert",
+            "update_and_insert_many",
             "upsert_returning",
+            "text_search",
         }
     )
-    #: The storage SPI this backend is written against (clonestore.spi_versions).
-    spi_version = 2
+    #: The backend API this backend is written against (clonestore.spi.API_VERSION).
+    api_version = API_VERSION
 
     def __init__(self, url: str = "memory://", **options: Any) -> None:
+        parts = urlsplit(url)
+        asked = [options.pop("row_security", False), *parse_qs(parts.query).get("row_security", [])]
+        if any(value not in (False, "0", "false", "no", "off") for value in asked):
+            raise ConfigurationError(
+                "option row_security for memory://: row-level security is a PostgreSQL "
+                "capability (postgresql://...?row_security=on); this backend does not offer it"
+            )
         if options:
             raise ConfigurationError(f"memory:// takes no options, got {', '.join(options)}")
-        parts = urlsplit(url)
         self._db = open_database(parts.netloc + parts.path.strip("/"))
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
@@ -100,17 +125,29 @@ class MemoryBackend:
         db = self._db
         with db.atomic():
             if row["id"] in t.rows:
-                raise AlreadyExists(f"{table.name}: id {row['id']} already exists")
+                raise _taken_id(table.name, row["id"])
+            if table.foreign_keys:
+                self._check_parents(table, (row,))
             db.put(t, t.copy_in(row))
 
     def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
         t = self._table(table)
         db = self._db
         with db.atomic():
+            if table.foreign_keys:
+                self._check_parents(table, rows)
             for row in rows:
                 if row["id"] in t.rows:
-                    raise AlreadyExists(f"{table.name}: id {row['id']} already exists")
+                    raise _taken_id(table.name, row["id"])
                 db.put(t, t.copy_in(row))
+
+    def export_rows(self, table: TableSpec, after: str | None, limit: int) -> list[Row]:
+        """Capability ``row_transfer``: :func:`clonestore.spi_reference.export_rows_reference`."""
+        return export_rows_reference(self, table, after, limit)
+
+    def import_rows(self, table: TableSpec, rows: Sequence[Row]) -> None:
+        """Capability ``row_transfer``: ``insert_many``, all or none."""
+        self.insert_many(table, rows)
 
     def get(self, table: TableSpec, id: str) -> Row | None:
         t = self._table(table)
@@ -138,6 +175,35 @@ class MemoryBackend:
                     rows = ordered(rows, order, end)
             return [t.copy_out(r) for r in rows[offset:end]]
 
+    def text_search(
+        self,
+        table: TableSpec,
+        where: Expr,
+        fields: Sequence[str],
+        query: TextQuery,
+        limit: int,
+    ) -> list[tuple[Row, float]]:
+        """Capability ``text_search``: the reference
+        (:func:`clonestore.spi_reference.search_reference`) over the matching rows, each
+        row's tokens kept from one search to the next while the row is unchanged (the
+        table drops a row's tokens when the row leaves or is
+        replaced: a write, a rollback, an erasure; the cache checks it holds that row)."""
+        t = self._table(table)
+        with self._db.lock:
+            rows = t.matching(where)
+            cache = t.text_tokens.setdefault(tuple(fields), {})
+
+            def tokens_of(row: Mapping[str, Any]) -> list[list[str]]:
+                kept = cache.get(row["id"])
+                if kept is not None and kept[0] is row:
+                    return kept[1]
+                tokens = field_tokens(row, fields)
+                cache[row["id"]] = (row, tokens)
+                return tokens
+
+            found = search_reference(rows, fields, query, limit, tokens_of)
+            return [(t.copy_out(row), value) for row, value in found]
+
     def nearest(
         self,
         table: TableSpec,
@@ -150,7 +216,7 @@ class MemoryBackend:
         approximate: bool = False,
     ) -> list[tuple[Row, float]]:
         """Capability ``vector_search``: exact nearest-k from the column's vector index
-        (one BLAS product per owner and dimension), settled in double precision.
+        (one float32 BLAS product per owner and dimension), settled in double precision.
         There is no approximate index: ``approximate`` searches are exact too."""
         t = self._table(table)
         with self._db.lock:
@@ -191,7 +257,7 @@ class MemoryBackend:
                 metric,
                 limit,
                 cutoff,
-                FLOAT64_ROUNDOFF,
+                FLOAT32_ROUNDOFF,
                 expanded=True,
                 max_norm=max_norm,
             )
@@ -212,18 +278,7 @@ class MemoryBackend:
         t = self._table(table)
         with self._db.lock:
             rows = t.matching(where)
-        groups: dict[tuple[Any, ...], list[Row]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row[c] for c in group_by), []).append(row)
-        if not group_by:
-            groups.setdefault((), [])
-        out: list[Row] = []
-        for key, members in groups.items():
-            result: Row = dict(zip(group_by, key, strict=True))
-            for alias, agg in aggregates.items():
-                result[alias] = aggregate(agg, members)
-            out.append(result)
-        return sort_rows(out, [OrderBy(c) for c in group_by])
+        return reference.aggregate(rows, group_by, aggregates)
 
     def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
         t = self._table(table)
@@ -236,6 +291,8 @@ class MemoryBackend:
                 for old, new in zip(targets, updated, strict=True):
                     if not append_only_allows(guard, old, new):
                         raise append_only_refusal(table.name, "UPDATE")
+            if table.foreign_keys:
+                self._check_parents(table, updated, changes)
             for row in updated:
                 db.put(t, row)
             return [t.copy_out(r) for r in updated]
@@ -250,7 +307,23 @@ class MemoryBackend:
         copied: Mapping[str, str],
     ) -> Row | None:
         """Capability ``update_and_insert``: the reference meaning
-        (:func:`clonestore.spi.update_and_insert_reference`) under one hold of the lock."""
+        (:func:`clonestore.spi_reference.update_and_insert_reference`) under one hold of the
+        lock."""
+        done = self.update_and_insert_many(table, where, changes, into, (row,), copied)
+        return None if done is None else done[1][0]
+
+    def update_and_insert_many(
+        self,
+        table: TableSpec,
+        where: Expr,
+        changes: Mapping[str, Any],
+        into: TableSpec,
+        rows: Sequence[Row],
+        copied: Mapping[str, str],
+    ) -> tuple[Row, list[Row]] | None:
+        """Capability ``update_and_insert_many``: the reference meaning
+        (:func:`clonestore.spi_reference.update_and_insert_many_reference`) under one hold
+        of the lock."""
         t = self._table(table)
         child = self._table(into)
         db = self._db
@@ -267,12 +340,17 @@ class MemoryBackend:
             guard = self._guard(table)
             if guard is not None and not append_only_allows(guard, old, new):
                 raise append_only_refusal(table.name, "UPDATE")
+            if table.foreign_keys:
+                self._check_parents(table, (new,), changes)
             db.put(t, new)
-            inserted = with_copies(row, new, copied)
-            if inserted["id"] in child.rows:
-                raise AlreadyExists(f"{into.name}: id {inserted['id']} already exists")
-            db.put(child, child.copy_in(inserted))
-            return inserted
+            inserted = [with_copies(row, new, copied) for row in rows]
+            if into.foreign_keys:
+                self._check_parents(into, inserted)
+            for one in inserted:
+                if one["id"] in child.rows:
+                    raise _taken_id(into.name, one["id"])
+                db.put(child, child.copy_in(one))
+            return t.copy_out(new), inserted
 
     def delete(self, table: TableSpec, where: Expr) -> int:
         t = self._table(table)
@@ -283,6 +361,8 @@ class MemoryBackend:
                 raise append_only_refusal(table.name, "DELETE")
             for row in targets:
                 db.remove(t, row)
+            if targets:
+                self._release_children(table, targets)
             return len(targets)
 
     def purge(self, table: TableSpec, up_to: int) -> int:
@@ -300,6 +380,8 @@ class MemoryBackend:
             targets = [row for row in t.rows.values() if row[column] <= up_to]
             for row in targets:
                 db.remove(t, row)
+            if targets:
+                self._release_children(table, targets)
             return len(targets)
 
     def upsert(
@@ -312,23 +394,74 @@ class MemoryBackend:
     ) -> Row:
         """Capability ``upsert_returning``: with ``returning``, only those columns."""
         t = self._table(table)
+        primary = tuple(key) == PRIMARY_KEY
         unique = next((u for u in table.unique if u.columns == tuple(key)), None)
-        if unique is None:
+        if unique is None and not primary:
             raise ConfigurationError(f"{table.name} has no unique constraint on {tuple(key)}")
         db = self._db
         with db.atomic():
-            holder = t.find_unique(unique, insert_row)
+            if unique is None:
+                holder = insert_row["id"] if insert_row["id"] in t.rows else None
+            else:
+                holder = t.find_unique(unique, insert_row)
             if holder is None:
                 row = t.copy_in(insert_row)
+                if table.foreign_keys:
+                    self._check_parents(table, (row,))
             else:
                 row = t.copy_in(apply_changes(t.rows[holder], changes))
                 guard = self._guard(table)
                 if guard is not None and not append_only_allows(guard, t.rows[holder], row):
                     raise append_only_refusal(table.name, "UPDATE")
+                if table.foreign_keys:
+                    self._check_parents(table, (row,), changes)
             db.put(t, row)
             if returning is not None:
                 return {name: copy_value(row[name]) for name in returning}
             return t.copy_out(row)
+
+    # ------------------------------------------------------------------ foreign keys
+
+    def _check_parents(
+        self, table: TableSpec, rows: Sequence[Row], changes: Mapping[str, Any] | None = None
+    ) -> None:
+        """Refuse ``rows`` (new or changed by ``changes``) pointing at no row."""
+        tables = self._db.tables
+        for fk in table.foreign_keys:
+            if changes is not None and not any(c in changes for c in fk.columns):
+                continue
+            parent = tables.get(fk.references)
+            by_id = fk.referenced == PRIMARY_KEY
+            for row in rows:
+                values = [row[c] for c in fk.columns]
+                if None in values:
+                    continue
+                if parent is None:
+                    raise missing_reference(table.name, fk)
+                if by_id:
+                    if values[0] not in parent.rows:
+                        raise missing_reference(table.name, fk)
+                elif not parent.matching(_key_where(fk.referenced, values)):
+                    raise missing_reference(table.name, fk)
+
+    def _release_children(self, table: TableSpec, removed: Sequence[Row]) -> None:
+        """After ``removed`` left ``table``: refuse (``restrict``) while rows still point
+        at one of them, or set their columns to NULL (``set_null``)."""
+        db = self._db
+        for child in list(db.tables.values()):
+            for fk in child.spec.foreign_keys:
+                if fk.references != table.name:
+                    continue
+                keys = {tuple(row[c] for c in fk.referenced) for row in removed}
+                for key in keys:
+                    pointing = child.matching(_key_where(fk.columns, key))
+                    if not pointing:
+                        continue
+                    if fk.on_delete == "restrict":
+                        raise still_referenced(table.name, child.spec.name, fk)
+                    nulls = dict.fromkeys(fk.columns)
+                    for row in pointing:
+                        db.put(child, child.copy_in({**row, **nulls}))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

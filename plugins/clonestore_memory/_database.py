@@ -87,7 +87,8 @@ class Database:
         clash = table.conflicts(row)
         if clash is not None:
             raise AlreadyExists(
-                f"{table.spec.name}: {', '.join(clash.columns)} already used by another row"
+                f"{table.spec.name}: {', '.join(clash.columns)} already used by another row",
+                columns=clash.columns,
             )
         before = table.rows.get(row["id"])
         if before is not None:

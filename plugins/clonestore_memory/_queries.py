@@ -1,4 +1,4 @@
-"""Ordering and aggregation over rows in memory (private to the package)."""
+"""Ordering of rows in memory (private to the package)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import heapq
 from collections.abc import Sequence
 from typing import Any
 
-from clonestore import ConfigurationError
-from clonestore.spi import Aggregate, OrderBy, Row, sort_rows
+from clonestore.query import OrderBy
+from clonestore.spi import Row
+from clonestore.spi_reference import sort_rows
 
-__all__ = ["aggregate", "ordered"]
+__all__ = ["ordered"]
 
 
 def ordered(rows: list[Row], order: Sequence[OrderBy], end: int | None) -> list[Row]:
@@ -25,22 +26,3 @@ def ordered(rows: list[Row], order: Sequence[OrderBy], end: int | None) -> list[
         pick = heapq.nlargest if order[0].desc else heapq.nsmallest
         return pick(end, rows, key=key)
     return sort_rows(rows, order)
-
-
-def aggregate(agg: Aggregate, rows: list[Row]) -> Any:
-    """``agg`` over ``rows``: its reference meaning (see :class:`clonestore.spi.Aggregate`)."""
-    if agg.fn == "count":
-        if agg.column is None:
-            return len(rows)
-        return sum(1 for r in rows if r[agg.column] is not None)
-    assert agg.column is not None
-    values = [r[agg.column] for r in rows if r[agg.column] is not None]
-    if not values:
-        return None
-    if agg.fn == "sum":
-        return sum(values[1:], values[0])
-    if agg.fn == "min":
-        return min(values)
-    if agg.fn == "max":
-        return max(values)
-    raise ConfigurationError(f"unknown aggregate {agg.fn!r}")

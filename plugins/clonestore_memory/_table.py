@@ -6,19 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clonestore import ConfigurationError
-from clonestore.spi import (
-    And,
-    Cond,
-    Expr,
-    Or,
-    OrderBy,
-    Row,
-    TableSpec,
-    Unique,
-    copy_value,
-    matches,
-    sort_rows,
-)
+from clonestore.query import And, Cond, Expr, Or, OrderBy
+from clonestore.spi import Row, TableSpec, Unique
+from clonestore.spi_reference import copy_value, matches, sort_rows
 from clonestore_memory._indexes import HashIndex, OrderedIndex, RowIndex, UniqueIndex, sort_key
 from clonestore_memory._vectors import VectorIndex
 
@@ -56,6 +46,9 @@ class Table:
             for ix in spec.indexes
             if len(ix.columns) > 1 and ix.columns[-1] == "id"
         )
+        #: Text search's tokens of rows, by searched fields and id: (the row, its tokens).
+        #: A row leaving or replaced (a write, a rollback, an erasure) leaves it too.
+        self.text_tokens: dict[tuple[str, ...], dict[str, tuple[object, list[list[str]]]]] = {}
         self.indexes: tuple[RowIndex, ...] = (
             *self.unique,
             *self.lookup.values(),
@@ -104,12 +97,16 @@ class Table:
 
     def unlink(self, row: Row) -> None:
         del self.rows[row["id"]]
+        for tokens in self.text_tokens.values():
+            tokens.pop(row["id"], None)
         for index in self.indexes:
             index.discard(row)
 
     def relink(self, before: Row, row: Row) -> None:
         """``row`` replaces ``before`` (same id): each index moves it only if its key moved."""
         self.rows[row["id"]] = row
+        for tokens in self.text_tokens.values():
+            tokens.pop(row["id"], None)
         for index in self.indexes:
             replace = getattr(index, "replace", None)
             if replace is not None:

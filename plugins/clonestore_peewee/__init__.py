@@ -4,17 +4,19 @@ playhouse.
 Registered by entry point (group ``clonestore``, name ``peewee``) like any
 third-party plugin. Tables are Peewee models built from the store's table
 specs when it opens; statements are rendered by Peewee once per shape and
-then run with the driver's cursor (see :mod:`clonestore_peewee.compiler`).
+then run with the driver's cursor (see :mod:`clonestore_peewee.sql._compiler`).
 The schema of the clone domain is versioned by the migrations in
 :mod:`clonestore_peewee.migrations`.
 
-Modules: :mod:`.fields` (storage types), :mod:`.models` (specs -> models),
-:mod:`.codecs` (value conversion), :mod:`.dialects` (the few engine-specific
-operators), :mod:`.compiler` (shapes, slots, rendering), :mod:`.statements`
-(the statement of each SPI operation), :mod:`.backend` (the SPI),
-:mod:`.sqlite`, :mod:`.postgres` and :mod:`.mariadb` (connections, transactions, health),
-:mod:`.errors` (driver errors -> clonestore errors), :mod:`.options`,
-:mod:`.migration_runner`.
+Layout, four rooms: :mod:`.sql`, the shared SQL layer, private to the plugin
+(storage types, specs -> models, value codecs, the dialect records, the compiler,
+the statement of each SPI operation, the SPI itself in ``SQLBackend``, driver
+errors -> clonestore errors, options, the migration runner, the async pool);
+one package per engine (:mod:`.sqlite`, :mod:`.postgres`, :mod:`.mariadb`:
+connections, transactions, health, and what only that engine has), each
+importing from :mod:`.sql` and never from each other. Beside them:
+:mod:`.migrations`, the schema's scripts, and :mod:`.dialects`, the one public
+module (the dialect API for SQL engine authors).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from clonestore import ConfigurationError, hookimpl
+from clonestore.plugin_helpers import refused_scheme
 from clonestore.spi import Backend
 
 __all__ = [
@@ -38,7 +41,7 @@ __all__ = [
 
 def open_sqlite(url: str, **options: Any) -> Backend:
     """A backend for ``sqlite:///path.db`` or ``sqlite:///:memory:``."""
-    from .sqlite import SqliteBackend
+    from .sqlite._backend import SqliteBackend
 
     return SqliteBackend(url, **options)
 
@@ -46,15 +49,15 @@ def open_sqlite(url: str, **options: Any) -> Backend:
 def open_postgres(url: str, **options: Any) -> Backend:
     """A backend for ``postgresql://user@host:port/dbname`` (pooled connections); with
     ``replicas`` (or ``?replica=`` in the URL), reads go to hot standbys
-    (see :mod:`clonestore_peewee.replicas`)."""
+    (see :mod:`clonestore_peewee.postgres._replicas`)."""
     try:
         import psycopg2  # noqa: F401
     except ImportError:
         raise ConfigurationError(
             "postgresql:// needs the psycopg2 driver: pip install 'clonestore[postgres]'"
         ) from None
-    from .postgres import PostgresBackend
-    from .replicas import REPLICA_OPTIONS, ReplicatedBackend, split_replica_options
+    from .postgres._backend import PostgresBackend
+    from .postgres._replicas import REPLICA_OPTIONS, ReplicatedBackend, split_replica_options
 
     if not any(name in options for name in REPLICA_OPTIONS) and "replica" not in url:
         return PostgresBackend(url, **options)
@@ -76,18 +79,19 @@ def open_postgres(url: str, **options: Any) -> Backend:
 
 def open_mariadb(url: str, **options: Any) -> Backend:
     """A backend for ``mariadb://user:password@host:port/dbname`` (pooled PyMySQL
-    connections; see :mod:`clonestore_peewee.mariadb`)."""
+    connections; see :mod:`clonestore_peewee.mariadb._backend`)."""
     try:
         import pymysql  # noqa: F401
     except ImportError:
         raise ConfigurationError(
             "mariadb:// needs the PyMySQL driver: pip install 'clonestore[mariadb]'"
         ) from None
-    from .mariadb import MariadbBackend
+    from .mariadb._backend import MariadbBackend
 
     return MariadbBackend(url, **options)
 
 
+@refused_scheme
 def open_mysql(url: str, **options: Any) -> Backend:
     """Refuses ``mysql://``: only MariaDB is tested, and MySQL 8 differs where meaning
     is at stake (its JSON type reorders keys, its collations and upserts differ)."""
@@ -106,7 +110,7 @@ def open_async_sqlite(url: str, **options: Any) -> Backend:
         raise ConfigurationError(
             "sqlite:// under open_async needs aiosqlite: pip install 'clonestore[async]'"
         ) from None
-    from .async_sqlite import AsyncSqliteBackend
+    from .sqlite._async import AsyncSqliteBackend
 
     return AsyncSqliteBackend(url, **options)
 
@@ -121,7 +125,7 @@ def open_async_postgres(url: str, **options: Any) -> Backend:
             "postgresql:// under open_async needs asyncpg and psycopg2: "
             "pip install 'clonestore[async,postgres]'"
         ) from None
-    from .async_postgres import AsyncPostgresBackend
+    from .postgres._async import AsyncPostgresBackend
 
     return AsyncPostgresBackend(url, **options)
 
@@ -148,3 +152,31 @@ def clonestore_backends() -> dict[str, Any]:
         "mariadb": open_mariadb,
         "mysql": open_mysql,
     }
+
+
+def _partitions_ahead(run: Any) -> None:
+    """Create the months ahead of time on PostgreSQL's partitioned layout."""
+    run.advance(len(run.store.backend.maintain_partitions(run.store.clock())))
+
+
+@hookimpl
+def clonestore_maintenance_tasks(store: Any) -> list[Any]:
+    """On PostgreSQL's partitioned layout (``layout=partitioned``): ``partitions``,
+    which creates the monthly partitions due ahead of time (its count is of
+    partitions created, not rows)."""
+    if "time_partitions" not in store.backend.capabilities:
+        return []
+    from clonestore.maintenance import MaintenanceTask
+
+    from .postgres._backend import PostgresBackend
+
+    if not isinstance(store.backend, PostgresBackend):
+        return []
+
+    return [
+        MaintenanceTask(
+            name="partitions",
+            run=_partitions_ahead,
+            description="create the monthly partitions of turns and the audit log ahead of time",
+        )
+    ]

@@ -38,10 +38,12 @@ from typing import Any
 import attrs
 
 from clonestore import ConfigurationError, Operation, Store, TableSpec, hookimpl
+from clonestore.maintenance import MaintenanceTask
+from clonestore.plugin_helpers import open_shared_store
 from clonestore.secrets import redact_url
 from clonestore.services import RateLimitService
-from clonestore.spi import open_shared_store
 from clonestore_ratelimit._algorithms import MAX_ATTEMPTS
+from clonestore_ratelimit._maintenance import TASK as MAINTENANCE
 from clonestore_ratelimit._policies import (
     ALGORITHMS,
     DEFAULT_TIERS,
@@ -168,6 +170,11 @@ class RateLimitPlugin:
         """Release the counter store's connections."""
         limiter: RateLimiter = store.services["ratelimit"]
         limiter.storage.close()
+
+    @hookimpl
+    def clonestore_maintenance_tasks(self, store: Store) -> Sequence[MaintenanceTask]:
+        """``ratelimit.windows``, run by ``store.maintain()``."""
+        return [MAINTENANCE]
 
     @hookimpl
     def clonestore_export_user(self, store: Store, user_id: str) -> Mapping[str, Any]:

@@ -22,6 +22,8 @@ step there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from clonestore_ratelimit._policies import Decision
 from clonestore_ratelimit._storage import MAX_ATTEMPTS, CounterStore, WindowCount
 from clonestore_ratelimit._time import Bounded, from_us, to_us
@@ -32,8 +34,11 @@ __all__ = ["MAX_ATTEMPTS", "Counters", "from_us", "to_us"]
 class Counters:
     """The algorithms, over one :class:`~clonestore_ratelimit._storage.CounterStore`."""
 
-    def __init__(self, storage: CounterStore) -> None:
+    def __init__(self, storage: CounterStore, clock: Callable[[], int] | None = None) -> None:
         self.storage = storage
+        #: The clock (microseconds) read again once a bucket's step is done; see
+        #: :meth:`token_bucket`.
+        self.clock = clock
         # Admitted calls of windows that have ended, by (user, endpoint, window, start).
         self._previous: Bounded[tuple[str, str, int, int], int] = Bounded()
 
@@ -128,6 +133,12 @@ class Counters:
         interval = max(1, window * 1_000_000 // limit)  # one token's worth of time
         latest = now_us + interval * (limit - 1)  # the largest TAT that still admits
         allowed, tat = self.storage.take(user_id, endpoint, now_us, interval, latest)
+        # The decision is told at the time the step is done, not when the clock was read
+        # before it: a caller whose reading is older than that of another caller's step
+        # that went first (another process started the bucket meanwhile) would count a
+        # token less, and hand out a remaining count twice.
+        if self.clock is not None:
+            now_us = max(now_us, self.clock())
         return _bucket_decision(allowed, tat, limit, interval, now_us)
 
     def bucket_status(

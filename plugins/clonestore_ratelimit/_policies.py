@@ -10,7 +10,8 @@ from typing import Any, Final
 import attrs
 
 from clonestore import ConfigurationError, ValidationError
-from clonestore.spi import Column, check
+from clonestore.schema import check
+from clonestore.spi import Column
 
 __all__ = [
     "ALGORITHMS",
@@ -47,11 +48,19 @@ class Decision:
     limit: int
 
 
-def _positive(minimum: int) -> Any:
+#: The largest limit a policy takes (a trillion calls; counters stay far inside 64 bits).
+MAX_LIMIT: Final = 10**12
+#: The longest window a policy takes: 100 years (its end stays a datetime, its
+#: microseconds a 64-bit integer).
+MAX_WINDOW_SECONDS: Final = 100 * 366 * 86_400
+
+
+def _bounded(minimum: int, maximum: int) -> Any:
     def check(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-        if type(value) is not int or value < minimum:
+        if type(value) is not int or not minimum <= value <= maximum:
             raise ValidationError(
-                f"must be an integer >= {minimum}, got {value!r}", field=attribute.name
+                f"must be an integer from {minimum} to {maximum}, got {value!r}",
+                field=attribute.name,
             )
 
     return check
@@ -72,8 +81,8 @@ class Policy:
     burst) and the bucket refills completely in ``window_seconds``.
     """
 
-    limit: int = attrs.field(validator=_positive(0))
-    window_seconds: int = attrs.field(validator=_positive(1))
+    limit: int = attrs.field(validator=_bounded(0, MAX_LIMIT))
+    window_seconds: int = attrs.field(validator=_bounded(1, MAX_WINDOW_SECONDS))
     algorithm: str = attrs.field(default="fixed_window", validator=_algorithm)
 
     def __attrs_post_init__(self) -> None:

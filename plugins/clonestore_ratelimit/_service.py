@@ -92,7 +92,7 @@ class RateLimiter:
         self._config = config
         self._can_enforce = can_enforce
         self.storage: CounterStore = storage or TableCounters(store.backend)
-        self._counters = Counters(self.storage)
+        self._counters = Counters(self.storage, self._now_us)
         self._warned = 0.0
         self._tiers: dict[str, tuple[str, float]] = {}
         self._tiers_lock = threading.Lock()

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
-from clonestore.spi import And, Backend, Cond, Increment, Row
+from clonestore.query import And, Cond
+from clonestore.spi import Backend, Increment, Row
 from clonestore_ratelimit._tables import BUCKET_KEY, BUCKETS, WINDOW_KEY, WINDOWS
 from clonestore_ratelimit._time import Bounded, from_us, new_id, to_us
 

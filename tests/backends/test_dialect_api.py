@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 from clonestore_peewee.dialects import SQLITE
-from clonestore_peewee.sqlite import SqliteBackend
+from clonestore_peewee.sqlite._backend import SqliteBackend
 
-from clonestore.spi import Column, Cond, OrderBy, TableSpec
+from clonestore.query import Cond, OrderBy
+from clonestore.spi import Column, TableSpec
 
 ITEMS = TableSpec(
     name="items",

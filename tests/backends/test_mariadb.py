@@ -15,7 +15,8 @@ import pytest
 
 import clonestore
 from clonestore import ConfigurationError, Conflict, StorageUnavailable
-from clonestore.spi import Column, Cond, TableSpec
+from clonestore.query import Cond
+from clonestore.spi import Column, TableSpec
 from tests.servers import free_port
 
 

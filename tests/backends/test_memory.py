@@ -92,3 +92,27 @@ def test_soft_deleted_rows_leave_live_indexes_and_restore_brings_them_back() -> 
     store.users.restore(user.id)
     assert len(index.keys) == 1
     assert [u.id for u in store.users.page().items] == [user.id]
+
+
+def test_text_search_keeps_no_tokens_of_rows_gone() -> None:
+    """memory:// keeps text search tokens only of stored rows: an update, a rollback and an
+    erasure drop them (erased text leaves the process's index too)."""
+    with clonestore.open("memory://") as store:
+        user = store.users.create(email="t@example.com", name="T")
+        kept = store.memories.add(user.id, "secret plan")
+        changed = store.memories.add(user.id, "old plan")
+        try:
+            with store.transaction():
+                store.memories.add(user.id, "rolled back plan")
+                assert len(store.memories.search("plan")) == 3
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        store.memories.update(changed.id, content="new plan")
+        table = store.backend._db.tables["memories"]  # type: ignore[attr-defined]
+        (tokens,) = table.text_tokens.values()
+        assert set(tokens) == {kept.id}
+        assert len(store.memories.search("plan")) == 2
+        assert set(tokens) == {kept.id, changed.id}
+        store.erase_user(user.id)
+        assert tokens == {}

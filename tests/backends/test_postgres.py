@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 import psycopg2
 import pytest
+from clonestore_peewee.dialects import ONE
 
 import clonestore
 from clonestore import (
@@ -28,8 +29,9 @@ from clonestore import (
     Conflict,
     StorageUnavailable,
 )
+from clonestore.query import TRUE, Cond
 from clonestore.records import TABLES
-from clonestore.spi import TRUE, AppendOnly, Column, Cond, Increment, TableSpec
+from clonestore.spi import AppendOnly, Column, Increment, TableSpec
 from clonestore.testing import Inbox
 
 PASSWORD = "hunter2-" + "s3cret"
@@ -388,15 +390,24 @@ def test_a_waiting_call_gets_the_connection_given_back(database_url: str) -> Non
 
 
 def test_stale_connections_are_renewed(database_url: str, postgres_server_url: str) -> None:
-    """A connection older than stale_timeout is closed and replaced, not reused."""
+    """A connection older than stale_timeout is closed and replaced, not reused.
+
+    The age counts from when the connection was opened; on a loaded machine opening the
+    store and writing a user can take longer than a short timeout, so the "still young"
+    check uses a timeout of a few seconds and the clock read just before it."""
     app = f"cs_test_{secrets.token_hex(4)}"
-    with clonestore.open(database_url, application_name=app, stale_timeout=0.3) as s:
+    timeout = 3.0
+    opened = time.monotonic()
+    with clonestore.open(database_url, application_name=app, stale_timeout=timeout) as s:
         _user(s)
         first = _backend_pids(postgres_server_url, app)
+        seen = time.monotonic()  # the connection was opened before this
         assert len(first) == 1
-        assert s.users.count() == 1  # young: the same connection
-        assert _backend_pids(postgres_server_url, app) == first
-        time.sleep(0.5)
+        young = time.monotonic() - opened < timeout - 0.5
+        assert s.users.count() == 1
+        if young:  # opened less than timeout - 0.5 s ago: the same connection
+            assert _backend_pids(postgres_server_url, app) == first
+        time.sleep(max(0.0, timeout + 0.2 - (time.monotonic() - seen)))
         assert s.users.count() == 1
         second = _backend_pids(postgres_server_url, app)
         assert len(second) == 1
@@ -409,9 +420,9 @@ def test_a_transaction_left_open_is_rolled_back_before_reuse(database_url: str) 
     with clonestore.open(database_url, pool_size=1) as s:
         backend: Any = s.backend
         # One call outside transaction() that leaves its transaction open (mode NONE).
-        backend._execute("BEGIN; CREATE TABLE left_open (x int)", None, 4)
+        backend.execute("BEGIN; CREATE TABLE left_open (x int)", None, 4)
         assert s.health()["pool"]["idle"] == 1
-        assert backend._execute("SELECT to_regclass('left_open')", (), 1) == (None,)
+        assert backend.execute("SELECT to_regclass('left_open')", (), 1) == (None,)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -470,7 +481,7 @@ def test_statement_timeout_is_storage_unavailable(database_url: str) -> None:
     """A statement cut by statement_timeout is StorageUnavailable (retryable)."""
     with clonestore.open(database_url, statement_timeout=0.2) as s:
         with pytest.raises(StorageUnavailable, match="timed out"):
-            s.backend._execute("SELECT pg_sleep(2)", (), 4)
+            s.backend.execute("SELECT pg_sleep(2)", (), 4)
         assert s.users.count() == 0
 
 
@@ -665,7 +676,7 @@ def test_a_timed_out_statement_keeps_its_connection(database_url: str) -> None:
         s.users.count()
         idle = s.health()["pool"]["idle"]
         with pytest.raises(StorageUnavailable):
-            s.backend._execute("SELECT pg_sleep(2)", (), 4)
+            s.backend.execute("SELECT pg_sleep(2)", (), 4)
         assert s.health()["pool"]["idle"] == idle
 
 
@@ -723,3 +734,204 @@ def test_table_options_follow_the_spec(store: clonestore.Store, database_url: st
 
 def _uid(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def _plans(url: str, statements: list[tuple[str, Any]]) -> list[str]:
+    """Each statement's plan (JSON text), sequential scans switched off so that a plan
+    with one shows a missing index whatever the row counts."""
+    conn = _admin(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE memories; SET enable_seqscan = off")
+            plans = []
+            for sql, params in statements:
+                cur.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+                plans.append(str(cur.fetchone()[0]))
+            return plans
+    finally:
+        conn.close()
+
+
+def test_metadata_lookups_read_an_index_not_every_owners_rows(
+    store: clonestore.Store, database_url: str
+) -> None:
+    """A JSON equality lookup on memories' metadata across owners (find_many, nearest) is
+    answered through the GIN index on (metadata::jsonb), and one owner's filtered
+    similar() through an index too: no statement scans every owner's memories."""
+    users = [_user(store, n) for n in range(20)]
+    store.memories.create_many(
+        {"user_id": u.id, "content": "m", "embedding": [1.0, i], "metadata": {"kind": f"k{i}"}}
+        for u in users
+        for i in range(30)
+    )
+    calls = {
+        "find_many": lambda: store.memories.find_many(where={"metadata__kind": "k3"}),
+        "nearest": lambda: store.memories.nearest([1.0, 0.0], where={"metadata__kind": "k3"}),
+        "similar": lambda: store.memories.similar(
+            users[1].id, [1.0, 0.0], where={"metadata__kind": "k3"}
+        ),
+    }
+    backend: Any = store.backend
+    original = backend.execute
+    original_sent = backend.sent_vectors  # the ids and vectors, by binary COPY of a SELECT
+    for name, call in calls.items():
+        recorded: list[tuple[str, Any]] = []
+
+        def execute(sql: str, params: Any, mode: int, recorded: list[Any] = recorded) -> Any:
+            if sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                recorded.append((sql, params))
+            return original(sql, params, mode)
+
+        def sent_vectors(sql: str, params: Any, recorded: list[Any] = recorded) -> Any:
+            recorded.append((sql, params))
+            return original_sent(sql, params)
+
+        backend.execute = execute
+        backend.sent_vectors = sent_vectors
+        try:
+            found = call()
+        finally:
+            backend.execute = original
+            del backend.sent_vectors
+        assert found, f"{name} found nothing: the lookup is not exercised"
+        plans = _plans(database_url, recorded)
+        assert plans, f"{name} sent no query"
+        assert not [p for p in plans if "Seq Scan" in p and "memories" in p], (name, plans)
+        if name != "similar":
+            assert any("ix_memories_metadata_gin" in p for p in plans), (name, plans)
+
+
+# ----------------------------------------------------------------------------- Prisma's URL options
+
+
+def _schema_tables(url: str, schema: str) -> set[str]:
+    conn = _admin(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+            return {name for (name,) in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_two_schemas_in_one_database_are_isolated(database_url: str) -> None:
+    """?schema=NAME (as the original's URLs have it) puts every table and migration in that
+    schema, created if missing, and every pooled connection reads and writes there: two
+    stores on two schemas of one database share nothing, and public stays empty."""
+    with (
+        clonestore.open(database_url + "?schema=tenant_a&pool_size=3") as a,
+        clonestore.open(database_url + "?schema=tenant_b&pool_size=3") as b,
+    ):
+        assert {m["name"] for m in a.migration_status() if m["applied"]} == {
+            m["name"] for m in b.migration_status() if m["applied"]
+        }
+        a_tables = _schema_tables(database_url, "tenant_a")
+        assert set(TABLES) | {"clonestore_migrations"} <= a_tables
+        assert _schema_tables(database_url, "tenant_b") == a_tables
+        assert _schema_tables(database_url, "public") == set()
+        ada = a.users.create(id="u1", email="ada@example.com", name="Ada")
+        grace = b.users.create(id="u1", email="ada@example.com", name="Grace")
+
+        def read_many(store: clonestore.Store, expected: clonestore.User) -> None:
+            for _ in range(20):
+                assert store.users.get("u1") == expected
+                assert store.users.count() == 1
+
+        threads = [threading.Thread(target=read_many, args=p) for p in [(a, ada), (b, grace)] * 3]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        a.memories.add("u1", "only in a", [1.0, 0.0])
+        assert b.memories.count() == 0
+        assert [m.memory.content for m in a.memories.similar("u1", [1.0, 0.0])] == ["only in a"]
+        assert b.memories.similar("u1", [1.0, 0.0]) == []
+    with clonestore.open(database_url + "?schema=tenant_a") as again:
+        assert again.users.get("u1") == ada
+        assert again.migrate() == []
+
+
+def test_schema_reaches_every_pooled_connection(database_url: str) -> None:
+    """Each connection of the pool, opened while others are held, works in the schema."""
+    with clonestore.open(database_url, schema="tenant_x", pool_size=3, pool_timeout=30) as s:
+        backend: Any = s.backend
+        seen: list[str] = []
+        barrier = threading.Barrier(3)
+
+        def check() -> None:
+            with s.transaction():
+                barrier.wait(timeout=30)  # three connections held at once
+                (schema,) = backend.execute("SELECT current_schema()", (), ONE)
+                seen.append(schema)
+
+        threads = [threading.Thread(target=check) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert seen == ["tenant_x"] * 3
+        assert s.health()["pool"]["idle"] == 3
+
+
+def test_connection_limit_is_the_pool_size(database_url: str) -> None:
+    """connection_limit (Prisma's name) sets the pool's size; given with a different
+    pool_size it is a ConfigurationError; a bad schema name is one too."""
+    with clonestore.open(database_url + "?connection_limit=4&schema=public") as s:
+        assert s.health()["pool"]["size"] == 4
+    with clonestore.open(database_url + "?connection_limit=4", pool_size=4) as s:
+        assert s.health()["pool"]["size"] == 4
+    with pytest.raises(ConfigurationError, match="connection_limit"):
+        clonestore.open(database_url + "?connection_limit=4&pool_size=5")
+    for bad in ('a"b', "a b", "", "x" * 64, "a,b"):
+        with pytest.raises(ConfigurationError, match="schema"):
+            clonestore.open(database_url, schema=bad)
+
+
+def test_schema_under_open_async(database_url: str) -> None:
+    """open_async honours ?schema too: its tables and rows are in that schema only."""
+    import asyncio
+
+    async def main() -> int:
+        async with clonestore.open_async(database_url + "?schema=tenant_async") as s:
+            await s.users.create(id="u", email="ada@example.com", name="Ada")
+            return await s.users.count()
+
+    assert asyncio.run(main()) == 1
+    assert "users" in _schema_tables(database_url, "tenant_async")
+    with clonestore.open(database_url + "?schema=tenant_async") as s:
+        assert s.users.get("u").name == "Ada"
+    assert "users" not in _schema_tables(database_url, "public")
+
+
+def test_begin_travels_with_the_first_statement(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A transaction's BEGIN is sent with its first statement (one round trip), one that
+    runs no statement sends neither BEGIN nor COMMIT, and one whose first statement fails
+    at the server still rolls back whole."""
+    with clonestore.open(database_url, log_queries=True) as store:
+        ada = store.users.create(email="ada@example.com", name="Ada")
+        with caplog.at_level(logging.DEBUG, logger="clonestore.sql"):
+            caplog.clear()
+            with store.transaction():
+                pass
+            assert caplog.messages == []
+            with store.transaction():
+                store.users.update(ada.id, name="Ada L.")
+                store.users.create(email="grace@example.com", name="Grace")
+            sent = [m.split(": ", 1)[1] for m in caplog.messages]
+        # The log shows what the store asked for; BEGIN went out with the first of it.
+        assert not any(s.startswith("BEGIN") for s in sent)
+        assert sent[-1].startswith("COMMIT")
+        with pytest.raises(clonestore.AlreadyExists), store.transaction():
+            store.users.create(email="ada@example.com", name="Again")
+
+        def update_then_fail() -> None:
+            with store.transaction():
+                store.users.update(ada.id, name="Never")
+                raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            update_then_fail()
+        assert store.users.get(ada.id).name == "Ada L."
+        assert store.users.count() == 2

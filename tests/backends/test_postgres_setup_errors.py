@@ -18,7 +18,7 @@ import pytest
 
 import clonestore
 from clonestore import ConfigurationError, StorageUnavailable
-from tests.conftest import _socket_url
+from tests.matrix import _socket_url
 
 PASSWORD = "right-" + "horse-battery"
 

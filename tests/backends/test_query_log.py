@@ -65,7 +65,7 @@ def test_the_logger_at_debug_turns_the_log_on(
     assert any("SELECT COUNT" in r.getMessage().upper() for r in caplog.records)
     logging.getLogger(LOGGER).setLevel(logging.INFO)
     with clonestore.open(shared_url) as store:
-        assert "_execute" not in vars(store.backend)
+        assert "execute" not in vars(store.backend)
 
 
 def test_slow_queries_are_warnings(shared_url: str, caplog: pytest.LogCaptureFixture) -> None:

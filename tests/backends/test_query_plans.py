@@ -2,7 +2,7 @@
 scanning a whole table, on SQLite and PostgreSQL.
 
 The test records the SQL the backend executes for each repository call (the
-backend has one place that runs statements, ``_execute``) and asks the engine
+backend has one place that runs statements, ``execute``) and asks the engine
 for its plan: ``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN (FORMAT JSON)`` on
 PostgreSQL with sequential scans, bitmap scans and sorts switched off (so the
 planner picks them only when no index can serve the statement, whatever the
@@ -24,9 +24,9 @@ from typing import Any
 
 import psycopg2
 import pytest
-from clonestore_peewee.backend import MANY
-from clonestore_peewee.sqlite import DRIVER as sqlite3
-from clonestore_peewee.sqlite_vectors import load_extension  # the driver the backend uses
+from clonestore_peewee.sql._backend import MANY
+from clonestore_peewee.sqlite._backend import DRIVER as sqlite3
+from clonestore_peewee.sqlite._vectors import load_extension  # the driver the backend uses
 
 import clonestore
 from clonestore.records import TABLES
@@ -43,7 +43,7 @@ PLANNED = ("sqlite", "postgres")
 @pytest.fixture(params=PLANNED, ids=PLANNED)
 def clonestore_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     """SQLite and PostgreSQL (plans are an engine's)."""
-    from tests.conftest import _url
+    from tests.matrix import _url
 
     return _url(request.param, request, tmp_path)
 
@@ -55,19 +55,19 @@ def store(store_factory: Any) -> clonestore.Store:
 
 
 class Recorder:
-    """Wraps a backend's ``_execute`` and keeps each statement with its parameters."""
+    """Wraps a backend's ``execute`` and keeps each statement with its parameters."""
 
     def __init__(self, backend: Any) -> None:
         self.calls: list[tuple[str, Any]] = []
         self._backend = backend
-        self._original = backend._execute
+        self._original = backend.execute
 
         def execute(sql: str, params: Any, mode: int) -> Any:
             if mode != MANY:  # a statement run per row of a list (the vector tables' upkeep)
                 self.calls.append((sql, params))
             return self._original(sql, params, mode)
 
-        backend._execute = execute
+        backend.execute = execute
 
     def take(self) -> list[tuple[str, Any]]:
         calls, self.calls = self.calls, []
@@ -78,7 +78,7 @@ class Recorder:
         ]
 
     def restore(self) -> None:
-        self._backend._execute = self._original
+        self._backend.execute = self._original
 
 
 def _sqlite_problems(conn: sqlite3.Connection, sql: str, params: Any) -> list[str]:
@@ -205,6 +205,12 @@ def _calls(store: clonestore.Store, ids: dict[str, Any]) -> dict[str, Callable[[
         "documents.page": lambda: store.documents.page(size=2),
         "memories.similar": lambda: store.memories.similar(uid, [1.0, 0.0, 0.0], limit=2),
         "memories.page(user)": lambda: store.memories.page(where={"user_id": uid}, size=2),
+        "memories.similar(metadata)": lambda: store.memories.similar(
+            uid, [1.0, 0.0, 0.0], limit=2, where={"metadata__kind": "a", "metadata__n__gte": 1}
+        ),
+        "memories.page(user, metadata)": lambda: store.memories.page(
+            where={"user_id": uid, "metadata__kind__in": ["a", "b"]}, size=2
+        ),
         "users.delete": lambda: store.users.delete(ids["users"][2]),
         "users.restore": lambda: store.users.restore(ids["users"][2]),
         "export_user": lambda: store.export_user(ids["users"][3]),

@@ -1,4 +1,4 @@
-"""Behaviour specific to the sqlite:// backend (see tests/contract/ for the rest)."""
+"""Behaviour specific to the sqlite:// backend (see clonestore/testing/contract/ for the rest)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from pathlib import Path
 
 import attrs
 import pytest
-from clonestore_peewee.sqlite import DRIVER as sqlite3  # the driver the backend uses
+from clonestore_peewee.sql._backend import ONE
+from clonestore_peewee.sqlite._backend import DRIVER as sqlite3  # the driver the backend uses
 
 import clonestore
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, StorageUnavailable
+from clonestore.query import TRUE, Cond, OrderBy
 from clonestore.records import TABLES
-from clonestore.spi import TRUE, AppendOnly, Column, Cond, OrderBy, TableSpec
+from clonestore.spi import AppendOnly, Column, TableSpec
 
 
 @pytest.fixture
@@ -92,6 +94,14 @@ def test_file_database_runs_in_wal_mode(store: clonestore.Store, db_path: Path) 
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         raw.close()
+
+
+def test_connections_cache_a_vector_chunk_of_each_metric(store: clonestore.Store) -> None:
+    """A connection caches up to 64 MiB of pages: sqlite-vec writes each vector into a
+    chunk of 1,024 per metric column (1.5 MB each at 384 dims), and with SQLite's
+    default 2 MB cache the two columns' chunks evicted each other on every insert."""
+    cache_size = store.backend.execute("PRAGMA cache_size", (), ONE)[0]
+    assert cache_size == -65536
 
 
 def test_memory_database_is_shared_by_threads() -> None:

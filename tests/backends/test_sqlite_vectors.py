@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import clonestore
-from clonestore.testing.contract import capabilities as kit
-from clonestore.vectors import METRICS
+from clonestore.testing.contract import test_capabilities as kit
+from clonestore.vectors import METRICS, nearest_reference
 
 VECTOR_TESTS = [
     getattr(kit, name)
@@ -44,7 +45,7 @@ def store(db: Path) -> Iterator[clonestore.Store]:
 
 def _indexed(store: clonestore.Store, dimension: int = 3) -> dict[str, Any]:
     """The ids in the vec0 table of a dimension (with their owner) and the loose ids."""
-    run: Any = store.backend._execute  # type: ignore[attr-defined]
+    run: Any = store.backend.execute  # type: ignore[attr-defined]
     vec = dict(run(f"SELECT id, owner FROM memories__embedding__vec{dimension}", (), 2))
     loose = {id for (id,) in run("SELECT id FROM memories__embedding__loose", (), 2)}
     return {"vec": vec, "loose": loose}
@@ -56,7 +57,7 @@ def test_vector_tables_follow_every_write_in_its_transaction(store: clonestore.S
     user = store.users.create(email="a@example.com", name="A")
     kept = store.memories.add(user.id, "kept", [1.0, 2.0, 3.0])
     zero = store.memories.add(user.id, "zero", [0.0, 0.0, 0.0])
-    huge = store.memories.add(user.id, "huge", [1e300, 0.0, 1.0])
+    huge = store.memories.add(user.id, "huge", [1e30, 0.0, 1.0])
     assert _indexed(store) == {"vec": {kept.id: user.id}, "loose": {zero.id, huge.id}}
     with contextlib.suppress(RuntimeError), store.transaction():
         store.memories.add(user.id, "rolled back", [1.0, 0.0, 0.0])
@@ -79,6 +80,20 @@ def test_vector_tables_follow_every_write_in_its_transaction(store: clonestore.S
     assert _indexed(store) == {"vec": {kept.id: user.id}, "loose": {huge.id}}
     store.erase_user(user.id)
     assert _indexed(store) == {"vec": {}, "loose": set()}
+
+
+def test_an_owner_with_few_vectors_takes_little_room(store: clonestore.Store, db: Path) -> None:
+    """sqlite-vec writes a whole chunk per owner with its first vector: chunks of 32
+    vectors keep 20 owners with one 384-dimension memory each under a few MB (with
+    sqlite-vec's default of 1,024 vectors a chunk, 3 MB an owner: over 60 MB)."""
+    users = store.users.create_many(
+        [{"email": f"u{i}@example.com", "name": f"U{i}"} for i in range(20)]
+    )
+    store.memories.create_many(
+        [{"user_id": u.id, "content": "one", "embedding": [1.0] * 384} for u in users]
+    )
+    wal = Path(f"{db}-wal")
+    assert db.stat().st_size + (wal.stat().st_size if wal.exists() else 0) < 8_000_000
 
 
 def test_rows_written_before_the_first_vector_of_a_dimension_are_indexed(db: Path) -> None:
@@ -105,7 +120,7 @@ def test_writes_without_the_extension_mark_the_vector_tables_stale(db: Path) -> 
         assert set(_indexed(store)["vec"]) == {new.id}
         found = store.memories.similar(user.id, [1.0, 0.0, 0.0])
         assert [r.memory.id for r in found] == [new.id]
-        run: Any = store.backend._execute  # type: ignore[attr-defined]
+        run: Any = store.backend.execute  # type: ignore[attr-defined]
         assert run("SELECT stale FROM clonestore_vector_index", (), 2) == [(0,)]
 
 
@@ -190,3 +205,80 @@ def test_standard_library_sqlite3_searches_without_the_extension(tmp_path: Path)
     assert kit_run.returncode == 0, tail
     assert f"{len(VECTOR_TESTS)} passed" in tail, tail
     assert "skipped" not in tail, tail
+
+
+def test_a_stored_vector_longer_than_sqlite_vec_takes_never_locks_the_store(db: Path) -> None:
+    """A 9,000-dimension embedding (sqlite-vec takes 8,192) is a ValidationError in every
+    mode (sync, vector_extension=false, open_async); one stored before the limit (written
+    through the SPI) no longer stops the store opening with sqlite-vec: it is left out of
+    the vec0 tables, searched exactly, reported by health() and doctor, and exported and
+    erased like any other."""
+    import asyncio
+
+    from clonestore.cli.doctor import diagnose
+
+    too_long = [0.5] * 9_000
+    with _open(db) as store:
+        assert store.max_vector_dimensions == 8_192
+        user = store.users.create(email="a@example.com", name="A")
+        small = store.memories.add(user.id, "small", [1.0, 0.5, 0.25])
+        with pytest.raises(clonestore.ValidationError, match="8192"):
+            store.memories.add(user.id, "long", too_long)
+    with _open(db, extension=False) as store:
+        with pytest.raises(clonestore.ValidationError, match="8192"):
+            store.memories.add(user.id, "long", too_long)
+        spec = store.tables["memories"]
+        legacy = {**store.backend.get(spec, small.id), "embedding": too_long,
+                  "id": "00000000-0000-4000-8000-000000000009", "content": "legacy"}
+        store.backend.insert(spec, legacy)  # as a store without the limit wrote it
+
+    async def refused_async() -> None:
+        astore = await clonestore.open_async(f"sqlite:///{db}")
+        try:
+            with pytest.raises(clonestore.ValidationError, match="8192"):
+                await astore.memories.add(user.id, "long", too_long)
+        finally:
+            await astore.close()
+
+    asyncio.run(refused_async())
+    with _open(db) as store:  # raised BackendError (vec0 of 9000) before
+        assert store.health()["vectors_not_indexed"] == {"memories.embedding": 1}
+        warned = [c for c in diagnose(store) if c.name == "vector index"]
+        assert [c.status for c in warned] == ["warn"]
+        assert "8192" in warned[0].detail
+        found = store.memories.similar(user.id, [1.0, 0.5, 0.25], limit=5)
+        assert [r.memory.id for r in found] == [small.id]
+        exported = store.export_user(user.id)
+        assert len(exported["memories"]) == 2
+        store.erase_user(user.id)
+        assert "vectors_not_indexed" not in store.health()
+
+
+def test_tiny_items_are_flushed_so_vec0_scores_real_embeddings(store: clonestore.Store) -> None:
+    """Items below 2**-50 (every all-MiniLM-L6-v2 vector has two near 1e-33) are stored as
+    0, so such vectors go to vec0, not loose; one an older version stored with them
+    (planted through the SPI) stays loose and exact, and writing its embedding again
+    indexes it."""
+    user = store.users.create(email="a@example.com", name="A")
+    new = store.memories.add(user.id, "new", [0.25, -1.6e-33, 0.5])
+    assert new.embedding == (0.25, 0.0, 0.5)
+    assert _indexed(store) == {"vec": {new.id: user.id}, "loose": set()}
+    memories = store.tables["memories"]
+    row = dict(store.backend.get(memories, new.id) or {})
+    old_id = "00000000-0000-4000-8000-000000000001"
+    tiny = float(np.float32(-1.6e-33))
+    store.backend.insert(memories, {**row, "id": old_id, "embedding": [0.5, tiny, 0.25]})
+    assert _indexed(store) == {"vec": {new.id: user.id}, "loose": {old_id}}
+    live = [
+        {"id": m.id, "embedding": list(m.embedding or ())}
+        for m in store.memories.for_owner(user.id)
+    ]
+    assert [0.5, tiny, 0.25] in [m["embedding"] for m in live]
+    for metric in METRICS:
+        got = store.memories.similar(user.id, [0.5, 0.0, 0.25], limit=5, metric=metric)
+        want = nearest_reference(live, "embedding", [0.5, 0.0, 0.25], metric, 5)
+        assert [(r.memory.id, r.score) for r in got] == [(w["id"], s) for w, s in want]
+    old = store.memories.get(old_id)
+    store.memories.update(old_id, embedding=old.embedding)
+    assert store.memories.get(old_id).embedding == (0.5, 0.0, 0.25)
+    assert _indexed(store) == {"vec": {new.id: user.id, old_id: user.id}, "loose": set()}

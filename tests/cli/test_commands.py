@@ -10,8 +10,10 @@ from pathlib import Path
 import psycopg2
 
 import clonestore
-from clonestore.demo import demo_email
-from clonestore.spi import Cond
+from clonestore._demo import demo_email
+from clonestore.query import And, Cond
+from clonestore.testing.wiping import empty_table
+from clonestore.vectors import float32_values
 
 from ..tampering import unguarded
 from .conftest import Run
@@ -54,6 +56,54 @@ def test_seed_writes_the_demo_set_and_refuses_a_database_with_users(
     assert forced.exit_code == 0, forced.stderr
     assert "(3 demo user(s) already there)" in forced.stdout
     assert keeper.users.count() == 4
+
+
+def test_find_before_you_act_seed_lists_then_users_find_export_erase_by_email(
+    run: Run, keeper: clonestore.Store
+) -> None:
+    """`seed` prints the ids and emails of the demo users it wrote; `users list` and
+    `users find EMAIL` show them (table and --json); `export` and `erase` take an email
+    as well as an id; a wrong user is one line saying what was wrong and how to list."""
+    seeded = run("seed", "--users", "3")
+    assert seeded.exit_code == 0, seeded.stderr
+    users = [keeper.users.find_by_email(demo_email(n)) for n in range(3)]
+    for user in users:
+        assert user is not None
+        assert any(user.id in line and user.email in line for line in seeded.stdout.splitlines())
+    ada = users[0]
+    assert ada is not None
+    listed = run("users", "list")
+    assert listed.exit_code == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == ["id", "email", "name", "tier", "created_at"]
+    assert all(u is not None and u.id in listed.stdout for u in users)
+    assert "3 user(s)" in listed.stdout
+    as_json = json.loads(run("users", "list", "--json").stdout)
+    assert sorted(u["id"] for u in as_json) == sorted(u.id for u in users if u is not None)
+    found = run("users", "find", ada.email.upper())
+    assert found.exit_code == 0, found.stderr
+    assert ada.id in found.stdout
+    assert json.loads(run("users", "find", ada.email, "--json").stdout)["id"] == ada.id
+    missing = run("users", "find", "nobody@example.com")
+    assert missing.exit_code == 1
+    line = _one_line(missing.stderr)
+    assert "no user with email nobody@example.com" in line
+    assert "clonestore users list --url" in line
+
+    exported = run("export", ada.email)
+    assert exported.exit_code == 0, exported.stderr
+    assert json.loads(exported.stdout)["user"]["id"] == ada.id
+    for wrong in ("nobody@example.com", "not-an-id"):
+        failed = run("export", wrong)
+        assert failed.exit_code == 1
+        line = _one_line(failed.stderr)
+        assert wrong in line, line
+        assert "clonestore users list --url" in line, line
+        assert "see the message above" not in line
+    erased = run("erase", ada.email.title(), "--yes")
+    assert erased.exit_code == 0, erased.stderr
+    assert f"erased user {ada.id}" in erased.stdout
+    assert keeper.users.get_or_none(ada.id) is None
+    assert run("users", "find", ada.email).exit_code == 1
 
 
 def test_export_prints_a_users_data_as_json_or_writes_a_file(
@@ -103,7 +153,7 @@ def test_erase_asks_first_and_removes_everything(run: Run, keeper: clonestore.St
     assert keeper.users.count() == 0
 
 
-def _tamper(store: clonestore.Store, seq: int) -> None:
+def _tamper(store: clonestore.Store, owner: str, seq: int) -> None:
     """Change an audit row behind the plugin's back, as someone with database access could."""
     if store.url.startswith("postgresql:"):
         conn = psycopg2.connect(store.url)
@@ -111,33 +161,58 @@ def _tamper(store: clonestore.Store, seq: int) -> None:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("SET session_replication_role = replica")  # past the trigger
-                cur.execute("UPDATE audit_log SET action = 'forged' WHERE seq = %s", (seq,))
+                cur.execute("UPDATE audit_entries SET action = 'forged' "
+                            "WHERE owner = %s AND seq = %s", (owner, seq))
         finally:
             conn.close()
     else:
-        with unguarded(store, "audit_log"):  # past the backend's append-only guard
-            store.backend.update(store.tables["audit_log"], Cond("seq", "eq", seq),
-                                 {"action": "forged"})
+        with unguarded(store, "audit_entries"):  # past the backend's append-only guard
+            where = And((Cond("owner", "eq", owner), Cond("seq", "eq", seq)))
+            store.backend.update(store.tables["audit_entries"], where, {"action": "forged"})
 
 
 def test_audit_verify_exits_non_zero_on_a_broken_chain(
     run: Run, keeper: clonestore.Store
 ) -> None:
-    """`audit verify` exits 0 on an intact chain and 1, naming the row, once one is changed."""
+    """`audit verify` exits 0 on intact chains and 1, naming the row, once one is changed;
+    `--owner` checks one chain alone."""
     user = keeper.users.create(email="ada@example.com", name="Ada")
     keeper.users.update(user.id, name="Ada L")
     keeper.audit.log("user.login", details={"via": "test"})
     ok = run("audit", "verify")
     assert ok.exit_code == 0, ok.stderr
-    assert "audit chain ok (3 row(s) checked)" in ok.stdout
-    _tamper(keeper, 2)
+    assert "audit chain ok (3 row(s) checked, 2 chains)" in ok.stdout
+    _tamper(keeper, user.id, 2)
     broken = run("audit", "verify", "--json")
     assert broken.exit_code == 1
     assert json.loads(broken.stdout)["first_bad_seq"] == 2
     line = _one_line(broken.stderr)
     assert line.startswith("clonestore audit verify: error: audit chain broken at seq 2")
     assert "restore the audit tables from a backup" in line
+    assert run("audit", "verify", "--owner", "~system").exit_code == 0
+    assert run("audit", "verify", "--owner", user.id).exit_code == 1
 
+
+def test_audit_head_is_what_verify_expect_head_checks(run: Run, keeper: clonestore.Store) -> None:
+    """`audit head` prints SEQ:HASH; `audit verify --expect-head` accepts it while the log
+    reaches it, fails once the log was emptied behind its back, and refuses a malformed one."""
+    user = keeper.users.create(email="ada@example.com", name="Ada")
+    keeper.users.update(user.id, name="Ada L")
+    printed = run("audit", "head")
+    assert printed.exit_code == 0, printed.stderr
+    head = _one_line(printed.stdout)
+    seq, digest = head.split(":")
+    assert (int(seq), digest) == keeper.audit.head()
+    assert run("audit", "verify", "--expect-head", head).exit_code == 0
+    bad = run("audit", "verify", "--expect-head", "12")
+    assert bad.exit_code == 2
+    assert "SEQ:HASH" in bad.stderr
+    for name in ("audit_entries", "audit_heads"):
+        empty_table(keeper.backend, keeper.tables[name])  # through the engine's purge unlock
+    assert run("audit", "verify").exit_code == 0  # nothing left to contradict
+    cut = run("audit", "verify", "--expect-head", head)
+    assert cut.exit_code == 1
+    assert "missing" in _one_line(cut.stderr)
 
 def test_cache_clean_and_ratelimit_cleanup_remove_only_old_rows(
     run: Run, keeper: clonestore.Store, cli_url: str
@@ -155,7 +230,7 @@ def test_cache_clean_and_ratelimit_cleanup_remove_only_old_rows(
         cleaned = run("cache", "clean", "--json")
         assert cleaned.exit_code == 0, cleaned.stderr
         assert json.loads(cleaned.stdout)["removed"]["embedding"] == 1
-        assert cached.cache.get_embedding("b" * 64) == [0.3, 0.4]
+        assert cached.cache.get_embedding("b" * 64) == float32_values([0.3, 0.4])
     again = run("cache", "clean")
     assert "removed 0 expired entries" in again.stdout
     swept = run("ratelimit", "cleanup", "--json")
@@ -184,14 +259,57 @@ def test_doctor_reports_a_ready_store_and_fails_on_missing_tables(
 
 
 def test_doctor_on_an_unmigrated_sqlite_database_says_to_migrate(tmp_path: Path) -> None:
-    """On a database never migrated, `doctor` exits 1 telling to run `clonestore migrate`."""
+    """On a database never migrated, `doctor` exits 1 giving the `clonestore migrate`
+    command to run, with the real URL (not a placeholder)."""
+    import sqlite3
+
     from .conftest import _subprocess
 
-    done = _subprocess("doctor", "--url", f"sqlite:///{tmp_path / 'new.db'}")
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    sqlite3.connect(tmp_path / "new.db").close()  # an empty database file
+    done = _subprocess("doctor", "--url", url)
     assert done.exit_code == 1
     assert "[XX] migrations" in done.stdout
     line = _one_line(done.stderr)
-    assert "run: clonestore migrate --url URL" in line
+    assert line.endswith(f"run: clonestore migrate --url {url}"), line
+
+
+def test_doctor_creates_no_sqlite_file_and_names_a_missing_directory(tmp_path: Path) -> None:
+    """`doctor` on a SQLite file that does not exist creates nothing and says so (with
+    the command that creates it); on a missing directory it names the directory, not a
+    database server."""
+    from .conftest import _subprocess
+
+    url = f"sqlite:///{tmp_path / 'absent.db'}"
+    done = _subprocess("doctor", "--url", url)
+    assert done.exit_code == 1
+    assert list(tmp_path.iterdir()) == []
+    line = _one_line(done.stderr)
+    assert "the database file does not exist" in line
+    assert line.endswith(f"clonestore migrate --url {url}"), line
+    deep = tmp_path / "no" / "such"
+    done = _subprocess("doctor", "--url", f"sqlite:///{deep / 'x.db'}")
+    assert done.exit_code == 1
+    line = _one_line(done.stderr)
+    assert f"the directory {deep} does not exist" in line, line
+    assert f"mkdir -p {deep}" in line
+    assert "server" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_doctor_reports_missing_plugin_tables_with_the_command_to_run(
+    run: Run, cli_url: str
+) -> None:
+    """`doctor --plugins audit` on a store without the audit tables reports them as a
+    failed check (it does not refuse to open) and gives the full migrate command."""
+    with clonestore.open(cli_url):  # the core's tables only (and memory:// kept alive)
+        done = run("doctor", "--plugins", "audit")
+        assert done.exit_code == 1, done.stderr
+        assert "[XX] tables" in done.stdout
+        assert "audit_entries" in done.stdout
+        line = _one_line(done.stderr)
+        assert line.endswith(f"run: clonestore migrate --url {cli_url} --plugins audit"), line
+        assert "check the URL" not in line
 
 
 def test_shell_runs_python_with_the_store_open(run: Run, keeper: clonestore.Store) -> None:

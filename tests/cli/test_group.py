@@ -41,4 +41,4 @@ def test_a_failure_is_one_line_naming_the_command() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("clonestore migrate: error: no backend for URL")
-    assert lines[0].endswith("check the URL and its options (clonestore --help)")
+    assert lines[0].endswith("check --url and --plugins (clonestore migrate --help)")

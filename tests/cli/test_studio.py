@@ -11,10 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 import clonestore
+from clonestore._demo import demo_email, seed_demo
 from clonestore.cli._common import StoreOptions
 from clonestore.cli.studio import is_loopback, open_studio_store
-from clonestore.demo import demo_email, seed_demo
-from clonestore.studio import REPOSITORIES, STUDIO_ACTOR, create_app
+from clonestore.studio import REPOSITORIES, STUDIO_ACTOR, allowed_host_names, create_app
 
 from .conftest import Run
 from .test_commands import _tamper
@@ -30,8 +30,13 @@ def seeded(keeper: clonestore.Store, cli_url: str) -> Iterator[clonestore.Store]
         yield store
 
 
+#: Where the test client says it is: the Studio's own address, as a browser on it sends.
+OWN = "http://127.0.0.1"
+
+
 def _client(store: clonestore.Store, **options: object) -> TestClient:
-    return TestClient(create_app(store, **options))
+    """A client on the Studio's own origin (Host 127.0.0.1, same-origin forms)."""
+    return TestClient(create_app(store, **options), base_url=OWN, headers={"origin": OWN})
 
 
 def _ids(html: str, table: str) -> list[str]:
@@ -100,14 +105,16 @@ def test_a_session_shows_its_timeline_with_latency_and_cost(seeded: clonestore.S
     for turn in turns:
         assert f"{turn.latency_ms} ms" in page
         assert f"${turn.cost}" in page
-        assert f'title="llm {turn.llm_latency_ms} ms"' in page
+        assert f"<title>llm {turn.llm_latency_ms} ms</title>" in page
     user_page = _client(seeded).get(f"/t/users/{user.id}").text
     assert session.id in user_page  # the user's related sessions
 
 
 def test_the_audit_page_shows_a_broken_chain(seeded: clonestore.Store) -> None:
     """Once an audit row is changed behind the plugin, the audit page says where it breaks."""
-    _tamper(seeded, 3)
+    owner = seeded.users.find_by_email(demo_email(0))
+    assert owner is not None
+    _tamper(seeded, owner.id, 3)  # one chain per owner: the first demo user's third entry
     page = _client(seeded).get("/audit").text
     assert 'id="chain">BROKEN at seq 3' in page
 
@@ -193,7 +200,8 @@ def test_studio_refuses_a_public_bind_without_a_token(run: Run) -> None:
 
 def test_the_command_serves_the_studio(tmp_path) -> None:
     """`clonestore studio --url sqlite:///... --port P` serves the pages on 127.0.0.1 until
-    stopped, read-only (a POST is refused)."""
+    stopped, read-only (a same-origin POST is 405), refusing foreign hosts (421) and
+    posts without an origin (403), answering a name given with --allow-host."""
     import socket
     import subprocess
     import sys
@@ -208,7 +216,8 @@ def test_the_command_serves_the_studio(tmp_path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "clonestore.cli", "studio", "--url", url, "--port", str(port)],
+        [sys.executable, "-m", "clonestore.cli", "studio", "--url", url, "--port", str(port),
+         "--allow-host", "studio.test"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -224,11 +233,121 @@ def test_the_command_serves_the_studio(tmp_path) -> None:
                 time.sleep(0.2)
         assert demo_email(1) in page
         assert "read-only" in page
-        post = urllib.request.Request(f"http://127.0.0.1:{port}/t/users", data=b"x=1")
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(post, timeout=5)
-        assert refused.value.code == 405
+        own = f"http://127.0.0.1:{port}"
+        for headers, code in (({"Origin": own}, 405), ({}, 403),
+                              ({"Host": "evil.attacker.example"}, 421)):
+            post = urllib.request.Request(f"{own}/t/users", data=b"x=1", headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(post, timeout=5)
+            assert refused.value.code == code, headers
+        named = urllib.request.Request(f"{own}/", headers={"Host": f"studio.test:{port}"})
+        with urllib.request.urlopen(named, timeout=5) as answer:
+            assert answer.headers["X-Frame-Options"] == "DENY"
     finally:
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert f"Studio on http://127.0.0.1:{port}/" in err
+
+
+def test_a_foreign_host_is_refused_before_any_page(seeded: clonestore.Store) -> None:
+    """DNS rebinding: a request whose Host names another site gets 421 and no data or CSRF
+    value (token or not), so a POST under that name cannot edit; a name given in
+    allowed_hosts (--allow-host) is answered."""
+    user = seeded.users.find_by_email(demo_email(0))
+    assert user is not None
+    evil = {"host": "evil.attacker.example", "origin": "http://evil.attacker.example"}
+    for options in ({"allow_edit": True}, {"allow_edit": True, "token": "s3cret"}):
+        client = _client(seeded, **options)
+        for path in ("/", "/t/users", f"/t/users/{user.id}", "/audit", "/static/studio.css"):
+            page = client.get(path, headers=evil)
+            assert page.status_code == 421, path
+            assert user.email not in page.text
+            assert "csrf" not in page.text
+        posted = client.post(f"/t/users/{user.id}/edit", headers=evil,
+                             data={"csrf": "x", "field.name": "Rebound"})
+        assert posted.status_code == 421
+    assert seeded.users.get(user.id).name == user.name
+    for host in ("127.0.0.1:8765", "localhost", "[::1]:80"):
+        assert _client(seeded).get("/", headers={"host": host}).status_code == 200, host
+    named = _client(seeded, allowed_hosts=allowed_host_names("0.0.0.0", ["studio.internal"]))
+    assert named.get("/", headers={"host": "studio.internal:8765"}).status_code == 200
+    assert named.get("/", headers={"host": "other.internal"}).status_code == 421
+    assert allowed_host_names("192.0.2.7") == {"192.0.2.7"}
+    assert "localhost" in allowed_host_names("::")
+
+
+def test_forms_from_another_origin_are_refused(seeded: clonestore.Store) -> None:
+    """With allow_edit, a POST whose Origin (or Referer without Origin) is another site,
+    or "null", or missing altogether, is 403 and changes nothing; the Studio's own page
+    (Origin, or Referer alone) is accepted."""
+    user = seeded.users.find_by_email(demo_email(1))
+    assert user is not None
+    client = _client(seeded, allow_edit=True)
+    page = client.get(f"/t/users/{user.id}").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    form = {"csrf": csrf.group(1), "field.name": "Forged"}
+    bare = TestClient(client.app, base_url=OWN)
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                    {"origin": "https://127.0.0.1"}, {"origin": "http://127.0.0.1:9"},
+                    {"referer": "http://evil.example/page"}, {}):
+        answer = bare.post(f"/t/users/{user.id}/edit", data=form, headers=headers)
+        assert answer.status_code == 403, headers
+        assert "own pages" in answer.text
+        assert bare.post(f"/t/users/{user.id}/delete", data=form,
+                         headers=headers).status_code == 403
+    assert seeded.users.get(user.id).name == user.name
+    referred = bare.post(f"/t/users/{user.id}/edit", data={**form, "field.name": "Mine"},
+                         headers={"referer": f"{OWN}/t/users/{user.id}"}, follow_redirects=False)
+    assert referred.status_code == 303
+    assert seeded.users.get(user.id).name == "Mine"
+
+
+def test_every_answer_carries_the_security_headers(seeded: clonestore.Store) -> None:
+    """Pages, errors and refusals say DENY to framing, a CSP with frame-ancestors 'none' and
+    default-src 'self', a same-origin Referrer-Policy and no-store; the pages hold no inline
+    style or script (the CSP would block them), and the style sheet is served and cacheable."""
+    user = seeded.users.find_by_email(demo_email(0))
+    assert user is not None
+    session = seeded.sessions.find_many(where={"user_id": user.id})[0]
+    client = _client(seeded, allow_edit=True)
+    paths = ["/", "/t/users", f"/t/users/{user.id}", f"/t/sessions/{session.id}", "/audit",
+             "/stats", "/metrics", "/t/nosuch", "/metrics/prometheus"]
+    answers = [client.get(path) for path in paths]
+    answers.append(client.get("/", headers={"host": "evil.example"}))
+    for path, answer in zip([*paths, "foreign host"], answers, strict=True):
+        headers = answer.headers
+        assert headers["x-frame-options"] == "DENY", path
+        policy = [part.strip() for part in headers["content-security-policy"].split(";")]
+        assert "frame-ancestors 'none'" in policy, path
+        assert "default-src 'self'" in policy, path
+        assert headers["referrer-policy"] == "same-origin", path
+        assert headers["cache-control"] == "no-store", path
+        assert not re.search(r"<script|<style|\sstyle=|\son[a-z]+=", answer.text), path
+    sheet = client.get("/static/studio.css")
+    assert sheet.status_code == 200
+    assert ".bar" in sheet.text
+    assert "no-store" not in sheet.headers.get("cache-control", "")
+    assert sheet.headers["x-content-type-options"] == "nosniff"
+
+
+def test_bad_form_input_is_a_400_with_a_message(seeded: clonestore.Store) -> None:
+    """Deeply nested JSON, JSON too deep to store, or a version that is no number, in the
+    edit form is a 400 that says what is wrong, and nothing changes."""
+    user = seeded.users.find_by_email(demo_email(3))
+    assert user is not None
+    client = _client(seeded, allow_edit=True)
+    page = client.get(f"/t/users/{user.id}").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    for depth in (100_000, 900):
+        nested = "[" * depth + "]" * depth
+        answer = client.post(f"/t/users/{user.id}/edit",
+                             data={"csrf": csrf.group(1), "field.settings": nested})
+        assert answer.status_code == 400, depth
+        assert "settings" in answer.text
+        assert "deep" in answer.text
+    answer = client.post(f"/t/users/{user.id}/edit",
+                         data={"csrf": csrf.group(1), "expected_version": "many"})
+    assert answer.status_code == 400
+    assert seeded.users.get(user.id).version == user.version

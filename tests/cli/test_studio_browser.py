@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import clonestore
-from clonestore.demo import demo_email, seed_demo
+from clonestore._demo import demo_email, seed_demo
 from clonestore.studio import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,7 +76,7 @@ def test_the_studio_renders_in_chromium(
     """In headless Chromium a session page draws its timeline bars, its user link leads to
     the user's page with related rows, and the screenshot is a full, non-blank page."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: run sh tools/test-servers.sh (README command 2 does)")
     from playwright.sync_api import sync_playwright
 
     base, store = studio_url

@@ -2,7 +2,7 @@
 emptied before and after each test on PostgreSQL.
 
 The backend matrix itself (``clonestore_url``, ``store_factory``) comes from
-``tests/conftest.py`` and the ``clonestore.testing`` pytest plugin.
+``tests/matrix.py`` and the ``clonestore.testing`` pytest plugin.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def pg_execute(
     disables triggers for the session (superuser), as a tamperer would."""
     import psycopg2
 
-    conn = psycopg2.connect(url)
+    conn = psycopg2.connect(url.partition("?")[0])  # the store's options are not libpq's
     try:
         conn.autocommit = True
         out: list[Any] = []
@@ -74,10 +74,10 @@ def _empty_audit_log(url: str) -> None:
         url,
         """
         DO $$ BEGIN
-          IF to_regprocedure('clonestore_audit_purge(bigint)') IS NOT NULL THEN
-            PERFORM clonestore_audit_purge(9223372036854775807);
-            DELETE FROM audit_head;
-            DELETE FROM audit_anchors;
+          IF to_regprocedure('clonestore_purge_audit_entries(bigint)') IS NOT NULL THEN
+            PERFORM clonestore_purge_audit_entries(9223372036854775807);
+            DELETE FROM audit_heads;
+            DELETE FROM audit_purges;
           END IF;
         END $$
         """,

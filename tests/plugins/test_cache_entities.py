@@ -9,7 +9,7 @@ import pytest
 from clonestore_cache import NOTIFIED_L1_TTL, UNNOTIFIED_L1_TTL, CachePlugin
 
 import clonestore
-from clonestore.spi import Cond
+from clonestore.query import Cond
 
 from .conftest import rolled_back
 

@@ -48,3 +48,21 @@ def test_another_process_write_is_seen_promptly(store_factory):
     while store.users.get(user.id).name != "Ada L":
         assert time.monotonic() < deadline, "the other process's write was never seen"
         time.sleep(0.01)
+
+
+def test_cached_embeddings_are_float32_arrays(store_factory):
+    """cache_embeddings.embedding is real[] (cache migration 0003): a cached embedding reads
+    back as its float32 values."""
+    import numpy as np
+
+    store = store_factory(plugins=["cache"])
+    database = store.backend.database
+    with database.connection_context():
+        stored = database.execute_sql(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+            "'cache_embeddings'::regclass AND attname = 'embedding'"
+        ).fetchone()[0]
+    assert stored == "real[]"
+    vector = [0.1, 1 / 3, -2.5e-3, 3.0e38]
+    store.cache.set_embedding("q-float32", vector)
+    assert list(store.cache.get_embedding("q-float32")) == np.float32(vector).tolist()

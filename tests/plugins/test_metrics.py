@@ -107,7 +107,7 @@ def test_metrics_endpoints_and_the_studio_page(store_factory) -> None:
     served = TestClient(store.metrics.asgi_app()).get("/")
     assert served.status_code == 200
     assert "clonestore_operation_seconds_bucket" in served.text
-    studio = TestClient(create_app(store))
+    studio = TestClient(create_app(store), base_url="http://127.0.0.1")
     page = studio.get("/metrics")
     assert page.status_code == 200
     assert "<td>user.get</td>" in page.text

@@ -17,6 +17,7 @@ import pytest
 import clonestore
 from clonestore import ValidationError
 from clonestore.testing import FrozenClock, StoreFactory
+from clonestore.vectors import float32_values
 
 PLUGINS = ["cache", "ratelimit", "audit"]
 
@@ -111,7 +112,7 @@ def test_caching(factory: clonestore.Store, user_id: str) -> None:
     results: Sequence[object] = [{"id": "vec-1", "score": 0.9}]
     cache_repo.set_embedding("query-hash", [0.1, 0.2, 0.3], 3600)
     embedding = cache_repo.get_embedding("query-hash")
-    assert embedding == [0.1, 0.2, 0.3]
+    assert embedding == float32_values([0.1, 0.2, 0.3])  # vectors are kept as float32
     cache_repo.set_vector_search_results("query-hash", user_id, results, 1800)
     cached = cache_repo.get_vector_search_results("query-hash", user_id)
     assert cached == results

@@ -251,3 +251,27 @@ def test_postgres_counters_are_unlogged_unless_durable(postgres_url):
             assert rows == [("ratelimit_buckets", kind), ("ratelimit_windows", kind)]
         finally:
             store.close()
+
+
+class _ScriptedClock:
+    """A clock giving each reading of a script in turn, then its last one again."""
+
+    def __init__(self, *readings):
+        self.readings = list(readings)
+
+    def __call__(self):
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+
+
+def test_token_bucket_remaining_counts_from_when_the_step_is_done(store_factory, clock):
+    """A caller whose clock reading is older than the step that started the bucket (another
+    process read its clock later but went first) still gets the next remaining count:
+    99, then 98, not 97 (which the next caller would get again)."""
+    start = clock()
+    script = _ScriptedClock(start)
+    limiter = store_factory(plugins=["ratelimit"], clock=script).ratelimit
+    first = limiter.check_and_increment("u1", "api", 100, 3600, algorithm="token_bucket")
+    script.readings = [start - timedelta(seconds=0.1), start + timedelta(seconds=0.1)]
+    second = limiter.check_and_increment("u1", "api", 100, 3600, algorithm="token_bucket")
+    third = limiter.check_and_increment("u1", "api", 100, 3600, algorithm="token_bucket")
+    assert [d.remaining for d in (first, second, third)] == [99, 98, 97]

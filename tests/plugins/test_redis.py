@@ -27,7 +27,7 @@ from clonestore_redis._counters import user_tag
 
 import clonestore
 from clonestore import ConfigurationError, RateLimited, StorageUnavailable
-from clonestore.spi import open_shared_store
+from clonestore.plugin_helpers import open_shared_store
 from tests.servers import RedisServer, wait_for
 
 from .test_ratelimit_concurrency import (
@@ -111,9 +111,9 @@ def test_clonestore_shared_stores():
         ]
         store.cache.set_embedding("q", [1.0])
         # The state is in the offered backend, not in the store's.
-        assert offer.backend.count(WINDOWS, clonestore.spi.TRUE) == 1
-        assert offer.backend.count(CACHE_TABLES["embedding"][0], clonestore.spi.TRUE) == 1
-        assert store.backend.count(WINDOWS, clonestore.spi.TRUE) == 0
+        assert offer.backend.count(WINDOWS, clonestore.query.TRUE) == 1
+        assert offer.backend.count(CACHE_TABLES["embedding"][0], clonestore.query.TRUE) == 1
+        assert store.backend.count(WINDOWS, clonestore.query.TRUE) == 0
         assert isinstance(
             open_shared_store(store.hook, "ratelimit.counters", "tables://", CounterStore),
             CounterStore,
@@ -250,12 +250,13 @@ def test_redis_processes_admit_exactly_the_limit(shared_store_url):
 
 
 def test_redis_l2_is_shared_and_keeps_values_exactly(cached):
-    """What one store keeps, another finds in Redis: values of every kind come back equal."""
+    """What one store keeps, another finds in Redis: values of every kind come back equal
+    (embeddings as their float32 values)."""
     a, b = cached
     a.cache.set_embedding("q1", [1.0, -2.5, 1e-300], model="m", user_id="u1")
     a.cache.set_vector_search_results("q1", "u1", [{"id": "d1", "score": 1, "x": 1.0}, [None]])
     a.cache.set_llm_response("p1", "héllo \u2603", "prov")
-    assert b.cache.get_embedding("q1") == [1.0, -2.5, 1e-300]
+    assert b.cache.get_embedding("q1") == [1.0, -2.5, 0.0]  # float32: 1e-300 is 0
     results = b.cache.get_vector_search_results("q1", "u1")
     assert results == [{"id": "d1", "score": 1, "x": 1.0}, [None]]
     assert type(results[0]["score"]) is int

@@ -28,3 +28,22 @@ def differential_stores(
         yield stores
     finally:
         stores.close()
+
+
+@pytest.fixture(scope="module")
+def audited_stores(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, mariadb_url: str
+) -> Iterator[Stores]:
+    """The same four backends, each store opened with the (guarded) audit plugin."""
+    path: Path = tmp_path_factory.mktemp("audited") / "store.db"
+    urls = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{path}",
+        "postgres": postgres_url,
+        "mariadb": mariadb_url,
+    }
+    stores = Stores(urls, plugins=["audit"])
+    try:
+        yield stores
+    finally:
+        stores.close()

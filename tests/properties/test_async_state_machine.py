@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from clonestore.testing.differential import Stores
-from clonestore.testing.properties.operations import STEPS, machine_for
+from clonestore.testing.properties.test_operations import STEPS, machine_for
 
 #: Examples per run: the lockstep runs five stores, each step through an event loop.
 MAX_EXAMPLES = 25

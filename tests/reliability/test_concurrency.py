@@ -21,7 +21,7 @@ import pytest
 import clonestore
 from bench.soak import Ledger, run_workload, verify
 from clonestore import AlreadyExists, Conflict
-from clonestore.spi import And, Cond
+from clonestore.query import And, Cond
 from tests.reliability import _workers
 
 THREADS, PROCESSES = 8, 4

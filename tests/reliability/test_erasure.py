@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import clonestore
-from clonestore.spi import TRUE
+from clonestore.query import TRUE
 from clonestore.testing import StoreFactory
 from tests.plugins.conftest import _empty_audit_log, is_postgres
 
@@ -79,20 +79,22 @@ def test_export_holds_every_row_about_the_user(store: clonestore.Store) -> None:
 
 def test_erasure_leaves_nothing_and_keeps_the_audit_chain(store: clonestore.Store) -> None:
     """After erase_user no table holds the user's id, email or name (audit rows only their
-    pseudonymous resource id, personal fields redacted), another user is untouched, and
-    audit.verify() still passes."""
+    pseudonymous resource id and chain owner, personal fields redacted), another user is
+    untouched, and audit.verify() still passes."""
     ada = _populate(store, "ada@example.com", "Adaline")
     bob = _populate(store, "bob@example.com", "Bobbert")
     before_bob = {name: [r for r in rows if _mentions(r, bob.id)]
-                  for name, rows in _rows(store).items() if name not in ("audit_log",
-                                                                         "audit_head")}
+                  for name, rows in _rows(store).items() if name not in ("audit_entries",
+                                                                         "audit_heads")}
     store.erase_user(ada.id)
     for name, rows in _rows(store).items():
         for row in rows:
             assert not _mentions(row, "ada@example.com", "Adaline", "203.0.113.9" if
                                  _mentions(row, ada.id) else "\x00"), f"{name}: {row}"
-            if name == "audit_log":
-                assert [k for k, v in row.items() if v == ada.id] in ([], ["resource_id"]), row
+            if name == "audit_entries":  # the chain's owner: a pseudonymous key, as resource_id
+                assert {k for k, v in row.items() if v == ada.id} <= {"resource_id", "owner"}, row
+            elif name == "audit_heads":
+                assert {k for k, v in row.items() if v == ada.id} <= {"name"}, row
             else:
                 assert not _mentions(row, ada.id), f"{name} still holds the user: {row}"
     after_bob = {name: [r for r in rows if _mentions(r, bob.id)]

@@ -4,13 +4,11 @@ being reopened, every acknowledged write survives and none is half-applied."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -141,34 +139,36 @@ def test_statement_timeout_fails_cleanly(store_factory: StoreFactory, admin: Any
     assert store.sessions.get(session.id).total_latency_ms == 7
 
 
-def _cluster() -> tuple[str, str]:
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if not versions or shutil.which("pg_ctlcluster") is None:
-        pytest.fail("restart tests need a local cluster managed by pg_ctlcluster", pytrace=False)
-    return versions[-1], "main"
+@pytest.fixture
+def own_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL of this test's own (``tests/servers.py``), never the shared
+    server: restarting that would cut every other test's connections (and did, in CI, when
+    another xdist worker was using it)."""
+    from tests.servers import PostgresPair, ServerError
 
-
-def _pg_ctl(action: str) -> Callable[[], None]:
-    version, name = _cluster()
-
-    def run() -> None:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action],
-                       check=True, timeout=60, capture_output=True)
-    return run
-
-
-@pytest.mark.restarts_server
-def test_server_restart_mid_workload(store_factory: StoreFactory) -> None:
-    """The server restarted under 4 writers: the same store recovers, no acknowledged write lost."""
-    store = store_factory(pool_size=6, pool_timeout=5, connect_timeout=2)
+    pair = PostgresPair()
     try:
+        pair.start_primary()
+    except (ServerError, OSError, subprocess.TimeoutExpired) as exc:
+        pair.stop()
+        pytest.fail(f"could not start a throwaway PostgreSQL: {exc}", pytrace=False)
+    try:
+        yield pair
+    finally:
+        pair.stop()
+
+
+def test_server_restart_mid_workload(own_server: Any) -> None:
+    """The server restarted under 4 writers: the same store recovers, no acknowledged write lost."""
+    store = clonestore.open(own_server.url(own_server.primary_port), pool_size=6, pool_timeout=5,
+                            connect_timeout=2)
+    try:
+        store.migrate()
         with workload(store) as ledger:
             time.sleep(0.5)
-            _pg_ctl("restart")()
+            own_server.restart_primary()
             time.sleep(1.0)
+        assert set(ledger.errors) <= {"StorageUnavailable", "Conflict"}
+        recovered(store, ledger)
     finally:
-        status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True)
-        if "online" not in status.stdout:
-            _pg_ctl("start")()
-    assert set(ledger.errors) <= {"StorageUnavailable", "Conflict"}
-    recovered(store, ledger)
+        store.close()

@@ -151,8 +151,9 @@ def test_create_forces_the_owner(
         view.memories.create_many([{"user_id": b["user"], "content": "c", "embedding": [1.0]}])
     with pytest.raises(ValidationError):
         view.users.create(email="new@example.com", name="New")
-    with pytest.raises(ValidationError):
-        store.for_user("not-an-id")
+    for not_an_id in ("", "x" * 129, "a\nb"):  # ids are 1..128 characters, no control characters
+        with pytest.raises(ValidationError):
+            store.for_user(not_an_id)
 
 
 OPERATIONS = st.sampled_from([

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 import clonestore
 from clonestore import Document, FaceModel, Memory, Session, User, VoiceModel
-from clonestore.spi import TRUE, OrderBy
+from clonestore.query import TRUE, OrderBy
 
 E = TypeVar("E", bound=BaseException)
 

@@ -12,7 +12,7 @@ cache) see them like any other read or write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -29,10 +29,11 @@ from clonestore import (
     NotFound,
     Page,
     Repository,
+    Scored,
     TableSpec,
     ValidationError,
 )
-from clonestore.query import And, Cond, Expr, parse_where
+from clonestore.query import parse_where
 from clonestore.repositories import OwnedRepository
 from clonestore.schema import check
 from clonestore.spi import Aggregate, Increment
@@ -59,20 +60,6 @@ CLAIM_ROUNDS: Final = 20
 # --------------------------------------------------------------------------- public-API helpers
 
 
-def _to_record(repo: Repository[R], row: Mapping[str, Any]) -> R:
-    """A record from a stored row (derived columns such as ``name_key`` left out)."""
-    fields = attrs.fields(cast(Any, repo.record))
-    return repo.record(**{f.name: row[f.name] for f in fields})
-
-
-def _where(repo: Repository[Any], lookups: Mapping[str, Any], *, live: bool = True) -> Expr:
-    """Keyword lookups as an SPI expression, limited to live rows when the table soft-deletes."""
-    expr = parse_where(repo.spec, lookups)
-    if live and repo.spec.soft_delete:
-        return And((expr, Cond("deleted_at", "isnull", True)))
-    return expr
-
-
 def _compare_and_set(
     repo: Repository[R], verb: str, id: str, expected: Mapping[str, Any], changes: Mapping[str, Any]
 ) -> R | None:
@@ -83,24 +70,24 @@ def _compare_and_set(
     backend, so of two racing callers exactly one wins. Bumps ``version`` and
     ``updated_at`` as every repository write does. None when nothing matched.
     """
-    where = _where(repo, {"id": id, **expected})
-    values: dict[str, Any] = {
-        name: v if isinstance(v, Increment) else check(repo.spec.column(name), v)
-        for name, v in changes.items()
-    }
-    values["updated_at"] = repo.context.clock()
-    values["version"] = Increment(1)
+    where = repo.where({"id": id, **expected})
+    values = repo.stamp(
+        {
+            name: v if isinstance(v, Increment) else check(repo.spec.column(name), v)
+            for name, v in changes.items()
+        }
+    )
     rows = repo.context.gateway.update(
         repo.spec, where, values, action=f"{repo.noun}.{verb}", key=id
     )
-    return _to_record(repo, rows[0]) if rows else None
+    return repo.load(rows[0]) if rows else None
 
 
 def _count_by(
     repo: Repository[Any], verb: str, lookups: Mapping[str, Any], column: str
 ) -> dict[Any, int]:
     """How many live rows match ``lookups``, per value of ``column`` (one SPI aggregate)."""
-    where = _where(repo, lookups)
+    where = repo.where(lookups)
     aggregates = {"n": Aggregate("count")}
     rows = repo.context.gateway.aggregate(
         repo.spec, where, (column,), aggregates, action=f"{repo.noun}.{verb}"
@@ -110,7 +97,7 @@ def _count_by(
 
 def _delete_where(repo: Repository[Any], verb: str, lookups: Mapping[str, Any]) -> int:
     """Remove every row (live or not) matching ``lookups`` for good; how many."""
-    where = _where(repo, lookups, live=False)
+    where = repo.where(lookups, with_deleted=True)
     return repo.context.gateway.delete(repo.spec, where, action=f"{repo.noun}.{verb}")
 
 
@@ -169,6 +156,8 @@ class CharacterRepository(OwnedRepository[Character]):
     """
 
     noun = "character"
+    #: What ``search_gallery`` (clonestore's text search) matches.
+    search_fields = ("name", "prompt", "tags")
 
     def __init__(self, store: Store, spec: TableSpec) -> None:
         super().__init__(store.repository_context, spec)
@@ -217,11 +206,34 @@ class CharacterRepository(OwnedRepository[Character]):
         :param order_by: newest first by default; ties are broken by id.
         :param cursor: ``next_cursor`` of the previous page.
         """
-        where: dict[str, Any] = {"is_public": True}
+        where = self._gallery_where(style, tags, match)
         if text:
             if not isinstance(text, str):
                 raise ValidationError("must be text", field="text")
             where["name_key__contains"] = text.casefold()
+        return self.page(where=where, order_by=order_by, size=size, cursor=cursor)
+
+    def search_gallery(
+        self,
+        text: str,
+        *,
+        style: str | Sequence[str] | None = None,
+        tags: Sequence[str] = (),
+        match: str = "any",
+        limit: int = 10,
+    ) -> list[Scored[Character]]:
+        """Public, live characters whose name, prompt and tags hold every word (and quoted
+        phrase) of ``text``, best first (BM25, ties by id): clonestore's text search, the
+        same on every backend (``findPublicCharacters({search: 'warrior'})`` finds a
+        warrior in the prompt). ``style``, ``tags`` and ``match`` as in :meth:`gallery`.
+        """
+        where = self._gallery_where(style, tags, match)
+        return self.search(text, limit=limit, where=where)
+
+    def _gallery_where(
+        self, style: str | Sequence[str] | None, tags: Sequence[str], match: str
+    ) -> dict[str, Any]:
+        where: dict[str, Any] = {"is_public": True}
         if style is not None:
             styles = [style] if isinstance(style, str) else list(style)
             for one in styles:
@@ -231,7 +243,7 @@ class CharacterRepository(OwnedRepository[Character]):
             if match not in ("any", "all"):
                 raise ValidationError(f"must be 'any' or 'all', got {match!r}", field="match")
             where[f"tags__{'overlap' if match == 'any' else 'contains'}"] = list(tags)
-        return self.page(where=where, order_by=order_by, size=size, cursor=cursor)
+        return where
 
     def user_statistics(self, user_id: str) -> CreatorStatistics:
         """Characters (live, public) and generations by status of one user, and today's quota."""

@@ -79,6 +79,34 @@ def test_gallery_text_search_is_literal_and_ignores_case(platform: Store, ada: U
     assert names("nobody") == set()
 
 
+def test_search_gallery_finds_words_in_name_prompt_and_tags(platform: Store, ada: User) -> None:
+    """search_gallery finds a word in the prompt ('warrior'), the name or the tags, best
+    first, public and live characters only, with the gallery's style and tag filters."""
+    brave = _character(platform, ada, "Brave", prompt="A lone WARRIOR at dawn", tags=["hero"])
+    named = _character(platform, ada, "Warrior Queen", prompt="a queen", style_type="fantasy")
+    tagged = _character(platform, ada, "Kit", prompt="a fox", tags=["warrior"])
+    hidden = _character(platform, ada, "Hidden", prompt="a warrior too")
+    for character in (brave, named, tagged):
+        platform.characters.publish(character.id)
+    found = platform.characters.search_gallery("warrior")
+    assert {f.record.id for f in found} == {brave.id, named.id, tagged.id}
+    assert hidden.id not in {f.record.id for f in found}
+    scores = [f.score for f in found]
+    assert scores == sorted(scores, reverse=True)
+    assert [f.record.id for f in platform.characters.search_gallery('"lone warrior"')] == [
+        brave.id
+    ]
+    only = platform.characters.search_gallery("warrior", style="fantasy")
+    assert [f.record.id for f in only] == [named.id]
+    assert [f.record.id for f in platform.characters.search_gallery("warrior", tags=["hero"])] == [
+        brave.id
+    ]
+    platform.characters.delete(tagged.id)
+    assert tagged.id not in {f.record.id for f in platform.characters.search_gallery("warrior")}
+    with pytest.raises(ValidationError):
+        platform.characters.search_gallery("  ")
+
+
 def test_gallery_filters_by_style_and_tags(platform: Store, ada: User) -> None:
     """Style takes one or several values; tags match any or all of the given ones."""
     specs = {

@@ -7,9 +7,9 @@ types, indexes and table options.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-from clonestore.spi import AppendOnly, Column, Index, TableSpec, Unique
+from clonestore.spi import AppendOnly, Column, Index, Migrator, TableSpec, Unique
 
 LOG: Final = TableSpec(
     name="audit_log",
@@ -89,12 +89,12 @@ ANCHORS: Final = TableSpec(
 TABLES: Final = (LOG, HEAD, ANCHORS)
 
 
-def up(migrator: Any, db: Any) -> None:
+def up(migrator: Migrator, db: object) -> None:
     """Create the tables, with their indexes. The table options in the frozen specs
     (the log append-only) are applied when a store opens on them."""
     migrator.backend.create_spec_tables(TABLES)
 
 
-def down(migrator: Any, db: Any) -> None:
+def down(migrator: Migrator, db: object) -> None:
     """Drop the tables (and every row in them)."""
     migrator.backend.drop_spec_tables(TABLES[::-1])

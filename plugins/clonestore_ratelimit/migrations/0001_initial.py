@@ -7,9 +7,9 @@ types, indexes and table options.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-from clonestore.spi import Column, Index, TableSpec, Unique
+from clonestore.spi import Column, Index, Migrator, TableSpec, Unique
 
 WINDOWS: Final = TableSpec(
     name="ratelimit_windows",
@@ -55,12 +55,12 @@ BUCKETS: Final = TableSpec(
 TABLES: Final = (WINDOWS, BUCKETS)
 
 
-def up(migrator: Any, db: Any) -> None:
+def up(migrator: Migrator, db: object) -> None:
     """Create the tables, with their indexes. The table options in the frozen specs
     (counters ``ephemeral``) are applied when a store opens on them."""
     migrator.backend.create_spec_tables(TABLES)
 
 
-def down(migrator: Any, db: Any) -> None:
+def down(migrator: Migrator, db: object) -> None:
     """Drop the tables (and every row in them)."""
     migrator.backend.drop_spec_tables(TABLES[::-1])

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from clonestore import BackendError, ConfigurationError, StorageUnavailable
-from clonestore.spi import Expr, Row, TableSpec, Unique, matches
+from clonestore.query import Expr
+from clonestore.spi import Row, TableSpec, Unique
+from clonestore.spi_reference import matches
 from clonestore_jsonfile.encoding import decode_value, dumps, encode_value, loads
 
 try:  # advisory locking keeps a second process away; not available on Windows

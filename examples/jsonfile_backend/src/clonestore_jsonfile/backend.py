@@ -25,15 +25,15 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from clonestore import AlreadyExists, BackendError, ClonestoreError, ConfigurationError
-from clonestore.spi import (
-    Aggregate,
-    Expr,
-    OrderBy,
-    Row,
-    TableSpec,
+from clonestore import spi_reference as reference
+from clonestore.query import And, Cond, Expr, OrderBy
+from clonestore.spi import PRIMARY_KEY, Aggregate, Row, TableSpec
+from clonestore.spi_reference import (
     apply_changes,
     copy_row,
+    missing_reference,
     sort_rows,
+    still_referenced,
 )
 from clonestore_jsonfile._database import (
     FILE_FORMAT,
@@ -72,6 +72,11 @@ def _parse_url(url: str, options: Mapping[str, Any]) -> tuple[Path, bool]:
             f"jsonfile:// takes only the option fsync, got {', '.join(sorted(settings))}"
         )
     return Path(os.path.abspath(raw_path)), fsync
+
+
+def _taken_id(table: str, id: str) -> AlreadyExists:
+    """The error of an insert whose id a row already has."""
+    return AlreadyExists(f"{table}: id {id} already exists", columns=("id",))
 
 
 class JsonFileBackend:
@@ -138,7 +143,8 @@ class JsonFileBackend:
         clash = table.clash(row)
         if clash is not None:
             raise AlreadyExists(
-                f"{table.spec.name}: {', '.join(clash.columns)} already used by another row"
+                f"{table.spec.name}: {', '.join(clash.columns)} already used by another row",
+                columns=clash.columns,
             )
         table.link(row)
         assert self._db.undo is not None
@@ -161,6 +167,36 @@ class JsonFileBackend:
             self._put(table, row)
         return [copy_row(row) for row in new_rows]
 
+    def _check_parents(
+        self, table: TableSpec, rows: Sequence[Row], changes: Mapping[str, Any] | None = None
+    ) -> None:
+        """Foreign keys: refuse ``rows`` (new, or changed by ``changes``) pointing at no row."""
+        for fk in table.foreign_keys:
+            if changes is not None and not any(c in changes for c in fk.columns):
+                continue
+            parent = self._db.tables.get(fk.references)
+            for row in rows:
+                values = [row[c] for c in fk.columns]
+                if None not in values and (
+                    parent is None or not parent.matching(_key(fk.referenced, values))
+                ):
+                    raise missing_reference(table.name, fk)
+
+    def _release_children(self, table: TableSpec, removed: Sequence[Row]) -> None:
+        """Foreign keys, once ``removed`` left ``table``: refuse while rows point at one of
+        them (``restrict``), or set the pointing columns to NULL (``set_null``)."""
+        for child in list(self._db.tables.values()):
+            for fk in child.spec.foreign_keys:
+                if fk.references != table.name:
+                    continue
+                for row in removed:
+                    where = _key(fk.columns, [row[c] for c in fk.referenced])
+                    pointing = child.matching(where)
+                    if pointing and fk.on_delete == "restrict":
+                        raise still_referenced(table.name, child.spec.name, fk)
+                    if pointing:
+                        self._replace(child, pointing, dict.fromkeys(fk.columns))
+
     # ------------------------------------------------------------------ SPI
 
     def create_tables(self, specs: Sequence[TableSpec]) -> None:
@@ -178,16 +214,18 @@ class JsonFileBackend:
         t = self._table(table)
         with self._atomic():
             if row["id"] in t.rows:
-                raise AlreadyExists(f"{table.name}: id {row['id']} already exists")
+                raise _taken_id(table.name, row["id"])
+            self._check_parents(table, [row])
             self._put(t, copy_row(row))
 
     def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
         """Insert complete rows, all or none."""
         t = self._table(table)
         with self._atomic():
+            self._check_parents(table, rows)
             for row in rows:
                 if row["id"] in t.rows:
-                    raise AlreadyExists(f"{table.name}: id {row['id']} already exists")
+                    raise _taken_id(table.name, row["id"])
                 self._put(t, copy_row(row))
 
     def get(self, table: TableSpec, id: str) -> Row | None:
@@ -231,25 +269,16 @@ class JsonFileBackend:
         t = self._table(table)
         with self._db.lock:
             rows = t.matching(where)
-        groups: dict[tuple[Any, ...], list[Row]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row[c] for c in group_by), []).append(row)
-        if not group_by:
-            groups.setdefault((), [])
-        out: list[Row] = []
-        for key, members in groups.items():
-            result: Row = dict(zip(group_by, key, strict=True))
-            for alias, agg in aggregates.items():
-                result[alias] = _aggregate(agg, members)
-            out.append(result)
-        return sort_rows(out, [OrderBy(c) for c in group_by])
+        return reference.aggregate(rows, group_by, aggregates)
 
     def update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
         """Apply ``changes`` to the matching rows; the changed rows in id order."""
         t = self._table(table)
         with self._atomic():
             targets = sorted(t.matching(where), key=lambda row: row["id"])
-            return self._replace(t, targets, changes)
+            updated = self._replace(t, targets, changes)
+            self._check_parents(table, updated, changes)
+            return updated
 
     def delete(self, table: TableSpec, where: Expr) -> int:
         """Remove matching rows for good; how many were removed."""
@@ -258,6 +287,7 @@ class JsonFileBackend:
             targets = t.matching(where)
             for row in targets:
                 self._remove(t, row)
+            self._release_children(table, targets)
             return len(targets)
 
     def upsert(
@@ -267,20 +297,28 @@ class JsonFileBackend:
         insert_row: Row,
         changes: Mapping[str, Any],
     ) -> Row:
-        """Insert ``insert_row`` or apply ``changes`` to the row holding its ``key`` values."""
+        """Insert ``insert_row`` or apply ``changes`` to the row holding its ``key`` values
+        (``PRIMARY_KEY``: the row with its id, deleted or not)."""
         t = self._table(table)
+        primary = tuple(key) == PRIMARY_KEY
         unique = next((u for u in table.unique if u.columns == tuple(key)), None)
-        if unique is None:
+        if unique is None and not primary:
             raise ConfigurationError(f"{table.name} has no unique constraint on {tuple(key)}")
         with self._atomic():
-            holder = t.holder(unique, insert_row)
+            if unique is None:
+                holder = insert_row["id"] if insert_row["id"] in t.rows else None
+            else:
+                holder = t.holder(unique, insert_row)
             if holder is None:
                 if insert_row["id"] in t.rows:
-                    raise AlreadyExists(f"{table.name}: id {insert_row['id']} already exists")
+                    raise _taken_id(table.name, insert_row["id"])
                 row = copy_row(insert_row)
+                self._check_parents(table, [row])
                 self._put(t, row)
                 return copy_row(row)
-            return self._replace(t, [t.rows[holder]], changes)[0]
+            replaced = self._replace(t, [t.rows[holder]], changes)
+            self._check_parents(table, replaced, changes)
+            return replaced[0]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -320,20 +358,6 @@ class JsonFileBackend:
         return f"<JsonFileBackend {self.path}{' closed' if self._closed else ''}>"
 
 
-def _aggregate(agg: Aggregate, rows: list[Row]) -> Any:
-    if agg.fn == "count":
-        if agg.column is None:
-            return len(rows)
-        return sum(1 for r in rows if r[agg.column] is not None)
-    if agg.column is None:
-        raise ConfigurationError(f"aggregate {agg.fn!r} needs a column")
-    values = [r[agg.column] for r in rows if r[agg.column] is not None]
-    if not values:
-        return None
-    if agg.fn == "sum":
-        return sum(values[1:], values[0])
-    if agg.fn == "min":
-        return min(values)
-    if agg.fn == "max":
-        return max(values)
-    raise ConfigurationError(f"unknown aggregate {agg.fn!r}")
+def _key(columns: Sequence[str], values: Sequence[Any]) -> Expr:
+    """``columns`` equal to ``values``, as a where-expression."""
+    return And(tuple(Cond(c, "eq", v) for c, v in zip(columns, values, strict=True)))

@@ -1,0 +1,336 @@
+"""Fast value conversion between Python values of each kind and driver values.
+
+Peewee converts values through field objects, one Python call chain per
+value; here each table gets a row loader and an insert-parameter builder
+generated once as straight-line code (the technique attrs and dataclasses use
+for ``__init__``), so converting a row costs one function call.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import json.decoder
+import struct
+import sys
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any, Final, cast
+
+from clonestore.spi import Column
+
+__all__ = [
+    "MARIADB_CODECS",
+    "POSTGRES_CODECS",
+    "SQLITE_CODECS",
+    "Codecs",
+    "Converter",
+    "column_loader",
+    "dump_json",
+    "float32_blob",
+    "make_loader",
+    "make_tuple_builder",
+]
+
+Converter = Callable[[Any], Any]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_BIG_ENDIAN: Final = sys.byteorder == "big"
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+# The json module's C encoder and scanner, built once: json.dumps with options
+# builds a new encoder per call, and json.loads wraps the scanner in Python
+# checks; together they cost microseconds per value on a point read.
+_c_encoder: Any = c_make_encoder and c_make_encoder(
+    None, _refuse, encode_basestring, None, ":", ",", False, False, False
+)
+_encoder: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_scan_once: Final[Any] = cast(Any, json.decoder.JSONDecoder()).scan_once
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text of a (validated) value; floats by ``repr``, so types round-trip."""
+    if _c_encoder is None:  # pragma: no cover - Pythons without the C accelerator
+        return _encoder.encode(value)
+    return "".join(_c_encoder(value, 0))
+
+
+#: JSON texts of empty containers (default settings, metadata, tags) and their makers.
+_EMPTY: Final[dict[str, Callable[[], Any]]] = {"{}": dict, "[]": list}
+
+
+def load_json(text: str) -> Any:
+    """The value of JSON text (as written by :func:`dump_json`, or any JSON)."""
+    empty = _EMPTY.get(text)
+    if empty is not None:  # the most common values, new objects without parsing
+        return empty()
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)  # leading whitespace (text written by hand): the full parser
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
+def _datetime_to_micros(value: datetime) -> int:
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _micros_to_datetime(value: int) -> datetime:
+    return _EPOCH + timedelta(0, 0, value)  # positional: faster than microseconds=
+
+
+def _decimal_to_micros(value: Decimal) -> int:
+    return int(value.scaleb(6))
+
+
+def _micros_to_decimal(value: int) -> Decimal:
+    return Decimal(value).scaleb(-6)
+
+
+def float32_blob(value: Sequence[float]) -> bytes:
+    # float32, little-endian (files move between machines): the values the core keeps
+    # (every vector is rounded to float32 before it gets here), exactly, in half the
+    # bytes of float64, and the form sqlite-vec reads. A struct of the vector's length
+    # packs a list of 384 floats in 8 us, array("f") in 18 us. Bytes are a vector packed
+    # already (SQLite packs a row's vector once, for the row and for its vec0 copy).
+    if type(value) is bytes:
+        return value
+    return _float32_struct(len(value)).pack(*value)
+
+
+@functools.lru_cache(maxsize=64)
+def _float32_struct(length: int) -> struct.Struct:
+    return struct.Struct(f"<{length}f")
+
+
+def _blob_to_vector(value: bytes) -> list[float]:
+    packed = array("f")
+    packed.frombytes(value)
+    if _BIG_ENDIAN:  # pragma: no cover
+        packed.byteswap()
+    return packed.tolist()
+
+
+def _to_utc(value: datetime) -> datetime:
+    # Sessions run with TimeZone=UTC, so this is normally the value itself.
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _numeric_to_int(value: Any) -> int:
+    # PostgreSQL's sum(bigint) is numeric.
+    return int(value)
+
+
+def _quantize_money(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.000001"))
+
+
+class Codecs:
+    """One engine's converters by kind; None means the driver value is the Python value."""
+
+    def __init__(
+        self,
+        to_db: Mapping[str, Converter | None],
+        from_db: Mapping[str, Converter | None],
+        sum_from_db: Mapping[str, Converter | None],
+        list_param: Converter | None,
+        arrays_as_json: bool,
+    ) -> None:
+        self.to_db = dict(to_db)
+        self.from_db = dict(from_db)
+        #: Converts ``sum(column)`` results, by the column's kind.
+        self.sum_from_db = dict(sum_from_db)
+        #: Converts the list operand of ``contains``/``overlap`` on a list column.
+        self.list_param = list_param
+        #: SQLite takes a big ``in`` list as one JSON array (read with json_each);
+        #: PostgreSQL as one array parameter.
+        self.arrays_as_json = arrays_as_json
+
+    def param(self, kind: str) -> Converter | None:
+        """Python value -> driver parameter for a column of ``kind``."""
+        return self.to_db.get(kind)
+
+    def result(self, kind: str) -> Converter | None:
+        """Driver value -> Python value for a column of ``kind``."""
+        return self.from_db.get(kind)
+
+    def array_param(self, kind: str) -> Converter:
+        """A tuple of values of ``kind`` -> one driver parameter (big ``in`` lists)."""
+        convert = self.to_db.get(kind)
+        if self.arrays_as_json:
+            if convert is None:
+                return lambda values: dump_json(list(values))
+            return lambda values: dump_json([convert(v) for v in values])
+        if convert is None:
+            return list
+        return lambda values: [convert(v) for v in values]
+
+
+SQLITE_CODECS: Final = Codecs(
+    to_db={
+        "datetime": _datetime_to_micros,
+        "decimal": _decimal_to_micros,
+        "json": dump_json,
+        "list": dump_json,
+        "vector": float32_blob,
+    },
+    from_db={
+        "bool": bool,
+        # A REAL holding an integral value comes back from UPDATE/INSERT ... RETURNING
+        # as an int (SQLite skips the column's affinity there): 0.0 would read as 0.
+        "float": float,
+        "datetime": _micros_to_datetime,
+        "decimal": _micros_to_decimal,
+        "json": load_json,
+        "list": load_json,
+        "vector": _blob_to_vector,
+    },
+    sum_from_db={"decimal": _micros_to_decimal},
+    list_param=dump_json,
+    arrays_as_json=True,
+)
+
+
+def _pgvector_text(value: Any) -> Any:
+    """pgvector's ``vector`` reads as its text (``[1,0.5]``, each item the shortest text of
+    its float32): the float32 values. ``real[]`` columns arrive as lists already."""
+    if isinstance(value, str):
+        return array("f", map(float, value[1:-1].split(","))).tolist()
+    return value
+
+
+POSTGRES_CODECS: Final = Codecs(
+    to_db={"json": dump_json},
+    from_db={"datetime": _to_utc, "vector": _pgvector_text},
+    sum_from_db={"int": _numeric_to_int, "decimal": _quantize_money},
+    list_param=list,  # psycopg2 sends a list as an ARRAY (a tuple would be a record)
+    arrays_as_json=False,
+)
+
+
+def _to_naive_utc(value: datetime) -> datetime:
+    # DATETIME(6) holds UTC wall-clock time (the session's time_zone is +00:00).
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+
+
+def _naive_utc_to_aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+MARIADB_CODECS: Final = Codecs(
+    to_db={
+        "datetime": _to_naive_utc,
+        "json": dump_json,
+        "list": dump_json,
+        "vector": float32_blob,
+    },
+    from_db={
+        "bool": bool,
+        "datetime": _naive_utc_to_aware,
+        "json": load_json,
+        "list": load_json,
+        "vector": _blob_to_vector,
+    },
+    # SUM of a BIGINT or DECIMAL column is a DECIMAL.
+    sum_from_db={"int": _numeric_to_int, "decimal": _quantize_money},
+    list_param=dump_json,
+    arrays_as_json=True,
+)
+
+#: Converters a loader writes out in place (a function call less per value): the empty
+#: JSON texts (default settings, metadata, tags) made without the parser, and
+#: SQLite's microseconds as a datetime.
+_INLINE: Final[dict[Converter, str]] = {
+    load_json: "({{}} if {0} == '{{}}' else [] if {0} == '[]' else {1}({0}))",
+    _micros_to_datetime: "(_EPOCH + _timedelta(0, 0, {0}))",
+}
+
+
+def _expression(index: str, convert: Converter | None, nullable: bool, name: str) -> str:
+    if convert is None:
+        return index
+    inline = _INLINE.get(convert)
+    if inline is not None:
+        expression = inline.format(index, name)
+        return f"(None if {index} is None else {expression})" if nullable else expression
+    if nullable:
+        return f"(None if {index} is None else {name}({index}))"
+    return f"{name}({index})"
+
+
+def make_loader(
+    names: Sequence[str],
+    converters: Sequence[Converter | None],
+    nullable: Sequence[bool],
+    shared: Sequence[bool] | None = None,
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """``row tuple -> dict`` for columns ``names``, converting each with its converter.
+
+    ``shared[i]``: column ``i`` (NOT NULL, its converter's results immutable) takes the
+    value converted for an earlier such column with the same converter when the driver
+    gave both the same value (a row's ``updated_at`` equal to its ``created_at``), so
+    each distinct value is converted once.
+    """
+    namespace: dict[str, Any] = {"_EPOCH": _EPOCH, "_timedelta": timedelta}
+    items = []
+    earlier: dict[int, int] = {}  # id(converter) -> the first shared column converted by it
+    for i, (name, convert, null) in enumerate(zip(names, converters, nullable, strict=True)):
+        namespace[f"c{i}"] = convert
+        expression = _expression(f"r[{i}]", convert, null, f"c{i}")
+        if shared is not None and shared[i] and convert is not None and not null:
+            first = earlier.setdefault(id(convert), i)
+            if first == i:
+                expression = f"(v{i} := {expression})"
+            else:
+                expression = f"(v{first} if r[{i}] == r[{first}] else {expression})"
+        items.append(f"{name!r}: {expression}")
+    source = "lambda r: {" + ", ".join(items) + "}"
+    loader: Callable[[Sequence[Any]], dict[str, Any]] = eval(source, namespace)
+    return loader
+
+
+def make_tuple_builder(
+    sources: Sequence[tuple[Any, Converter | None, bool]],
+) -> Callable[[Any], tuple[Any, ...]]:
+    """``values -> parameter tuple``.
+
+    Each source is ``(key, converter, nullable)``: the parameter is
+    ``converter(values[key])``; a key of ``("const", value)`` is a constant.
+    Keys are ints (a list of values) or strings (a row dict).
+    """
+    namespace: dict[str, Any] = {}
+    items = []
+    for i, (key, convert, null) in enumerate(sources):
+        if isinstance(key, tuple):
+            namespace[f"k{i}"] = key[1]
+            items.append(f"k{i}")
+            continue
+        namespace[f"c{i}"] = convert
+        items.append(_expression(f"v[{key!r}]", convert, null, f"c{i}"))
+    source = "lambda v: (" + "".join(f"{item}, " for item in items) + ")"
+    builder: Callable[[Any], tuple[Any, ...]] = eval(source, namespace)
+    return builder
+
+
+def column_loader(columns: Sequence[Column], codecs: Codecs) -> Callable[[Sequence[Any]], Any]:
+    """Row loader for a table's columns."""
+    return make_loader(
+        [c.name for c in columns],
+        [codecs.result(c.kind) for c in columns],
+        [c.nullable for c in columns],
+        [c.kind in _IMMUTABLE_RESULTS for c in columns],
+    )
+
+
+#: Kinds whose Python values are immutable, so two columns of a row may share one.
+_IMMUTABLE_RESULTS: Final = frozenset({"datetime", "decimal"})
