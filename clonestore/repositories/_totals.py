@@ -5,10 +5,11 @@ session itself is rewritten or removed (rare). ``sessions.end`` merges the
 session into its owner's row; every other write that can change an ended
 session (an update, an upsert, a removed turn, a hard delete, an erasure)
 recounts the owner's row from the ended sessions. Either runs inside the
-write's transaction, after locking the owner's row (an update of its
-``version``), so concurrent writers of one user's sessions take turns and no
-change is lost. ``user_statistics`` adds the user's open sessions, read live
-through the ``(user_id, ended_at)`` index.
+write's transaction, after locking the owner's row (an upsert of its
+``version``, which makes an empty row when there is none), so concurrent
+writers of one user's sessions take turns and no change is lost.
+``user_statistics`` adds the user's open sessions, read live through the
+``(user_id, ended_at)`` index.
 
 The rows are derived data: written straight to the backend, not through the
 gateway, so plugins see the session writes, not their bookkeeping.
@@ -16,20 +17,21 @@ gateway, so plugins see the session writes, not their bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
 from clonestore._gateway import Gateway
-from clonestore.errors import AlreadyExists
 from clonestore.query import And, Cond, Expr
 from clonestore.records import SESSION_TOTALS, TABLES
-from clonestore.spi import Aggregate, Increment
+from clonestore.spi import PRIMARY_KEY, Aggregate, Increment
 
 __all__ = ["SessionTotals", "combine"]
 
 _SESSIONS: Final = TABLES["sessions"]
 _SUMS: Final = ("total_turns", "total_cost", "total_latency_ms")
+#: What a user's row becomes, given it locked (returns None: delete it).
+_Values = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
 _EMPTY: Final[Mapping[str, Any]] = {
     "ended_sessions": 0,
     "total_turns": 0,
@@ -83,55 +85,57 @@ class SessionTotals:
         (live,) = self._gateway.aggregate(_SESSIONS, live_where, (), _AGGREGATES, action=action)
         return combine(self._backend.get(SESSION_TOTALS, user_id), live)
 
-    def _lock(self, user_id: str) -> dict[str, Any] | None:
-        """Lock the user's row for the transaction (None: there is none yet)."""
-        rows = self._backend.update(
-            SESSION_TOTALS, Cond("id", "eq", user_id), {"version": Increment(1)}
-        )
-        return rows[0] if rows else None
+    def _write(self, user_id: str, values_for: _Values) -> None:
+        """Lock the user's row, then write ``values_for(row)`` (None: delete the row).
 
-    def _store(self, user_id: str, values: Mapping[str, Any], locked: bool) -> None:
-        if locked:
-            self._backend.update(SESSION_TOTALS, Cond("id", "eq", user_id), dict(values))
-            return
-        row = {"id": user_id, "user_id": user_id, "version": 1, **values}
-        try:
-            with self._backend.transaction():
-                self._backend.insert(SESSION_TOTALS, row)
-        except AlreadyExists:  # another writer made it meanwhile: lock it, then write
-            self._lock(user_id)
+        The row is locked by an upsert that makes it (empty) when there is none, so
+        writers that meet no row at once still take turns on it: none computes from
+        a row another is changing, on any engine (an insert that lost a race would
+        leave InnoDB's shared lock behind and deadlock the next update).
+        """
+        empty = {"id": user_id, "user_id": user_id, "version": 1, **_EMPTY}
+        current = self._backend.upsert(
+            SESSION_TOTALS, PRIMARY_KEY, empty, {"version": Increment(1)}
+        )
+        values = values_for(current)
+        if values is None:
+            self._backend.delete(SESSION_TOTALS, Cond("id", "eq", user_id))
+        else:
             self._backend.update(SESSION_TOTALS, Cond("id", "eq", user_id), dict(values))
 
     def add_ended(self, session: Mapping[str, Any]) -> None:
         """Merge a session that just ended into its owner's row."""
-        user_id = session["user_id"]
-        current = self._lock(user_id)
-        base = current or _EMPTY
-        values = {
-            "ended_sessions": base["ended_sessions"] + 1,
-            **{name: base[name] + session[name] for name in _SUMS},
-            "first_started_at": _earliest(base["first_started_at"], session["started_at"]),
-            "last_started_at": _latest(base["last_started_at"], session["started_at"]),
-        }
-        self._store(user_id, values, current is not None)
+
+        def merged(base: Mapping[str, Any]) -> Mapping[str, Any]:
+            return {
+                "ended_sessions": base["ended_sessions"] + 1,
+                **{name: base[name] + session[name] for name in _SUMS},
+                "first_started_at": _earliest(base["first_started_at"], session["started_at"]),
+                "last_started_at": _latest(base["last_started_at"], session["started_at"]),
+            }
+
+        self._write(session["user_id"], merged)
 
     def recount(self, user_ids: Iterable[str]) -> None:
         """Recount each user's row from their ended sessions."""
         for user_id in sorted(set(user_ids)):
-            current = self._lock(user_id)
-            where = And((Cond("user_id", "eq", user_id), Cond("ended_at", "isnull", False)))
-            (ended,) = self._backend.aggregate(_SESSIONS, where, (), _AGGREGATES)
-            if not ended["sessions"]:
-                if current is not None:
-                    self._backend.delete(SESSION_TOTALS, Cond("id", "eq", user_id))
-                continue
-            values = {
-                "ended_sessions": ended["sessions"],
-                **{name: ended[name] for name in _SUMS},
-                "first_started_at": ended["first_started_at"],
-                "last_started_at": ended["last_started_at"],
-            }
-            self._store(user_id, values, current is not None)
+
+            def counted(
+                current: Mapping[str, Any], user_id: str = user_id
+            ) -> Mapping[str, Any] | None:
+                # Read after the lock: the count sees every write that held it before.
+                where = And((Cond("user_id", "eq", user_id), Cond("ended_at", "isnull", False)))
+                (ended,) = self._backend.aggregate(_SESSIONS, where, (), _AGGREGATES)
+                if not ended["sessions"]:
+                    return None
+                return {
+                    "ended_sessions": ended["sessions"],
+                    **{name: ended[name] for name in _SUMS},
+                    "first_started_at": ended["first_started_at"],
+                    "last_started_at": ended["last_started_at"],
+                }
+
+            self._write(user_id, counted)
 
     def forget(self, where: Expr) -> None:
         """Remove the rows of the users ``where`` names (by ``user_id``): their

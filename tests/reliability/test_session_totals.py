@@ -38,3 +38,21 @@ def test_concurrent_ends_and_deletes_keep_exact_totals(store_factory, clonestore
     assert kept.total_sessions == 18
     assert kept.active_sessions == 0
 
+
+def test_first_ends_of_a_user_race_for_the_new_row(store_factory, clonestore_url):
+    """Writers ending a user's first sessions at once all find no totals row and insert
+    it; the losers of that insert count again from the winner's row (none is lost)."""
+    store = store_factory()
+    for round_ in range(12):
+        user = store.users.create(email=f"first{round_}@example.com", name="First")
+        sessions = [store.sessions.create(user_id=user.id).id for _ in range(6)]
+        errors = race(len(sessions), _ender(store, sessions), timeout=60)
+        assert errors == []
+        kept = store.sessions.user_statistics(user.id)
+        assert kept == store.sessions._computed_statistics(user.id)
+        assert kept.total_sessions == 6
+
+
+def _ender(store, sessions):
+    """race's work: the thread ``index`` ends ``sessions[index]``."""
+    return lambda index: store.sessions.end(sessions[index])
