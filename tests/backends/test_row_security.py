@@ -241,6 +241,53 @@ def test_async_views_are_held_too(roles: Roles, people: dict[str, Any]) -> None:
     asyncio.run(scenario())
 
 
+#: The acting user's setting and the server process, as a statement sees them.
+_SETTING = "SELECT current_setting('clonestore.user_id', true), pg_backend_pid()"
+
+
+def _unset(found: Any, pid: int) -> bool:
+    """Whether ``found`` (a row of ``_SETTING``) comes from ``pid`` with no user set
+    (a placeholder set once by ``SET LOCAL`` reads as '' once its transaction ends)."""
+    return tuple(found) in ((None, pid), ("", pid))
+
+
+def test_a_views_setting_ends_with_its_statement(roles: Roles, people: dict[str, Any]) -> None:
+    """Outside a transaction the setting goes with the view's statement in one round
+    trip and ends with it: the next statement on the same pooled connection (one
+    connection in the pool) acts for nobody, after a failed statement too."""
+    ada, bob = people["ada"]["user"], people["bob"]["user"]
+    with clonestore.open(roles.app_url, row_security=True, pool_size=1) as app:
+        view = app.for_user(ada.id)
+        pid = _raw(app, "SELECT pg_backend_pid()", (), ONE)[0]
+        assert view.users.get(ada.id).id == ada.id
+        assert view.sessions.get(people["ada"]["session"].id).user_id == ada.id
+        assert _unset(_raw(app, _SETTING, (), ONE), pid)
+        assert _raw(app, "SELECT count(*) FROM sessions", (), ONE) == (0,)
+        with pytest.raises(clonestore.AlreadyExists):
+            view.users.update(ada.id, email="bob@example.com")  # refused by the engine
+        assert _unset(_raw(app, _SETTING, (), ONE), pid)
+        assert app.users.count() == 0
+        assert app.for_user(bob.id).users.get(bob.id).id == bob.id
+
+    async def scenario() -> None:
+        async with await clonestore.open_async(roles.app_url, row_security=True,
+                                               pool_size=1) as app:  # fmt: skip
+            view = app.for_user(ada.id)
+
+            def setting(sync: clonestore.Store) -> Any:
+                return _raw(sync, _SETTING, (), ONE)
+
+            pid = (await app.run_sync(setting))[1]
+            assert (await view.users.get(ada.id)).id == ada.id
+            assert _unset(await app.run_sync(setting), pid)
+            with pytest.raises(clonestore.AlreadyExists):
+                await view.users.update(ada.id, email="bob@example.com")
+            assert _unset(await app.run_sync(setting), pid)
+            assert await app.users.count() == 0
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("url", ["memory://", "sqlite://", "mariadb://root@127.0.0.1:1/none"])
 def test_other_engines_refuse_row_security(url: str) -> None:
     with pytest.raises(clonestore.ConfigurationError, match="PostgreSQL capability"):
