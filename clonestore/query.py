@@ -41,6 +41,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -407,11 +408,25 @@ def _decode_value(col: Column, raw: Any) -> Any:
 _CURSOR_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
+def _no_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder behind _CURSOR_JSON, made once: JSONEncoder.encode makes one a call
+# (half of a cursor's cost). The same options, so the same text.
+_cursor_c_encoder: Any = c_make_encoder and c_make_encoder(
+    None, _no_json, encode_basestring, None, ":", ",", False, False, True
+)
+
+
 def encode_cursor(order: Sequence[OrderBy], row: Mapping[str, Any]) -> str:
     """An opaque cursor that continues after ``row`` in ``order``."""
     payload = [_signature(order), [_encode_value(row[o.column]) for o in order]]
-    raw = _CURSOR_JSON.encode(payload).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    if _cursor_c_encoder is None:  # pragma: no cover - Pythons without the C accelerator
+        text = _CURSOR_JSON.encode(payload)
+    else:
+        text = "".join(_cursor_c_encoder(payload, 0))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def decode_cursor(spec: TableSpec, order: Sequence[OrderBy], cursor: str) -> tuple[Any, ...]:

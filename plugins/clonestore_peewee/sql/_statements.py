@@ -48,16 +48,16 @@ def select_statement(
     limit: bool,
     offset: bool,
     lock: bool = False,
-    literal_limit: bool = False,
+    literal_limit: int | None = None,
 ) -> Statement:
     """``SELECT columns ... ORDER BY ... LIMIT ? OFFSET ?`` (``lock``: ``FOR UPDATE``,
-    on engines that have it; ``literal_limit``: ``LIMIT 1`` in the text)."""
+    on engines that have it; ``literal_limit``: that ``LIMIT`` in the text)."""
     slots = Slots()
     query = _where(compiler, info.model.select(*info.columns), info, where, slots)
     if order:
         query = query.order_by(*compiler.ordering(info, order))
-    if literal_limit:
-        query = query.limit(SQL("1"))
+    if literal_limit is not None:
+        query = query.limit(SQL(str(int(literal_limit))))
     elif limit:
         query = query.limit(slots.new())
     if offset:

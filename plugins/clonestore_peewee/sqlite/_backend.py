@@ -215,6 +215,11 @@ class SqliteBackend(SQLBackend):
          "vector_dimensions", "scrub", "migrations", "backup", "text_search"}
     )
 
+    #: SQLite 3.51 runs a keyset page about 12% slower with a bound LIMIT: limits up to
+    #: a page's (the largest page, 1,000, and the row telling whether more follow) are
+    #: written into the SQL.
+    literal_limits = 1001
+
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
         path, query = _parse_path(url)
         opts = read_options("sqlite", query, options, OPTIONS)
