@@ -12,11 +12,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pymysql
 import pytest
+from clonestore_peewee.sql._modes import NONE
 
 import clonestore
-from clonestore import ConfigurationError, Conflict, StorageUnavailable
-from clonestore.query import Cond
-from clonestore.spi import Column, TableSpec
+from clonestore import AlreadyExists, ConfigurationError, Conflict, StorageUnavailable
+from clonestore.query import TRUE, Cond, OrderBy
+from clonestore.spi import Column, TableSpec, Unique
 from tests.servers import free_port
 
 
@@ -233,3 +234,47 @@ def test_scoped_uniques_are_generated_columns_and_text_is_code_point_exact(
     assert "UNIQUE KEY `uq_users_email_key` (`email_key`,`uq_users_email_key_scope`)" in ddl
     assert "`email_key` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin" in ddl
     assert max(len(name) for name in names) <= 64
+
+
+_SEATS = TableSpec(
+    name="mariadb_seats",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="owner", kind="key"),
+        Column(name="seat", kind="int"),
+    ),
+    unique=(Unique(("owner", "seat")), Unique(("seat",))),
+)
+
+
+def test_already_exists_names_the_columns_whatever_the_server_language(
+    store: clonestore.Store,
+) -> None:
+    """The violated constraint is found without reading the server's message: in German
+    (``Doppelter Eintrag ... für Schlüssel``) AlreadyExists still names its columns, and
+    the caller's transaction goes on after the look-up."""
+    backend = store.backend
+    backend.create_tables([_SEATS])
+    backend.delete(_SEATS, TRUE)
+    ann = {"id": "a", "owner": "ann", "seat": 1}
+    backend.insert(_SEATS, ann)
+    twins = [{"id": "d", "owner": "dee", "seat": 3}, {"id": "e", "owner": "eve", "seat": 3}]
+    caught: list[tuple[str, ...]] = []
+    with backend.transaction():  # one connection: the language holds for every statement
+        backend.execute("SET lc_messages = 'de_DE'", (), NONE)
+        try:
+            for write in (
+                lambda: backend.insert(_SEATS, {**ann, "owner": "bob", "seat": 2}),
+                lambda: backend.insert(_SEATS, {"id": "b", "owner": "ann", "seat": 1}),
+                lambda: backend.insert_many(_SEATS, [{"id": "c", "owner": "cy", "seat": 1}]),
+                lambda: backend.insert_many(_SEATS, twins),
+            ):
+                with pytest.raises(AlreadyExists) as error:
+                    write()
+                assert "Doppelter Eintrag" in str(error.value.orig)
+                caught.append(error.value.columns)
+            backend.insert(_SEATS, {"id": "f", "owner": "fay", "seat": 4})
+        finally:
+            backend.execute("SET lc_messages = 'en_US'", (), NONE)
+    assert caught == [("id",), ("owner", "seat"), ("seat",), ("seat",)]
+    assert [row["id"] for row in backend.select(_SEATS, TRUE, (OrderBy("id"),))] == ["a", "f"]

@@ -37,12 +37,17 @@ from clonestore.spi import (
     Unique,
     check_api_version,
 )
-from clonestore.spi_reference import search_reference, update_and_insert_reference
+from clonestore.spi_reference import (
+    apply_changes,
+    search_reference,
+    update_and_insert_reference,
+)
 from clonestore.text import TextQuery
 
 from . import _query_log as query_log
 from ._compiler import Compiler, TableInfo, walk
 from ._dialects import Dialect
+from ._duplicates import Written, scope_of, violated
 from ._migration_runner import (
     MigrationSet,
     apply_pending,
@@ -168,7 +173,9 @@ class SQLBackend(abc.ABC):
 
     def translate(self, exc: BaseException) -> ClonestoreError:
         """The clonestore error for a driver exception (the dialect's translation, with
-        the backend's secrets redacted); an ``AlreadyExists`` names the violated columns."""
+        the backend's secrets redacted); an ``AlreadyExists`` names the violated columns
+        when the engine named the constraint (else the write names them: see
+        :meth:`_naming_duplicates`)."""
         error = self.dialect.translate(exc, self.label, self._secrets)
         if isinstance(error, AlreadyExists) and not error.columns:
             columns = self._constraint_columns(self.dialect.duplicate_key(error))
@@ -188,6 +195,31 @@ class SQLBackend(abc.ABC):
                     if name == dialect.index_name(unique.name(spec.name)):
                         return unique.columns
         return ()
+
+    @contextmanager
+    def _naming_duplicates(
+        self, table: TableSpec, written: Callable[[], Sequence[Written]]
+    ) -> Iterator[None]:
+        """Around one write of ``table``: an ``AlreadyExists`` whose engine named no
+        constraint gets the columns of the one the rows of ``written()`` clash on, found
+        after the failed statement (see :mod:`._duplicates`)."""
+        try:
+            yield
+        except AlreadyExists as exc:
+            if exc.columns or self.dialect.duplicate_key(exc) is not None:
+                raise
+            columns = violated(self, table, written)
+            if not columns:
+                raise
+            raise AlreadyExists(
+                f"{table.name}: value already used by another row ({', '.join(columns)})",
+                columns=columns,
+                orig=exc.orig,
+            ) from exc.__cause__
+
+    def _updated(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Written]:
+        """The rows an update of ``table`` would store (read before it, or after it failed)."""
+        return [(apply_changes(row, changes), row["id"]) for row in self.select(table, where)]
 
     # ------------------------------------------------------------------ schema
 
@@ -481,12 +513,13 @@ class SQLBackend(abc.ABC):
         """Insert one complete row; a taken id or unique value is AlreadyExists."""
         info = self._tables.get(table.name) or self.table_info(table)
         statement = info.insert_statement
-        if self.text_index.covers(table):
-            with self.transaction():
-                self.execute(statement.sql, statement.params(row), NONE)
-                self.text_index.add(table, (row,))
-            return
-        self.execute(statement.sql, statement.params(row), NONE)
+        with self._naming_duplicates(table, lambda: [(row, None)]):
+            if self.text_index.covers(table):
+                with self.transaction():
+                    self.execute(statement.sql, statement.params(row), NONE)
+                    self.text_index.add(table, (row,))
+                return
+            self.execute(statement.sql, statement.params(row), NONE)
 
     def insert_many(self, table: TableSpec, rows: Sequence[Row]) -> None:
         """Insert rows, all or none (one transaction, batched by the driver)."""
@@ -495,7 +528,10 @@ class SQLBackend(abc.ABC):
         info = self._tables.get(table.name) or self.table_info(table)
         statement = info.insert_statement
         params = statement.params
-        with self.transaction():
+        with (
+            self._naming_duplicates(table, lambda: [(row, None) for row in rows]),
+            self.transaction(),
+        ):
             self.execute(statement.sql, [params(row) for row in rows], MANY)
             if self.text_index.covers(table):
                 self.text_index.add(table, rows)
@@ -504,12 +540,13 @@ class SQLBackend(abc.ABC):
         """One ``UPDATE ... RETURNING`` (``Increment`` as ``col = col + ?``); rows by id.
         A change of a searched field, the owner or ``deleted_at`` re-indexes the rows'
         text in the same transaction."""
-        if self.text_index.covers(table) and _touches_text(table, changes):
-            with self.transaction():
-                changed = self._update(table, where, changes)
-                self.text_index.replace(table, changed)
-            return changed
-        return self._update(table, where, changes)
+        with self._naming_duplicates(table, lambda: self._updated(table, where, changes)):
+            if self.text_index.covers(table) and _touches_text(table, changes):
+                with self.transaction():
+                    changed = self._update(table, where, changes)
+                    self.text_index.replace(table, changed)
+                return changed
+            return self._update(table, where, changes)
 
     def _update(self, table: TableSpec, where: Expr, changes: Mapping[str, Any]) -> list[Row]:
         info = self._tables.get(table.name) or self.table_info(table)
@@ -588,12 +625,30 @@ class SQLBackend(abc.ABC):
         """One ``INSERT ... ON CONFLICT (key) [WHERE partial] DO UPDATE ... RETURNING``;
         with ``returning`` (capability ``upsert_returning``), only those columns. The
         stored row's text is re-indexed in the same transaction."""
-        if self.text_index.covers(table):
-            with self.transaction():
-                stored = self._upsert(table, key, insert_row, changes, None)
-                self.text_index.replace(table, (stored,))
-            return stored if returning is None else {name: stored[name] for name in returning}
-        return self._upsert(table, key, insert_row, changes, returning)
+        with self._naming_duplicates(
+            table, lambda: self._upserted(table, key, insert_row, changes)
+        ):
+            if self.text_index.covers(table):
+                with self.transaction():
+                    stored = self._upsert(table, key, insert_row, changes, None)
+                    self.text_index.replace(table, (stored,))
+                return stored if returning is None else {n: stored[n] for n in returning}
+            return self._upsert(table, key, insert_row, changes, returning)
+
+    def _upserted(
+        self, table: TableSpec, key: Sequence[str], insert_row: Row, changes: Mapping[str, Any]
+    ) -> list[Written]:
+        """The row an upsert would store: the key's row in the constraint's scope,
+        changed, or ``insert_row``."""
+        unique = next((u for u in table.unique if u.columns == tuple(key)), Unique(PRIMARY_KEY))
+        values = [insert_row[name] for name in unique.columns]
+        if None not in values:  # NULLs never clash: then always an insert
+            where = And((*(Cond(n, "eq", v) for n, v in zip(unique.columns, values, strict=True)),
+                         *scope_of(table, unique)))  # fmt: skip
+            found = self.select(table, where, _ID_ORDER, 1)
+            if found:
+                return self._updated(table, Cond("id", "eq", found[0]["id"]), changes)
+        return [(insert_row, None)]
 
     def _upsert(
         self,
@@ -701,11 +756,8 @@ class SQLBackend(abc.ABC):
         scope, change it or insert; an insert that loses a race on this constraint (and
         only this one) tries again, as does, outside any transaction, a deadlock."""
         spec = info.spec
-        scope = [Cond(name, "isnull", True) if value is None else Cond(name, "eq", value)
-                 for name, value in unique.when]  # fmt: skip
+        scope = scope_of(spec, unique)
         primary = unique.columns == PRIMARY_KEY
-        if spec.soft_delete and not primary:
-            scope.append(Cond("deleted_at", "isnull", True))
         in_scope = all(
             insert_row[c.column] is None if c.op == "isnull" else insert_row[c.column] == c.value
             for c in scope

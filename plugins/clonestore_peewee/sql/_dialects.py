@@ -47,7 +47,6 @@ from ._errors import (
     translate_mariadb,
     translate_postgres,
     translate_sqlite,
-    unique_key_of,
 )
 from ._fields import MARIADB_TYPES, POSTGRES_TYPES, SQLITE_TYPES
 from ._json_lookups import JsonLookup, mariadb_json, postgres_json, sqlite_json
@@ -110,8 +109,12 @@ class Dialect(abc.ABC):
 
     def duplicate_key(self, error: ClonestoreError) -> str | None:
         """The name of the unique index (or :meth:`primary_key_name`) an ``AlreadyExists``
-        of :meth:`translate` without ``columns`` names; None if unknown. The backend
-        fills the error's ``columns`` from it (the constraint of that name)."""
+        of :meth:`translate` without ``columns`` names, from the engine's structured
+        report (never its message); None if the engine does not say. The backend fills
+        the error's ``columns`` from the constraint of that name; with None it finds the
+        constraint itself, after the failed statement, by looking for a live row that
+        holds the written values (which needs an engine whose failed statement leaves the
+        transaction usable, as SQLite's and MariaDB's do; PostgreSQL names the key)."""
         return None
 
     def index_name(self, name: str) -> str:
@@ -338,9 +341,6 @@ class _MariadbDialect(Dialect):
         self, exc: BaseException, where: str, secrets: Sequence[str | None] = ()
     ) -> ClonestoreError:
         return translate_mariadb(exc, where, secrets)
-
-    def duplicate_key(self, error: ClonestoreError) -> str | None:
-        return unique_key_of(error)
 
     def primary_key_name(self, table: str) -> str:
         return "PRIMARY"

@@ -3,7 +3,10 @@
 ===============================================  ======================
 failure                                          clonestore error
 ===============================================  ======================
-unique / primary key violation                   AlreadyExists
+unique / primary key violation                   AlreadyExists (columns: PostgreSQL's
+                                                 constraint name; SQLite's primary-key
+                                                 code; else found by the backend, see
+                                                 ``._duplicates``)
 foreign key violation                            ForeignKeyViolation (no values named)
 serialization failure, deadlock                  Conflict (InnoDB's deadlock, 1213, has
                                                  rolled back the whole transaction)
@@ -39,6 +42,7 @@ from clonestore import (
     StorageUnavailable,
 )
 from clonestore.secrets import redact
+from clonestore.spi import PRIMARY_KEY
 
 __all__ = [
     "closed_error",
@@ -46,7 +50,6 @@ __all__ = [
     "translate_mariadb",
     "translate_postgres",
     "translate_sqlite",
-    "unique_key_of",
     "unwrap",
 ]
 
@@ -61,7 +64,9 @@ _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
 _SQLITE_CANTOPEN: Final = 14
 _SQLITE_PROTOCOL: Final = 15
-_SQLITE_UNIQUE: Final = frozenset({1555, 2067})  # CONSTRAINT_PRIMARYKEY, CONSTRAINT_UNIQUE
+_SQLITE_CONSTRAINT: Final = 19  # the primary code of every constraint failure
+_SQLITE_PRIMARY_KEY: Final = 1555  # CONSTRAINT_PRIMARYKEY
+_SQLITE_UNIQUE: Final = 2067  # CONSTRAINT_UNIQUE
 _SQLITE_FOREIGN_KEY: Final = 787  # CONSTRAINT_FOREIGNKEY
 
 # PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
@@ -94,8 +99,6 @@ _MY_UNAVAILABLE: Final = frozenset(
     {2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1077, 1152, 1158, 1159, 1160,
      1161, 1184, 1927, 4031}
 )  # fmt: skip
-_MY_KEY_NAME: Final = re.compile(r"for key '([^']*)'")
-_MY_CONSTRAINT: Final = re.compile(r"CONSTRAINT `([^`]*)`")
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -126,21 +129,15 @@ def translate_sqlite(exc: BaseException, where: str) -> ClonestoreError:
     orig = unwrap(exc)
     message = _first_line(orig, ())
     code = getattr(orig, "sqlite_errorcode", None)
-    if isinstance(orig, _INTEGRITY_ERRORS) and (
-        code in _SQLITE_UNIQUE or "UNIQUE constraint" in message
-    ):
-        # "UNIQUE constraint failed: users.email_key, ..." (SQLite reports nothing else):
-        # which columns, no values.
-        named = message.partition(":")[2].strip()
-        columns = () if named.startswith("index ") else tuple(
-            part.strip().rpartition(".")[2] for part in named.split(",") if part.strip()
-        )
-        return AlreadyExists(
-            f"{named or 'a unique value'} already used by another row", columns=columns, orig=orig
-        )
-    if isinstance(orig, _INTEGRITY_ERRORS) and (
-        code == _SQLITE_FOREIGN_KEY or "FOREIGN KEY constraint" in message
-    ):
+    constraint = _sqlite_constraint(orig, code, message)
+    if constraint == _SQLITE_PRIMARY_KEY:
+        return AlreadyExists(f"{where}: id already used by another row", columns=PRIMARY_KEY,
+                             orig=orig)  # fmt: skip
+    if constraint == _SQLITE_UNIQUE:
+        # Which unique constraint, SQLite says only in its message, next to nothing
+        # structured: the backend finds it (see .sql._duplicates).
+        return AlreadyExists(f"{where}: a unique value already used by another row", orig=orig)
+    if constraint == _SQLITE_FOREIGN_KEY:
         # SQLite names no constraint: "FOREIGN KEY constraint failed".
         return ForeignKeyViolation(
             f"{where}: a row would point at a row that does not exist (foreign key)",
@@ -157,6 +154,22 @@ def translate_sqlite(exc: BaseException, where: str) -> ClonestoreError:
     if isinstance(orig, _PROGRAMMING_ERRORS) and "closed" in message:
         return StorageUnavailable(f"{where}: the connection is closed", orig=orig)
     return BackendError(f"{where}: {message}", orig=orig)
+
+
+def _sqlite_constraint(orig: BaseException, code: int | None, message: str) -> int | None:
+    """The extended result code of a failed constraint (primary key, unique, foreign key;
+    None for none of them). The standard library's sqlite3 reports it; pysqlite3 reports
+    only the primary code, SQLITE_CONSTRAINT for all of them, and SQLite's fixed English
+    message then tells which kind (only the kind: never which columns, never values)."""
+    if not isinstance(orig, _INTEGRITY_ERRORS):
+        return None
+    if code != _SQLITE_CONSTRAINT:
+        return code
+    if message.startswith("UNIQUE constraint failed"):
+        return _SQLITE_UNIQUE  # the primary key too: the backend's look-up tells them apart
+    if message.startswith("FOREIGN KEY constraint failed"):
+        return _SQLITE_FOREIGN_KEY
+    return None
 
 
 def translate_postgres(
@@ -214,16 +227,6 @@ def postgres_constraint_of(error: BaseException) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def unique_key_of(error: BaseException) -> str | None:
-    """The name of the unique key a MariaDB duplicate-key error names (``PRIMARY`` for
-    the primary key), or None: from the server's message, as PyMySQL gives nothing else."""
-    orig = getattr(error, "orig", None) or error
-    match = _MY_KEY_NAME.search(str(orig))
-    if match is None:
-        return None
-    return match.group(1).rpartition(".")[2]  # MySQL 8 says 'table.key'
-
-
 def translate_mariadb(
     exc: BaseException, where: str, secrets: Sequence[str | None] = ()
 ) -> ClonestoreError:
@@ -243,15 +246,13 @@ def translate_mariadb(
     code = args[0] if args and isinstance(args[0], int) else None
     message = redact(str(args[1]) if len(args) > 1 else str(orig), *secrets)
     if code in _MY_DUPLICATE:
-        # "Duplicate entry 'value' for key 'name'": the key, never the value.
-        key = unique_key_of(orig) or "a unique key"
-        return AlreadyExists(f"{where}: value already used by another row ({key})", orig=orig)
+        # The key is named only in the message ("... for key 'name'"), next to the value:
+        # the backend finds the constraint (see SQLBackend's duplicate probe).
+        return AlreadyExists(f"{where}: a unique value already used by another row", orig=orig)
     if code in _MY_FOREIGN_KEY:
         # The message names the constraint and its columns, never values.
-        constraint = _MY_CONSTRAINT.search(message)
-        named = constraint.group(1) if constraint is not None else "a foreign key"
         return ForeignKeyViolation(
-            f"{where}: a row would point at a row that does not exist ({named})", orig=orig
+            f"{where}: a row would point at a row that does not exist ({message})", orig=orig
         )
     if code == _MY_NO_DATABASE:
         return ConfigurationError(

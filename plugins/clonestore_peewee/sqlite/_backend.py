@@ -425,7 +425,8 @@ class SqliteBackend(SQLBackend):
         load = statement.load
         assert load is not None
         with self.transaction():
-            found = self.execute(statement.sql, statement.params(values), ALL)
+            with self._naming_duplicates(table, lambda: self._updated(table, where, changes)):
+                found = self.execute(statement.sql, statement.params(values), ALL)
             if not found:
                 return None
             if len(found) > 1:
