@@ -31,12 +31,13 @@ from clonestore.spi import (
     Aggregate,
     Backend,
     Row,
+    SelectColumns,
     TextSearch,
     UpdateAndInsert,
     UpdateAndInsertMany,
     VectorSearch,
 )
-from clonestore.spi_reference import update_and_insert_reference, with_copies
+from clonestore.spi_reference import columns_of, update_and_insert_reference, with_copies
 from clonestore.text import TextQuery, search_reference
 from clonestore.vectors import nearest_reference
 
@@ -76,6 +77,9 @@ class Gateway:
             if "text_search" in backend.capabilities
             else None
         )
+
+        #: Whether the backend reads column by column (capability select_columns).
+        self._columns = "select_columns" in backend.capabilities
 
         def implemented(name: str) -> bool:
             return bool(getattr(hook, name).get_hookimpls())
@@ -146,6 +150,26 @@ class Gateway:
         op = Operation(action=action, kind="select", table=table, where=where)
         rows: list[Row] = self._read(op, self.backend.select, table, where, order, limit, offset)
         return rows
+
+    def select_columns(
+        self,
+        table: TableSpec,
+        columns: Sequence[str],
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+        *,
+        action: str,
+    ) -> list[Sequence[Any]]:
+        """``select``'s rows a column each, for ``columns``: the backend's
+        ``select_columns`` (capability ``select_columns``) when no plugin reads; else
+        :meth:`select` (the read plugins see), its rows read column by column."""
+        if self._columns and not self._reads:
+            return cast(SelectColumns, self.backend).select_columns(
+                table, columns, where, order, limit, offset
+            )
+        return columns_of(self.select(table, where, order, limit, offset, action=action), columns)
 
     def count(self, table: TableSpec, where: Expr, *, action: str) -> int:
         """``backend.count``: how many rows match."""

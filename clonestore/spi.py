@@ -33,8 +33,8 @@ What every method means, on every backend:
 A backend may declare optional capabilities in ``capabilities``
 (:data:`CAPABILITIES`): operations (``vector_search``, ``bulk_copy``,
 ``listen_notify``, ``update_and_insert``, ``update_and_insert_many``,
-``upsert_returning``, ``migrations``, ``text_search``, ``row_transfer``, ``backup``,
-``row_security``, ``time_partitions``), table options
+``upsert_returning``, ``select_columns``, ``migrations``, ``text_search``,
+``row_transfer``, ``backup``, ``row_security``, ``time_partitions``), table options
 (``ephemeral``, ``append_only``, see :class:`TableSpec`) and ``owner_routed``: a statement on a
 user-owned row by id should name its owner too (``user_id = ?``), as a sharded engine
 routes by it; the core then adds it to its writes by id, from the row it read or from
@@ -104,6 +104,7 @@ __all__ = [
     "RowSecurity",
     "RowTransfer",
     "Scrub",
+    "SelectColumns",
     "TableSpec",
     "TextSearch",
     "TimePartitions",
@@ -159,7 +160,8 @@ TABLE_OPTIONS: Final = frozenset({"ephemeral", "append_only"})
 CAPABILITIES: Final = (
     frozenset(
         {"vector_search", "vector_dimensions", "bulk_copy", "listen_notify",
-         "update_and_insert", "update_and_insert_many", "upsert_returning", "scrub",
+         "update_and_insert", "update_and_insert_many", "upsert_returning", "select_columns",
+         "scrub",
          "migrations", "text_search", "row_transfer", "backup", "owner_routed", "row_security",
          "time_partitions"}
     )
@@ -436,6 +438,29 @@ class UpsertReturning(Protocol):
 
 
 @runtime_checkable
+class SelectColumns(Protocol):
+    """Optional capability ``select_columns``: :meth:`Backend.select` read column by
+    column, without a dict per row. For each name of ``columns``, one sequence of the
+    matching rows' values of that column, in ``order``, as ``select`` would give them
+    (:func:`clonestore.spi_reference.columns_of` its rows); all of one length. Lists and
+    dicts are new objects, the caller's to keep. The repositories build their records
+    from it a field at a time: a column the engine returns as its Python value is the
+    driver's values as they come, not converted one by one.
+    """
+
+    def select_columns(
+        self,
+        table: TableSpec,
+        columns: Sequence[str],
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Sequence[Any]]:
+        """The values of ``columns`` of :meth:`Backend.select`'s rows, a column each."""
+
+
+@runtime_checkable
 class RowTransfer(Protocol):
     """Optional capability ``row_transfer``: every row of a table out, exactly as stored,
     and rows back in, exactly as given: what ``store.dump()`` and ``store.load()``
@@ -624,6 +649,7 @@ CAPABILITY_PROTOCOLS: Final[Mapping[str, type]] = {
     "update_and_insert": UpdateAndInsert,
     "update_and_insert_many": UpdateAndInsertMany,
     "upsert_returning": UpsertReturning,
+    "select_columns": SelectColumns,
     "listen_notify": ListenNotify,
     "append_only": AppendOnlyTables,
     "migrations": Migrations,

@@ -16,7 +16,7 @@ them. A backend with an engine of its own computes the same answers there.
 * text search: :func:`search_reference` (BM25 over the matching rows), :func:`field_tokens`,
   and the core's tokenizer and scoring: :func:`tokenize`, :func:`parse_query`,
   :func:`matches_query`, :func:`bm25` (and :func:`bm25_scores`, its floats for many rows);
-* row transfer: :func:`export_rows_reference`;
+* row transfer: :func:`export_rows_reference`; reads column by column: :func:`columns_of`;
 * vectors: :func:`nearest_reference` (exact nearest-k), :func:`settle` (exact scores after
   a single-precision ranking), :func:`score`, :func:`engine_distance`, :func:`engine_safe`,
   :func:`error_bound`.
@@ -67,6 +67,7 @@ __all__ = [
     "apply_changes",
     "bm25",
     "bm25_scores",
+    "columns_of",
     "copy_row",
     "copy_value",
     "engine_distance",
@@ -234,6 +235,12 @@ def update_and_insert_many_reference(
         inserted = [with_copies(row, source, copied) for row in rows]
         backend.insert_many(into, inserted)
         return source, inserted
+
+
+def columns_of(rows: Sequence[Row], columns: Sequence[str]) -> list[Sequence[Any]]:
+    """``rows`` column by column (capability ``select_columns``): for each name of
+    ``columns``, the rows' values of it, in the rows' order."""
+    return [[row[name] for row in rows] for name in columns]
 
 
 def with_copies(row: Row, source: Mapping[str, Any], copied: Mapping[str, str]) -> Row:

@@ -546,6 +546,16 @@ class NoForeignKeys(clonestore_memory.MemoryBackend):
         pass
 
 
+class SelectColumnsInTableOrder(clonestore_memory.MemoryBackend):
+    """select_columns gives the columns asked for in the table's order, not the caller's."""
+
+    name = "broken-select-columns"
+
+    def select_columns(self, table, columns, where, order=(), limit=None, offset=0):
+        in_table_order = [c.name for c in table.columns if c.name in columns]
+        return super().select_columns(table, in_table_order, where, order, limit, offset)
+
+
 class Unbroken(clonestore_memory.MemoryBackend):
     """The memory backend itself, served by this same plugin: the control."""
 
@@ -578,6 +588,7 @@ def clonestore_backends():
         "broken-upsert-id": UpsertByIdLiveOnly,
         "broken-unique-columns": UniqueColumnsUnnamed,
         "broken-foreign-keys": NoForeignKeys,
+        "broken-select-columns": SelectColumnsInTableOrder,
         "unbroken": Unbroken,
     }
 '''
@@ -662,6 +673,9 @@ MUST_FAIL_ALONE = {
         "test_update_pointing_at_nothing_is_refused",
         "test_removing_a_referenced_row_is_refused",
         "test_removing_a_session_unlinks_its_memories",
+    ],
+    "broken-select-columns://": [
+        "test_capability_select_columns_gives_selects_rows_a_column_each",
     ],
     "broken-unique-columns://": [
         "test_already_exists_names_the_violated_columns",

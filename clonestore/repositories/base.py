@@ -270,6 +270,24 @@ class Repository(Generic[R]):
             self.spec, where, order, limit, offset, action=f"{self.noun}.{verb}"
         )
 
+    def _select_columns(
+        self,
+        verb: str,
+        where: Expr,
+        order: Sequence[OrderBy],
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[tuple[str, ...], list[Sequence[Any]]]:
+        """``_select``'s rows a column each (capability ``select_columns``): the record's
+        fields (what :attr:`RecordMapping.load_columns` takes), then any other ``order``
+        column; the names and the columns."""
+        fields = self._mapping.fields
+        names = fields + tuple(dict.fromkeys(o.column for o in order if o.column not in fields))
+        columns = self._gateway.select_columns(
+            self.spec, names, where, order, limit, offset, action=f"{self.noun}.{verb}"
+        )
+        return names, columns
+
     def _get_row(self, id: str) -> Row | None:
         row = self._gateway.get(self.spec, id, action=f"{self.noun}.get")
         if row is not None and self.owner is not None and row[self.owner_column] != self.owner:
@@ -358,14 +376,14 @@ class Repository(Generic[R]):
             raise error
         if error := _bad_int("offset", offset, 0, INT64_MAX):
             raise error
-        rows = self._select(
+        _, columns = self._select_columns(
             "find_many",
             self._where(_merge_lookups(where, lookups), with_deleted),
             parse_order(self.spec, order_by),
             limit,
             offset,
         )
-        return [self._load(r) for r in rows]
+        return self._mapping.load_columns(columns, len(columns[0]))
 
     def page(
         self,
@@ -386,11 +404,13 @@ class Repository(Generic[R]):
             expr = conjoin(
                 expr, keyset_after(order, decode_cursor(self.spec, order, cursor), self.spec)
             )
-        rows = self._select("page", expr, order, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        next_cursor = encode_cursor(order, rows[-1]) if more else None
-        return Page([self._load(r) for r in rows], next_cursor)
+        names, columns = self._select_columns("page", expr, order, size + 1)
+        found = len(columns[0])
+        next_cursor = None
+        if found > size:  # the last row is the next page's first: continue after the one before
+            last = {o.column: columns[names.index(o.column)][size - 1] for o in order}
+            next_cursor = encode_cursor(order, last)
+        return Page(self._mapping.load_columns(columns, min(found, size)), next_cursor)
 
     def count(
         self, where: Mapping[str, Any] | None = None, with_deleted: bool = False, **lookups: Any

@@ -61,7 +61,9 @@ class MemoryBackend:
     #: in Python with :func:`clonestore.spi_reference.append_only_allows`, ``ephemeral``
     #: trivially (nothing here survives the process), ``vector_search`` exactly,
     #: ``update_and_insert`` and ``update_and_insert_many`` under one hold of the lock,
-    #: ``upsert_returning`` by copying out only the columns asked for, ``bulk_copy`` as
+    #: ``upsert_returning`` by copying out only the columns asked for, ``select_columns``
+    #: by reading the selected rows a column at a time (copying lists and dicts only),
+    #: ``bulk_copy`` as
     #: the reference of a large ``insert_many``: every row under one hold of the lock,
     #: all or none;
     #: ``row_transfer`` as its reference (``select`` by id, ``insert_many``);
@@ -77,6 +79,7 @@ class MemoryBackend:
             "update_and_insert",
             "update_and_insert_many",
             "upsert_returning",
+            "select_columns",
             "text_search",
         }
     )
@@ -165,15 +168,41 @@ class MemoryBackend:
     ) -> list[Row]:
         t = self._table(table)
         with self._db.lock:
-            end = None if limit is None else offset + limit
-            found = t.read_ordered(where, order, end) if order else None
-            if found is not None:
-                rows = found
-            else:
-                rows = t.matching(where)
-                if order:
-                    rows = ordered(rows, order, end)
-            return [t.copy_out(r) for r in rows[offset:end]]
+            return [t.copy_out(r) for r in self._selected(t, where, order, limit, offset)]
+
+    def select_columns(
+        self,
+        table: TableSpec,
+        columns: Sequence[str],
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Sequence[Any]]:
+        """:meth:`select`'s rows a column each (capability ``select_columns``)."""
+        t = self._table(table)
+        with self._db.lock:
+            rows = self._selected(t, where, order, limit, offset)
+            return [t.column_out(rows, name) for name in columns]
+
+    def _selected(
+        self,
+        t: Table,
+        where: Expr,
+        order: Sequence[OrderBy],
+        limit: int | None,
+        offset: int,
+    ) -> Sequence[Row]:
+        """The stored rows ``select`` returns copies of (under the lock)."""
+        end = None if limit is None else offset + limit
+        found = t.read_ordered(where, order, end) if order else None
+        if found is not None:
+            rows = found
+        else:
+            rows = t.matching(where)
+            if order:
+                rows = ordered(rows, order, end)
+        return rows[offset:end]
 
     def text_search(
         self,

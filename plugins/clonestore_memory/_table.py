@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from clonestore import ConfigurationError
@@ -63,6 +64,15 @@ class Table:
     def copy_out(self, row: Row) -> Row:
         """A copy to return: callers get no handle on stored lists and dicts."""
         return self._copy(row)
+
+    def column_out(self, rows: Sequence[Row], name: str) -> list[Any]:
+        """The values of column ``name`` of stored ``rows``, as :meth:`copy_out` gives them."""
+        values = list(map(itemgetter(name), rows))
+        if name in self.flat:
+            return [None if value is None else value[:] for value in values]
+        if name in self.nested:
+            return list(map(copy_value, values))
+        return values
 
     def _copy(self, row: Mapping[str, Any]) -> Row:
         # List and vector items are text and floats (the core checked them): a slice

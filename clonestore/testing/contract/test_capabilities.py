@@ -48,6 +48,7 @@ from clonestore.spi import (
     RowSecurity,
     RowTransfer,
     Scrub,
+    SelectColumns,
     TableSpec,
     TextSearch,
     TimePartitions,
@@ -88,6 +89,7 @@ CAPABILITY_TESTS = {
     ),
     "update_and_insert_many": ("test_capability_update_and_insert_many_changes_all_or_none",),
     "upsert_returning": ("test_capability_upsert_returning_gives_the_columns_asked_for",),
+    "select_columns": ("test_capability_select_columns_gives_selects_rows_a_column_each",),
     "migrations": ("test_capability_migrations_keep_the_schema_current",),
     "row_transfer": ("test_capability_row_transfer_moves_rows_exactly",),
     "backup": ("test_capability_backup_copies_every_row",),
@@ -827,6 +829,78 @@ def test_capability_upsert_returning_gives_the_columns_asked_for(store: Store) -
     assert second == {"note": "b", "number": 7, "id": row["id"]}
     assert backend.upsert(CHILDREN, key, again, {"note": None}) == {**row, "note": None}
     assert backend.select(CHILDREN, TRUE) == [{**row, "note": None}]
+
+
+# ----------------------------------------------------------------------------- select_columns
+
+#: Every kind, nullable and not, and two NOT NULL datetimes (equal in some rows).
+COLUMNS: Final = TableSpec(
+    name="kit_columns",
+    columns=(
+        Column(name="id", kind="id"),
+        Column(name="n", kind="int"),
+        Column(name="label", kind="text", nullable=True),
+        Column(name="score", kind="float", nullable=True),
+        Column(name="amount", kind="decimal", nullable=True),
+        Column(name="flag", kind="bool"),
+        Column(name="made", kind="datetime"),
+        Column(name="changed", kind="datetime"),
+        Column(name="gone", kind="datetime", nullable=True),
+        Column(name="tags", kind="list"),
+        Column(name="data", kind="json"),
+        Column(name="extra", kind="json", nullable=True),
+        Column(name="v", kind="vector", nullable=True),
+    ),
+)
+
+
+def _columns_row(n: int) -> Row:
+    made = datetime(2024, 1, 1, 12, 0, n, n * 7, tzinfo=UTC)
+    return {
+        "id": _uid(400 + n),
+        "n": n % 4,
+        "label": None if n % 3 == 0 else f"é{n}",
+        "score": None if n % 2 else n / 8,
+        "amount": None if n % 5 == 0 else Decimal(n) / 1000,
+        "flag": n % 2 == 0,
+        "made": made,
+        "changed": made if n % 4 else made.replace(microsecond=999_999),
+        "gone": None if n % 3 else made,
+        "tags": [] if n % 2 else ["b", "a", "b"][: n % 4],
+        "data": {} if n % 3 == 1 else {"k": [n, 1.0, True, None], "z": {"y": "é"}},
+        "extra": None if n % 2 else [],
+        "v": None if n % 2 else [0.5, -float(n)],
+    }
+
+
+def test_capability_select_columns_gives_selects_rows_a_column_each(store: Store) -> None:
+    """select_columns (kit_columns): select's rows a column each, in the order asked."""
+    # Every kind, NULLs, equal datetimes, slices and no rows; lists and dicts are new.
+    backend = _declared(store, "select_columns")
+    assert isinstance(backend, SelectColumns), "declares select_columns without the method"
+    backend.create_tables([COLUMNS])
+    backend.delete(COLUMNS, TRUE)  # what an earlier run of the kit left
+    backend.insert_many(COLUMNS, [_columns_row(n) for n in range(9)])
+    names = [c.name for c in COLUMNS.columns]
+    asked = (names, names[::-1], ["changed", "made", "id"], ["data"])
+    order = (OrderBy("n", desc=True), OrderBy("id"))
+    reads: tuple[tuple[Expr, int | None, int], ...] = (
+        (TRUE, None, 0),
+        (Cond("n", "gt", 1), None, 0),
+        (TRUE, 4, 3),
+        (Cond("n", "eq", 99), None, 0),
+    )
+    for columns in asked:
+        for where, limit, offset in reads:
+            rows = backend.select(COLUMNS, where, order, limit, offset)
+            got = backend.select_columns(COLUMNS, columns, where, order, limit, offset)
+            want = [[row[name] for row in rows] for name in columns]
+            assert canon([list(values) for values in got]) == canon(want), (columns, where)
+    (data, tags) = backend.select_columns(COLUMNS, ["data", "tags"], TRUE, [OrderBy("id")])
+    data[0]["k"].append("mine")
+    tags[2].append("mine")
+    again = backend.select(COLUMNS, TRUE, [OrderBy("id")])
+    assert (again[0]["data"], again[2]["tags"]) == (_columns_row(0)["data"], ["b", "a"])
 
 
 def test_capability_migrations_keep_the_schema_current(store: Store) -> None:

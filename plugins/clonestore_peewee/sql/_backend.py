@@ -371,6 +371,38 @@ class SQLBackend(abc.ABC):
     ) -> list[Row]:
         """Matching rows in ``order``, after ``offset``, at most ``limit``."""
         info = self._tables.get(table.name) or self.table_info(table)
+        return _loaded(info, self._select_rows(info, where, order, limit, offset, None))
+
+    def select_columns(
+        self,
+        table: TableSpec,
+        columns: Sequence[str],
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Sequence[Any]]:
+        """:meth:`select`'s rows a column each (capability ``select_columns``): only
+        ``columns`` are read, and only the columns whose driver values are not their
+        Python values are converted, a column at a time."""
+        info = self._tables.get(table.name) or self.table_info(table)
+        names = tuple(columns)
+        rows = self._select_rows(info, where, order, limit, offset, names)
+        try:
+            return info.columns_loader(names)(rows)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            raise _unreadable(info, exc) from None
+
+    def _select_rows(
+        self,
+        info: TableInfo,
+        where: Expr,
+        order: Sequence[OrderBy],
+        limit: int | None,
+        offset: int,
+        columns: tuple[str, ...] | None,
+    ) -> Any:
+        """The driver rows of ``select`` (of ``columns`` only, when given)."""
         values: list[Any] = []
         # A small LIMIT (point lookups; on SQLite, pages too) is written into the SQL:
         # SQLite runs a unique-index lookup about twice as slow with a bound LIMIT, and a
@@ -378,14 +410,13 @@ class SQLBackend(abc.ABC):
         literal = limit if limit is not None and limit <= self.literal_limits else None
         bound = limit is not None and literal is None
         statement = self.select_statement(
-            info, where, values, order, bound, offset, literal_limit=literal
+            info, where, values, order, bound, offset, literal_limit=literal, columns=columns
         )
         if bound:
             values.append(limit)
         if offset:
             values.append(offset)
-        rows = self.execute(statement.sql, statement.params(values), ALL)
-        return _loaded(info, rows)
+        return self.execute(statement.sql, statement.params(values), ALL)
 
     def select_statement(
         self,
@@ -396,20 +427,28 @@ class SQLBackend(abc.ABC):
         limit: bool = False,
         offset: int = 0,
         literal_limit: int | None = None,
+        columns: tuple[str, ...] | None = None,
     ) -> Any:
         """The cached ``SELECT`` of this shape; appends ``where``'s values to ``values``
         (``limit``: a ``LIMIT ?`` taking the next value; ``literal_limit``: that
-        ``LIMIT`` written in the SQL, a shape of its own)."""
+        ``LIMIT`` written in the SQL, a shape of its own; ``columns``: only those)."""
         shape = walk(where, values, self.compiler.small_in)
         order_key = tuple([(o.column, o.desc) for o in order]) if order else ()
-        key = ("select", info, shape, order_key, limit, literal_limit, offset != 0)
+        key = ("select", info, shape, order_key, limit, literal_limit, offset != 0, columns)
         compiler = self.compiler
         statement = compiler.cache.get(key)
         if statement is None:
             statement = compiler.keep(
                 key,
                 select_statement(
-                    compiler, info, where, order, limit, offset != 0, literal_limit=literal_limit
+                    compiler,
+                    info,
+                    where,
+                    order,
+                    limit,
+                    offset != 0,
+                    literal_limit=literal_limit,
+                    columns=columns,
                 ),
             )
         return statement
@@ -858,6 +897,10 @@ def _loaded(info: TableInfo, rows: Sequence[Any]) -> list[Row]:
     try:
         return [load(row) for row in rows]
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise BackendError(
-            f"{info.spec.name}: a stored value cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
+        raise _unreadable(info, exc) from None
+
+
+def _unreadable(info: TableInfo, exc: Exception) -> BackendError:
+    return BackendError(
+        f"{info.spec.name}: a stored value cannot be read ({type(exc).__name__}: {exc})"
+    )

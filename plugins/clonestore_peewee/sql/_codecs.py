@@ -29,6 +29,7 @@ __all__ = [
     "Codecs",
     "Converter",
     "column_loader",
+    "columns_loader",
     "dump_json",
     "float32_blob",
     "make_loader",
@@ -330,6 +331,55 @@ def column_loader(columns: Sequence[Column], codecs: Codecs) -> Callable[[Sequen
         [c.nullable for c in columns],
         [c.kind in _IMMUTABLE_RESULTS for c in columns],
     )
+
+
+def _column_converter(convert: Converter, nullable: bool) -> Callable[[Sequence[Any]], list[Any]]:
+    """``driver values -> Python values`` of one column: a map in C for a converter of
+    non-NULL values written as a call, else one comprehension (inline conversions)."""
+    if not nullable and convert not in _INLINE:
+        return lambda values: list(map(convert, values))
+    namespace: dict[str, Any] = {"_EPOCH": _EPOCH, "_timedelta": timedelta, "c": convert}
+    source = f"lambda values: [{_expression('v', convert, nullable, 'c')} for v in values]"
+    converter: Callable[[Sequence[Any]], list[Any]] = eval(source, namespace)
+    return converter
+
+
+def columns_loader(
+    columns: Sequence[Column], codecs: Codecs
+) -> Callable[[Sequence[Sequence[Any]]], list[Sequence[Any]]]:
+    """``driver rows -> one sequence of values per column`` (capability select_columns).
+
+    The rows are turned into columns in C (``zip``); a column whose driver values are
+    its Python values is left as it comes, the others are converted a column at a time.
+    A column of immutable results (see :func:`make_loader`'s ``shared``) equal to an
+    earlier one of the same converter (``updated_at`` of rows never updated) is a copy
+    of that one's converted values, converted once.
+    """
+    count = len(columns)
+    steps: list[tuple[int, Callable[[Sequence[Any]], list[Any]], int | None]] = []
+    earlier: dict[int, int] = {}  # id(converter) -> the first shared column converted by it
+    for i, column in enumerate(columns):
+        convert = codecs.result(column.kind)
+        if convert is None:
+            continue
+        first = None
+        if column.kind in _IMMUTABLE_RESULTS and not column.nullable:
+            first = earlier.setdefault(id(convert), i)
+        steps.append((i, _column_converter(convert, column.nullable), first))
+
+    def load(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        if not rows:
+            return [[] for _ in range(count)]
+        values: list[Sequence[Any]] = list(zip(*rows))  # noqa: B905 (rows of one statement)
+        raw = values[:]
+        for i, convert, first in steps:
+            if first is not None and first != i and raw[i] == raw[first]:
+                values[i] = list(values[first])
+            else:
+                values[i] = convert(values[i])
+        return values
+
+    return load
 
 
 #: Kinds whose Python values are immutable, so two columns of a row may share one.

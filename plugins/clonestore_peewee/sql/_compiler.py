@@ -35,7 +35,7 @@ from clonestore import ConfigurationError
 from clonestore.query import And, Cond, Expr, JsonCond, Or, OrderBy
 from clonestore.spi import PRIMARY_KEY, TableSpec, Unique
 
-from ._codecs import Converter, column_loader, make_tuple_builder
+from ._codecs import Converter, column_loader, columns_loader, make_tuple_builder
 from ._dialects import Dialect
 from ._json_lookups import JsonLookup, json_shape
 from ._models import build_model
@@ -137,6 +137,9 @@ class TableInfo:
         self.kinds = {c.name: c.kind for c in spec.columns}
         self.columns = [self.fields[c.name] for c in spec.columns]
         self.load = column_loader(spec.columns, compiler.codecs)
+        self._codecs = compiler.codecs
+        #: Column loaders by the columns read (capability select_columns).
+        self._columns_loaders: dict[tuple[str, ...], ColumnsLoader] = {}
         #: The unique constraints by columns, the primary key (``PRIMARY_KEY``) included.
         self.uniques = {PRIMARY_KEY: Unique(PRIMARY_KEY), **{u.columns: u for u in spec.unique}}
         slots = Slots()
@@ -153,6 +156,19 @@ class TableInfo:
         self.insert_statement = compiler.render(
             self.model.insert(row).returning(), None, keys=[c.name for c in spec.columns]
         )
+
+    def columns_loader(self, names: tuple[str, ...]) -> ColumnsLoader:
+        """The loader of the columns ``names`` (see :func:`._codecs.columns_loader`)."""
+        load = self._columns_loaders.get(names)
+        if load is None:
+            by_name = self.spec.by_name
+            load = columns_loader([by_name[name] for name in names], self._codecs)
+            self._columns_loaders[names] = load
+        return load
+
+
+#: Driver rows -> one sequence of values per column (capability select_columns).
+ColumnsLoader = Callable[[Sequence[Sequence[Any]]], list[Sequence[Any]]]
 
 
 #: What the compilers of one rendering (a Peewee database class and a dialect) share.

@@ -49,11 +49,14 @@ def select_statement(
     offset: bool,
     lock: bool = False,
     literal_limit: int | None = None,
+    columns: tuple[str, ...] | None = None,
 ) -> Statement:
     """``SELECT columns ... ORDER BY ... LIMIT ? OFFSET ?`` (``lock``: ``FOR UPDATE``,
-    on engines that have it; ``literal_limit``: that ``LIMIT`` in the text)."""
+    on engines that have it; ``literal_limit``: that ``LIMIT`` in the text; ``columns``:
+    only those, read by the caller, else every column, loaded into row dicts)."""
     slots = Slots()
-    query = _where(compiler, info.model.select(*info.columns), info, where, slots)
+    selected = info.columns if columns is None else [info.fields[name] for name in columns]
+    query = _where(compiler, info.model.select(*selected), info, where, slots)
     if order:
         query = query.order_by(*compiler.ordering(info, order))
     if literal_limit is not None:
@@ -64,7 +67,7 @@ def select_statement(
         query = query.offset(slots.new())
     if lock and compiler.database.for_update:
         query = query.for_update()
-    return compiler.render(query, info.load)
+    return compiler.render(query, info.load if columns is None else None)
 
 
 def columns_statement(
