@@ -19,7 +19,13 @@ from clonestore_peewee.sql._backend import ONE
 from clonestore_peewee.sqlite._backend import DRIVER as sqlite3  # the driver the backend uses
 
 import clonestore
-from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, StorageUnavailable
+from clonestore import (
+    AlreadyExists,
+    BackendError,
+    ClonestoreError,
+    ConfigurationError,
+    StorageUnavailable,
+)
 from clonestore.query import TRUE, Cond, OrderBy
 from clonestore.records import TABLES
 from clonestore.spi import AppendOnly, Column, TableSpec
@@ -432,6 +438,48 @@ def test_health_reports_version_and_latency(store: clonestore.Store) -> None:
     assert health["backend"] == "sqlite"
     assert health["latency_ms"] >= 0
     assert health["server_version"] == sqlite3.sqlite_version
+
+
+def test_pages_read_stored_values_exactly_around_the_column_fast_paths(
+    store: clonestore.Store, db_path: Path
+) -> None:
+    """Pages and find_many (read a column at a time: datetimes by fromtimestamp from 1970
+    to 2096, JSON by the C scanner) give every stored value exactly: datetimes at and past
+    the fast path's bounds, JSON written by another program with spaces around it; a
+    stored text that is not one JSON value is a BackendError."""
+    bounds = [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(2096, 10, 2, 7, 6, 39, 999999, tzinfo=UTC),
+        datetime(2096, 10, 2, 7, 6, 40, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    for n in range(len(bounds)):
+        _user(store, n, settings={"n": n, "f": 1.0, "big": 2**63 - 1})
+    ids = [u.id for u in store.users.find_many()]
+    conn = sqlite3.connect(str(db_path))
+    for id, at in zip(ids, bounds, strict=True):  # times no call can give: set in the file
+        micros = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        conn.execute("UPDATE users SET created_at = ?, updated_at = ? WHERE id = ?",
+                     (micros, micros, id))  # fmt: skip
+    conn.commit()
+    got = store.users.page(order_by="created_at", size=10).items
+    assert [u.created_at for u in got] == sorted(bounds)
+    assert [u.updated_at for u in got] == sorted(bounds)
+    fast = store.users.find_many(created_at__gte=bounds[0], created_at__lt=bounds[3])
+    assert sorted(u.created_at for u in fast) == bounds[:3]
+    conn.execute("UPDATE users SET settings = ' {\"a\": [1, 2.0]} ' WHERE id = ?", (ids[0],))
+    conn.commit()
+    by_id = {u.id: u for u in store.users.find_many()}
+    assert by_id[ids[0]].settings == {"a": [1, 2.0]}
+    assert by_id[ids[1]].settings == {"n": 1, "f": 1.0, "big": 2**63 - 1}
+    assert type(by_id[ids[1]].settings["f"]) is float
+    conn.execute("UPDATE users SET settings = '1 2' WHERE id = ?", (ids[0],))
+    conn.commit()
+    conn.close()
+    with pytest.raises(BackendError, match="cannot be read"):
+        store.users.page(size=10)
 
 
 def test_rows_equal_memory_rows_for_every_kind() -> None:

@@ -17,7 +17,9 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import repeat
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from operator import countOf, itemgetter, truediv
 from typing import Any, Final, cast
 
 from clonestore.spi import Column
@@ -333,14 +335,70 @@ def column_loader(columns: Sequence[Column], codecs: Codecs) -> Callable[[Sequen
     )
 
 
+#: SQLite's microseconds below this (2096-10-02) are read exactly by ``fromtimestamp``
+#: from ``v / 1e6``: that double is within ``v * 2**-53`` us of the true value, under
+#: 0.45 us here, and ``fromtimestamp`` rounds to the nearest microsecond.
+_FLOAT_EXACT_MICROS: Final = 4_000_000_000_000_000
+_first: Final = itemgetter(0)
+_second: Final = itemgetter(1)
+
+
+def _datetime_column(inline: Callable[[Sequence[Any]], list[Any]]) -> Callable[..., list[Any]]:
+    """A NOT NULL column of SQLite's microseconds as datetimes: in C (maps over
+    ``fromtimestamp``, about 20% faster) when every value is from 1970 to 2096, else
+    ``inline`` (``_EPOCH + timedelta``, exact for every datetime)."""
+    from_timestamp = datetime.fromtimestamp
+
+    def convert(values: Sequence[int]) -> list[Any]:
+        if values and min(values) >= 0 and max(values) < _FLOAT_EXACT_MICROS:
+            return list(map(from_timestamp, map(truediv, values, repeat(1e6)), repeat(UTC)))
+        return inline(values)
+
+    return convert
+
+
+def _json_column(inline: Callable[[Sequence[Any]], list[Any]]) -> Callable[..., list[Any]]:
+    """A NOT NULL column of JSON texts as values: parsed by the C scanner in maps (no
+    Python call per value) and taken when every text was one whole JSON value; else
+    (or when every text is an empty object or list, which ``inline`` makes without
+    parsing) ``inline``, which also raises for what is not JSON."""
+
+    def convert(values: Sequence[str]) -> list[Any]:
+        count = len(values)
+        if countOf(values, "{}") + countOf(values, "[]") == count:
+            return inline(values)
+        try:
+            # A text the scanner does not start on stops the map (StopIteration): short.
+            scanned = list(map(_scan_once, values, repeat(0)))
+        except ValueError:
+            return inline(values)
+        if len(scanned) == count and list(map(_second, scanned)) == list(map(len, values)):
+            return list(map(_first, scanned))
+        return inline(values)
+
+    return convert
+
+
+#: Column converters faster than value-by-value, by the value converter they stand for.
+_COLUMN_CONVERTERS: Final[dict[Converter, Callable[[Callable[..., list[Any]]], Any]]] = {
+    _micros_to_datetime: _datetime_column,
+    load_json: _json_column,
+}
+
+
 def _column_converter(convert: Converter, nullable: bool) -> Callable[[Sequence[Any]], list[Any]]:
     """``driver values -> Python values`` of one column: a map in C for a converter of
-    non-NULL values written as a call, else one comprehension (inline conversions)."""
+    non-NULL values written as a call, else one comprehension (inline conversions);
+    for NOT NULL datetimes and JSON of SQLite, the faster column converters above."""
     if not nullable and convert not in _INLINE:
         return lambda values: list(map(convert, values))
     namespace: dict[str, Any] = {"_EPOCH": _EPOCH, "_timedelta": timedelta, "c": convert}
     source = f"lambda values: [{_expression('v', convert, nullable, 'c')} for v in values]"
     converter: Callable[[Sequence[Any]], list[Any]] = eval(source, namespace)
+    faster = _COLUMN_CONVERTERS.get(convert)
+    if faster is not None and not nullable:
+        column_converter: Callable[[Sequence[Any]], list[Any]] = faster(converter)
+        return column_converter
     return converter
 
 
