@@ -1,5 +1,6 @@
-"""The check ``spi.py`` promises: a store opens only if its backend implements the
-protocol of each capability it declares, and declares every capability its plugins need.
+"""The check ``spi.py`` promises: a store opens only if its backend names in
+``capabilities`` no capability that has a protocol (implementing the protocol is that
+capability's one declaration), and offers every capability its plugins need.
 
 A plugin needs a capability when it lists it in ``clonestore_required_capabilities``
 or when one of its tables asks for a guaranteed option (``append_only``). The
@@ -15,7 +16,7 @@ import pluggy
 
 from clonestore.errors import ConfigurationError
 from clonestore.schema import TableSpec
-from clonestore.spi import CAPABILITIES, CAPABILITY_PROTOCOLS, Backend
+from clonestore.spi import CAPABILITIES, CAPABILITY_PROTOCOLS, Backend, capabilities_of
 
 __all__ = ["check_capabilities"]
 
@@ -38,24 +39,25 @@ def _missing(backend: Backend, url: str, plugin: str, capability: str, why: str)
     scheme = url.split("://", 1)[0]
     raise ConfigurationError(
         f"plugin {plugin!r} needs the {capability!r} capability ({why}), which the "
-        f"{backend.name!r} backend ({scheme}://) does not declare; use a backend that "
-        f"declares it, or configure the plugin not to need it"
+        f"{backend.name!r} backend ({scheme}://) does not offer; use a backend that "
+        f"offers it, or configure the plugin not to need it"
     )
 
 
 def check_capabilities(
     pm: pluggy.PluginManager, backend: Backend, tables: Mapping[str, TableSpec], url: str
 ) -> None:
-    """Raise :class:`ConfigurationError` for the first capability ``backend`` declares
-    without implementing its protocol, or a plugin needs that it does not declare."""
-    declared = backend.capabilities
-    for capability in sorted(declared):
+    """Raise :class:`ConfigurationError` for the first capability with a protocol that
+    ``backend`` names in ``capabilities``, or that a plugin needs and it does not offer."""
+    for capability in sorted(backend.capabilities):
         protocol = CAPABILITY_PROTOCOLS.get(capability)
-        if protocol is not None and not isinstance(backend, protocol):
+        if protocol is not None:
             raise ConfigurationError(
-                f"the {backend.name!r} backend declares the {capability!r} capability but "
-                f"does not implement clonestore.spi.{protocol.__name__}"
+                f"the {backend.name!r} backend names the {capability!r} capability in "
+                f"capabilities; a capability with a protocol is declared by implementing "
+                f"it (clonestore.spi.{protocol.__name__}) only: remove the name"
             )
+    declared = capabilities_of(backend)
     for impl in pm.hook.clonestore_required_capabilities.get_hookimpls():
         needed: Iterable[str] = cast(Iterable[str], impl.function() or ())
         for capability in needed:

@@ -36,6 +36,7 @@ from clonestore.spi import (
     UpdateAndInsert,
     UpdateAndInsertMany,
     VectorSearch,
+    capabilities_of,
 )
 from clonestore.spi_reference import columns_of, update_and_insert_reference, with_copies
 from clonestore.text import TextQuery, search_reference
@@ -64,22 +65,23 @@ class Gateway:
         self.unit = unit
         self._hook = hook
         self._store = store
-        #: The backend's nearest() when it declares vector_search (the store checked at
-        #: open that a backend implements what it declares).
+        #: The backend's capabilities (:func:`clonestore.spi.capabilities_of`), found once.
+        self.capabilities = capabilities_of(backend)
+        #: The backend's nearest() when it implements vector_search.
         self._engine_nearest = (
             cast(VectorSearch, backend).nearest
-            if "vector_search" in backend.capabilities
+            if "vector_search" in self.capabilities
             else None
         )
-        #: The backend's text_search() when it declares text_search.
+        #: The backend's text_search() when it implements text_search.
         self._engine_text_search = (
             cast(TextSearch, backend).text_search
-            if "text_search" in backend.capabilities
+            if "text_search" in self.capabilities
             else None
         )
 
         #: Whether the backend reads column by column (capability select_columns).
-        self._columns = "select_columns" in backend.capabilities
+        self._columns = "select_columns" in self.capabilities
 
         def implemented(name: str) -> bool:
             return bool(getattr(hook, name).get_hookimpls())
@@ -99,12 +101,12 @@ class Gateway:
         #: (core migrations pending: ``Store``); it raises, or clears itself.
         self.refuse_writes: Callable[[str], None] | None = None
         self._update_and_insert_native: UpdateAndInsert | None = (
-            cast(UpdateAndInsert, backend) if "update_and_insert" in backend.capabilities else None
+            cast(UpdateAndInsert, backend) if "update_and_insert" in self.capabilities else None
         )
         #: The backend when it changes a row and inserts rows in one statement.
         self._update_and_insert_many: UpdateAndInsertMany | None = (
             cast(UpdateAndInsertMany, backend)
-            if "update_and_insert_many" in backend.capabilities
+            if "update_and_insert_many" in self.capabilities
             else None
         )
 

@@ -26,8 +26,10 @@ class ActingBackend:
     """``backend`` as one user's view calls it: each call (and each transaction) runs
     with :func:`~clonestore.spi.acting_user` returning ``user_id``.
 
-    Every method of :class:`~clonestore.spi.Backend` and of the capability protocols is
-    wrapped; other attributes are the backend's own.
+    Every method of :class:`~clonestore.spi.Backend` is wrapped, and each method of a
+    capability protocol the backend implements (looked up on it, so that this view
+    implements the same protocols: :func:`~clonestore.spi.capabilities_of`); other
+    attributes are the backend's own.
     """
 
     def __init__(self, backend: Backend, user_id: str) -> None:
@@ -37,7 +39,10 @@ class ActingBackend:
         self.capabilities = backend.capabilities
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
+        attr = getattr(self.backend, name)
+        if name in _CAPABILITY_CALLS and callable(attr):
+            return _acting(name).__get__(self)
+        return attr
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -66,9 +71,9 @@ def _acting(name: str) -> Callable[..., Any]:
     return call
 
 
-def _calls() -> list[str]:
+def _calls(*protocols: type) -> list[str]:
     names: set[str] = set()
-    for protocol in (Backend, *CAPABILITY_PROTOCOLS.values()):
+    for protocol in protocols:
         names.update(
             name for name, value in vars(protocol).items()
             if not name.startswith("_") and callable(value)
@@ -77,5 +82,8 @@ def _calls() -> list[str]:
     return sorted(names)
 
 
-for _name in _calls():
+#: The capability protocols' methods, wrapped when the backend has them.
+_CAPABILITY_CALLS = frozenset(_calls(*CAPABILITY_PROTOCOLS.values())) - set(_calls(Backend))
+
+for _name in _calls(Backend):
     setattr(ActingBackend, _name, _acting(_name))

@@ -53,7 +53,7 @@ from clonestore.repositories import (
 from clonestore.schema import DEFAULT_LIST_ITEMS, TableSpec
 from clonestore.secrets import redact_url
 from clonestore.services import AuditService, CacheService, RateLimitService
-from clonestore.spi import Backend, Migrations, Scrub, VectorDimensions
+from clonestore.spi import Backend, Migrations, Scrub, VectorDimensions, capabilities_of
 
 __all__ = ["Store"]
 
@@ -118,7 +118,7 @@ class Store(Repositories, Catalogues):
             #: The backend's numbered, recorded migrations (capability ``migrations``),
             #: or None: a schema nothing need migrate (memory://).
             self._migrations: Migrations | None = (
-                cast(Migrations, backend) if "migrations" in backend.capabilities else None
+                cast(Migrations, backend) if "migrations" in capabilities_of(backend) else None
             )
             #: The longest vector this store keeps (the smallest limit the backend
             #: declares, ``vector_dimensions``), or None where only the columns' own
@@ -357,7 +357,7 @@ class Store(Repositories, Catalogues):
         """After the outermost commit: ``clonestore_after_commit``, then, after an
         erasure, the backend's ``scrub`` (capability ``scrub``)."""
         self.plugin_manager.hook.clonestore_after_commit(store=self, ops=ops)
-        if "scrub" in self.backend.capabilities and any(
+        if "scrub" in capabilities_of(self.backend) and any(
             op.action == _ERASURE for op in ops
         ):
             cast(Scrub, self.backend).scrub()
@@ -494,7 +494,7 @@ class Store(Repositories, Catalogues):
 
 def _vector_limit(backend: Backend) -> int | None:
     """The smallest vector-dimension limit ``backend`` declares (None: it declares none)."""
-    if "vector_dimensions" not in backend.capabilities:
+    if "vector_dimensions" not in capabilities_of(backend):
         return None
     limits = cast(VectorDimensions, backend).vector_dimension_limits()
     return min(limits.values()) if limits else None

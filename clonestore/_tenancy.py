@@ -65,7 +65,7 @@ class UserView(Repositories):
         # gateway acting as the user (see clonestore._row_security).
         acting = (
             gateway.acting_as(self.user_id)
-            if "row_security" in gateway.backend.capabilities
+            if "row_security" in gateway.capabilities
             else None
         )
         self._acting = acting is not None

@@ -44,7 +44,7 @@ from typing import IO, Any, Final, Protocol, cast
 from clonestore.errors import ClonestoreError, DumpError
 from clonestore.query import TRUE, Cond, OrderBy
 from clonestore.schema import Column, TableSpec, Unique, checker
-from clonestore.spi import PRIMARY_KEY, Backend, Row, RowTransfer
+from clonestore.spi import PRIMARY_KEY, Backend, Row, RowTransfer, capabilities_of
 from clonestore.spi_reference import export_rows_reference
 
 
@@ -264,7 +264,7 @@ def _parse(line: bytes, path: Path, where: str) -> Any:
 
 
 def _export(backend: Backend) -> Callable[[TableSpec, str | None, int], list[Row]]:
-    if "row_transfer" in backend.capabilities:
+    if "row_transfer" in capabilities_of(backend):
         return cast(RowTransfer, backend).export_rows
     return lambda table, after, limit: export_rows_reference(backend, table, after, limit)
 
@@ -491,7 +491,7 @@ def _plan(store: Store, header: dict[str, Any], path: Path) -> list[tuple[TableS
 
 
 def _import(backend: Backend) -> Callable[[TableSpec, Sequence[Row]], None]:
-    if "row_transfer" in backend.capabilities:
+    if "row_transfer" in capabilities_of(backend):
         return cast(RowTransfer, backend).import_rows
     return backend.insert_many
 

@@ -104,7 +104,7 @@ def clonestore_required_capabilities() -> Sequence[str]:
     """Declare the backend capabilities a plugin cannot work without.
 
     Checked once, when the store opens (before any table is created): a backend
-    that does not declare one of them in ``Backend.capabilities`` makes
+    that does not offer one of them (:func:`clonestore.spi.capabilities_of`) makes
     ``clonestore.open()`` fail with a :class:`~clonestore.ConfigurationError`
     naming the plugin, the capability and the backend. A table option that is a
     guarantee (``append_only``) is required by the plugin declaring the table,

@@ -31,7 +31,7 @@ import attrs
 from clonestore.errors import AlreadyExists, ClonestoreError, ValidationError
 from clonestore.query import And, Cond, Expr, OrderBy
 from clonestore.schema import Column, TableSpec
-from clonestore.spi import TimePartitions
+from clonestore.spi import TimePartitions, capabilities_of
 
 #: The store a task runs on: a :class:`clonestore.Store` (typed loosely here, since the
 #: store module imports this one).
@@ -216,7 +216,7 @@ def _old_turns(run: TaskRun) -> None:
     turns = store.turns
     assert run.retention is not None
     cutoff = store.clock() - run.retention
-    if "time_partitions" in store.backend.capabilities:
+    if "time_partitions" in capabilities_of(store.backend):
         backend = cast(TimePartitions, store.backend)
         bound = backend.partition_bound(turns.spec, "created_at", cutoff)
         if bound is not None and run.time_left():

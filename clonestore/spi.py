@@ -30,21 +30,27 @@ What every method means, on every backend:
 * Failures raise clonestore errors only: ``StorageUnavailable`` when the
   storage cannot be reached, ``BackendError`` (with ``orig``) otherwise.
 
-A backend may declare optional capabilities in ``capabilities``
-(:data:`CAPABILITIES`): operations (``vector_search``, ``bulk_copy``,
-``listen_notify``, ``update_and_insert``, ``update_and_insert_many``,
-``upsert_returning``, ``select_columns``, ``migrations``, ``text_search``,
-``row_transfer``, ``backup``, ``row_security``, ``time_partitions``), table options
-(``ephemeral``, ``append_only``, see :class:`TableSpec`) and ``owner_routed``: a statement on a
-user-owned row by id should name its owner too (``user_id = ?``), as a sharded engine
-routes by it; the core then adds it to its writes by id, from the row it read or from
-one read of the owner. No methods. That name is
-the one declaration; a capability adding methods has a protocol
-(:data:`CAPABILITY_PROTOCOLS`) the backend implements. The store checks once, when it
-opens, that the backend implements the protocol of each capability it declares, and
-declares every capability its plugins need (``clonestore_required_capabilities``) and
-every guarantee its tables ask for (``append_only``); otherwise ``open()`` fails with
-a :class:`~clonestore.ConfigurationError` naming the plugin, the capability and the
+A backend offers optional capabilities (:data:`CAPABILITIES`), each declared once. A
+capability that adds methods has a protocol (:data:`CAPABILITY_PROTOCOLS`:
+``vector_search``, ``vector_dimensions``, ``listen_notify``, ``update_and_insert``,
+``update_and_insert_many``, ``select_columns``, ``migrations``, ``scrub``,
+``text_search``, ``row_transfer``, ``backup``, ``row_security``, ``time_partitions``,
+and ``append_only``'s ``purge``):
+implementing it is the declaration. A backend instance whose class implements one
+its configuration lacks (PostgreSQL's ``row_security`` off the plain layout) withholds
+it with :func:`withhold`. The others add no method and are declared by name in
+``capabilities`` (:data:`DECLARED_CAPABILITIES`): ``bulk_copy``, ``ephemeral`` (a table
+option, see :class:`TableSpec`), ``upsert_returning`` (``upsert`` takes ``returning``:
+a signature, which no structural check tells, typed by :class:`UpsertReturning`) and
+``owner_routed``: a statement on a user-owned row by id should name its owner too
+(``user_id = ?``), as a sharded engine routes by it; the core then adds it to its
+writes by id, from the row it read or from one read of the owner. A capability with a
+protocol named in ``capabilities`` fails ``open()``. :func:`capabilities_of` gives the
+whole set, which the core, the plugins, the kit and the CLI read. The store checks once,
+when it opens, that the backend offers every capability its plugins need
+(``clonestore_required_capabilities``) and every guarantee its tables ask for
+(``append_only``); otherwise ``open()`` fails with a
+:class:`~clonestore.ConfigurationError` naming the plugin, the capability and the
 backend.
 
 This module is the contract only, one page: the protocols, rows, tables and table
@@ -84,6 +90,7 @@ __all__ = [
     "API_VERSION",
     "CAPABILITIES",
     "CAPABILITY_PROTOCOLS",
+    "DECLARED_CAPABILITIES",
     "KINDS",
     "PRIMARY_KEY",
     "TABLE_OPTIONS",
@@ -114,7 +121,9 @@ __all__ = [
     "UpsertReturning",
     "VectorDimensions",
     "VectorSearch",
+    "capabilities_of",
     "check_api_version",
+    "withhold",
 ]
 
 Row: TypeAlias = dict[str, Any]
@@ -190,7 +199,9 @@ class Backend(Protocol):
 
     #: Short engine name reported by ``health()`` (``"memory"``, ``"sqlite"``...).
     name: str
-    #: Optional capabilities this backend provides (subset of :data:`CAPABILITIES`).
+    #: The optional capabilities this backend provides that have no protocol (a subset
+    #: of :data:`DECLARED_CAPABILITIES`); one with a protocol is declared by implementing
+    #: it (see :func:`capabilities_of`).
     capabilities: frozenset[str]
 
     def create_tables(self, specs: Sequence[TableSpec]) -> None:
@@ -613,12 +624,6 @@ class Migrator(Protocol):
 BackendFactory: TypeAlias = Callable[..., Backend]
 
 
-
-#: The protocol of each capability that adds methods. Declaring the capability (its name
-#: in ``Backend.capabilities``) is the one declaration: the store checks once, at open,
-#: that the backend implements the protocol of each capability it declares, and the core
-#: then relies on the name alone (a backend may implement a method, inherited say,
-#: without declaring its capability; it is not used then).
 @runtime_checkable
 class RowSecurity(Protocol):
     """Optional capability ``row_security``: the engine holds each user's view to the
@@ -643,12 +648,13 @@ class RowSecurity(Protocol):
         run."""
 
 
+#: The protocol of each capability that adds methods: a backend offers the capability
+#: when it has the protocol's methods, which is the one declaration.
 CAPABILITY_PROTOCOLS: Final[Mapping[str, type]] = {
     "vector_search": VectorSearch,
     "vector_dimensions": VectorDimensions,
     "update_and_insert": UpdateAndInsert,
     "update_and_insert_many": UpdateAndInsertMany,
-    "upsert_returning": UpsertReturning,
     "select_columns": SelectColumns,
     "listen_notify": ListenNotify,
     "append_only": AppendOnlyTables,
@@ -660,6 +666,38 @@ CAPABILITY_PROTOCOLS: Final[Mapping[str, type]] = {
     "row_security": RowSecurity,
     "time_partitions": TimePartitions,
 }
+
+#: The capabilities without a protocol, declared by name in ``Backend.capabilities``.
+DECLARED_CAPABILITIES: Final = CAPABILITIES - CAPABILITY_PROTOCOLS.keys()
+
+
+#: The methods of each capability's protocol.
+_PROTOCOL_METHODS: Final = {
+    capability: tuple(name for name, value in vars(protocol).items()
+                      if not name.startswith("_") and callable(value))
+    for capability, protocol in CAPABILITY_PROTOCOLS.items()
+}  # fmt: skip
+
+
+def capabilities_of(backend: object) -> frozenset[str]:
+    """The optional capabilities ``backend`` offers: the names it declares in
+    ``capabilities`` (those without a protocol) and each capability whose protocol's
+    methods it has (looked up on the instance: a wrapper forwarding them offers what it
+    wraps; a method set to None, as :func:`withhold` does, is missing)."""
+    declared = frozenset(getattr(backend, "capabilities", ()))
+    return declared | {
+        name for name, methods in _PROTOCOL_METHODS.items()
+        if all(callable(getattr(backend, method, None)) for method in methods)
+    }  # fmt: skip
+
+
+def withhold(backend: object, *capabilities: str) -> None:
+    """Make ``backend`` (an instance) not offer ``capabilities`` whose protocols its class
+    implements, when its configuration lacks them: their methods become None on the
+    instance, so :func:`capabilities_of` leaves them out."""
+    for name in capabilities:
+        for method in _PROTOCOL_METHODS[name]:
+            setattr(backend, method, None)
 
 
 # Names this module exported until the SPI became one page (API 2), with their homes now:

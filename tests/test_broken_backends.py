@@ -556,6 +556,16 @@ class SelectColumnsInTableOrder(clonestore_memory.MemoryBackend):
         return super().select_columns(table, in_table_order, where, order, limit, offset)
 
 
+class BackupStub(clonestore_memory.MemoryBackend):
+    """Has a backup method it cannot serve (a stub, as a shared base class might give
+    every engine): implementing clonestore.spi.Backup declares the capability."""
+
+    name = "broken-backup-stub"
+
+    def backup(self, path):
+        raise NotImplementedError("memory:// keeps no files to copy")
+
+
 class Unbroken(clonestore_memory.MemoryBackend):
     """The memory backend itself, served by this same plugin: the control."""
 
@@ -589,6 +599,7 @@ def clonestore_backends():
         "broken-unique-columns": UniqueColumnsUnnamed,
         "broken-foreign-keys": NoForeignKeys,
         "broken-select-columns": SelectColumnsInTableOrder,
+        "broken-backup-stub": BackupStub,
         "unbroken": Unbroken,
     }
 '''
@@ -677,6 +688,7 @@ MUST_FAIL_ALONE = {
     "broken-select-columns://": [
         "test_capability_select_columns_gives_selects_rows_a_column_each",
     ],
+    "broken-backup-stub://": ["test_capability_backup_copies_every_row"],
     "broken-unique-columns://": [
         "test_already_exists_names_the_violated_columns",
         "test_already_exists_from_a_repository_names_the_fields",

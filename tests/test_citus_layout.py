@@ -18,6 +18,7 @@ import pytest
 
 import clonestore
 from clonestore import AlreadyExists
+from clonestore.spi import capabilities_of
 from clonestore.testing.contract._builders import race
 from tests.matrix import with_layout
 from tests.test_migrations import _fresh_postgres
@@ -170,7 +171,7 @@ def test_writes_by_id_name_the_owner(fresh: str) -> None:
     """Outside for_user, every UPDATE and DELETE of a user-owned row names user_id, and
     its plan finds the row through the owner-leading key (router-friendly for Citus)."""
     with clonestore.open(with_layout(fresh)) as store:
-        assert "owner_routed" in store.backend.capabilities
+        assert "owner_routed" in capabilities_of(store.backend)
         user = store.users.create(email="w@example.com", name="W")
         voice = store.voice_models.create(user_id=user.id, name="v", provider="p")
         session = store.sessions.create(user_id=user.id)
@@ -230,5 +231,5 @@ def test_find_by_email_reads_the_lookup_table_first(fresh: str) -> None:
 def test_the_plain_layout_declares_no_routing(postgres_url: str) -> None:
     """Without the option, nothing changes: no capability, the email index as it was."""
     with clonestore.open(postgres_url) as store:
-        assert "owner_routed" not in store.backend.capabilities
+        assert "owner_routed" not in capabilities_of(store.backend)
     assert ("users", "uq_users_email_key") in _unique_keys(postgres_url)

@@ -17,7 +17,14 @@ from clonestore_memory import MemoryBackend
 import clonestore
 from clonestore import AlreadyExists, ClonestoreError, ConfigurationError, RateLimited, hookspecs
 from clonestore.query import TRUE
-from clonestore.spi import AppendOnly, Column, TableSpec
+from clonestore.spi import (
+    CAPABILITY_PROTOCOLS,
+    AppendOnly,
+    Column,
+    TableSpec,
+    capabilities_of,
+    withhold,
+)
 from clonestore.testing.contract._builders import (
     aborted,
     new_document,
@@ -196,6 +203,10 @@ class _BareBackend(MemoryBackend):
     name = "bare"
     capabilities: frozenset[str] = frozenset()
 
+    def __init__(self, url: str = "memory://", **options: object) -> None:
+        super().__init__(url, **options)
+        withhold(self, *CAPABILITY_PROTOCOLS)
+
 
 class _OffersBare:
     @clonestore.hookimpl
@@ -212,7 +223,7 @@ class _NeedsListenNotify:
 def test_clonestore_required_capabilities(store_factory):
     """A needed capability the backend lacks fails open(), naming plugin, capability, backend."""
     backend = store_factory().backend
-    if "listen_notify" in backend.capabilities:
+    if "listen_notify" in capabilities_of(backend):
         store_factory(plugins=[_NeedsListenNotify()]).close()
     else:
         with pytest.raises(ConfigurationError, match=r"_NeedsListenNotify.*listen_notify"):
@@ -224,7 +235,7 @@ def test_clonestore_required_capabilities(store_factory):
 
 
 class _ClaimsMigrations(MemoryBackend):
-    """memory:// declaring the migrations capability without its methods."""
+    """memory:// naming the migrations capability (which has a protocol) by name."""
 
     name = "claims"
     capabilities: frozenset[str] = MemoryBackend.capabilities | {"migrations"}
@@ -236,10 +247,11 @@ class _OffersClaims:
         return {"claims": _ClaimsMigrations}
 
 
-def test_a_declared_capability_without_its_protocol_fails_open():
-    """Declaring a capability without implementing its protocol fails open(), naming both."""
+def test_a_capability_with_a_protocol_named_in_capabilities_fails_open():
+    """A capability with a protocol is declared by implementing it only: naming it in
+    capabilities fails open(), naming the capability and its protocol."""
     with pytest.raises(
-        ConfigurationError, match=r"'claims' backend declares the 'migrations'.*spi\.Migrations"
+        ConfigurationError, match=r"'claims' backend names the 'migrations'.*spi\.Migrations"
     ):
         clonestore.open("claims://", plugins=[_OffersClaims()])
 

@@ -21,6 +21,7 @@ import clonestore
 from clonestore import AlreadyExists, ConfigurationError
 from clonestore.cli import cli
 from clonestore.query import And, Cond
+from clonestore.spi import capabilities_of
 from clonestore.testing import FrozenClock
 from clonestore.testing.contract._builders import race
 from tests.matrix import with_layout
@@ -74,7 +75,7 @@ def test_an_existing_database_is_converted_once(fresh: str) -> None:
     assert _kind(fresh, "turns") == "r"
     with clonestore.open(with_layout(fresh, "partitioned"), plugins=["audit"],
                          clock=clock) as store:  # fmt: skip
-        assert "time_partitions" in store.backend.capabilities
+        assert "time_partitions" in capabilities_of(store.backend)
         assert store.sessions.get_with_turns(session_id) == before
         assert [t.id for t in before.turns] == turn_ids
         assert store.audit.verify().ok

@@ -26,12 +26,14 @@ PAGE = {
     # tables and table options
     "TableSpec", "Column", "Index", "Unique", "ForeignKey", "AppendOnly", "TABLE_OPTIONS",
     # capabilities and version
-    "CAPABILITIES", "CAPABILITY_PROTOCOLS", "API_VERSION", "check_api_version",
+    "CAPABILITIES", "CAPABILITY_PROTOCOLS", "DECLARED_CAPABILITIES", "capabilities_of",
+    "withhold", "UpsertReturning", "API_VERSION", "check_api_version",
 }  # fmt: skip
 
 
 def test_spi_exports_the_page_only():
-    """spi's __all__ is the page, and every function it defines is the version check."""
+    """spi's __all__ is the page, and the functions it defines are the version check and
+    the capability set's two."""
     protocols = {protocol.__name__ for protocol in spi.CAPABILITY_PROTOCOLS.values()}
     assert set(spi.__all__) == PAGE | protocols
     defined = {
@@ -39,7 +41,7 @@ def test_spi_exports_the_page_only():
         for name, value in vars(spi).items()
         if inspect.isfunction(value) and value.__module__ == spi.__name__
     }
-    assert defined - {"__getattr__"} == {"check_api_version"}
+    assert defined - {"__getattr__"} == {"check_api_version", "capabilities_of", "withhold"}
 
 
 def test_every_capability_with_methods_has_its_protocol_on_the_page():

@@ -23,6 +23,7 @@ from clonestore.cli._group import cli
 from clonestore.errors import ClonestoreError
 from clonestore.query import TRUE
 from clonestore.secrets import redact_url
+from clonestore.spi import capabilities_of
 
 
 @attrs.frozen
@@ -119,7 +120,7 @@ def _vectors(store: Store, health: dict[str, Any]) -> Check:
             "CREATE EXTENSION vector (as a superuser), then clonestore downgrade --to "
             "0011_ops and clonestore migrate, to search embeddings with pgvector",
         )
-    capabilities = sorted(getattr(store.backend, "capabilities", ()))
+    capabilities = sorted(capabilities_of(store.backend))
     shown = ", ".join(capabilities) if capabilities else "none"
     return Check("capabilities", "info", f"backend capabilities: {shown}")
 

@@ -23,7 +23,7 @@ from clonestore.cli._common import (
     url_option,
 )
 from clonestore.cli._group import cli
-from clonestore.spi import RowSecurity
+from clonestore.spi import RowSecurity, capabilities_of
 
 
 @cli.group("row-security", short_help="PostgreSQL row-level security for the application role")
@@ -33,7 +33,7 @@ def row_security() -> None:
 
 def _run(options: StoreOptions, role: str | None, as_json: bool) -> None:
     with open_store(options, check_tables=False, create_file=False) as store:
-        if "row_security" not in store.backend.capabilities:
+        if "row_security" not in capabilities_of(store.backend):
             raise Failure(
                 f"{options.shown_url}: row-level security is a PostgreSQL capability "
                 f"(plain layout); the {store.backend.name} backend does not offer it"

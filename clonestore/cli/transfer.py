@@ -25,7 +25,7 @@ from clonestore.cli._common import (
 )
 from clonestore.cli._group import cli
 from clonestore.errors import DumpError
-from clonestore.spi import Backup
+from clonestore.spi import Backup, capabilities_of
 
 #: The built-in plugins whose tables a dump carries when ``--plugins`` is not given.
 TABLE_PLUGINS: Final = ("audit", "cache", "ratelimit")
@@ -159,7 +159,7 @@ def backup(url: str, file: str, as_json: bool) -> None:
     options = StoreOptions(url)
     with open_store(options, check_tables=False, create_file=False) as store:
         backend = store.backend
-        if "backup" not in backend.capabilities:
+        if "backup" not in capabilities_of(backend):
             raise Failure(
                 f"the {backend.name} backend has no native backup through clonestore",
                 "use the engine's own tools (PostgreSQL: pg_dump, or point-in-time "

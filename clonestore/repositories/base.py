@@ -137,7 +137,7 @@ class Repository(Generic[R]):
         #: Writes by id name the owner too (capability ``owner_routed``; users are their
         #: own owners, so their ids route already).
         self._routed = (
-            "owner_routed" in context.gateway.backend.capabilities and self.owner_column != "id"
+            "owner_routed" in context.gateway.capabilities and self.owner_column != "id"
         )
 
     @property

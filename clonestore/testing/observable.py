@@ -17,6 +17,7 @@ from typing import Any
 
 import clonestore
 from clonestore.query import TRUE, OrderBy
+from clonestore.spi import capabilities_of
 
 __all__ = [
     "PLUGINS",
@@ -34,7 +35,7 @@ PLUGINS = ("audit", "cache", "ratelimit")
 def audit_plugin(backend: Any) -> object:
     """The audit plugin for ``backend``: the guarded one (``"audit"``) needs ``append_only``;
     the chain does not, so without the capability it runs unguarded (``guard=False``)."""
-    if "append_only" in backend.capabilities:
+    if "append_only" in capabilities_of(backend):
         return "audit"
     (entry,) = importlib.metadata.entry_points(group="clonestore", name="audit")
     return type(entry.load())(guard=False)

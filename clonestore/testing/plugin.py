@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 import clonestore
-from clonestore.spi import TableSpec
+from clonestore.spi import TableSpec, capabilities_of
 from clonestore.testing import StoreFactory
 from clonestore.testing.wiping import ALLOW_WIPE_OPTION, TableClaims, WipeRefused
 
@@ -324,7 +324,7 @@ def differential_stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
 def audit_plugin(store: clonestore.Store) -> object:
     """The audit plugin (entry point ``audit``) for the backend of ``store``: guarded
     (``append_only``) where the backend declares that capability, else unguarded."""
-    if "append_only" in store.backend.capabilities:
+    if "append_only" in capabilities_of(store.backend):
         return "audit"
     import importlib.metadata
 

@@ -26,7 +26,7 @@ import clonestore
 from clonestore.errors import AlreadyExists, ClonestoreError
 from clonestore.query import TRUE, Cond
 from clonestore.schema import INT64_MAX, removal_order
-from clonestore.spi import AppendOnlyTables, Backend, Column, TableSpec, Unique
+from clonestore.spi import AppendOnlyTables, Backend, Column, TableSpec, Unique, capabilities_of
 
 __all__ = ["ALLOW_WIPE_OPTION", "CLAIMS", "TableClaims", "WipeRefused", "empty_table"]
 
@@ -45,7 +45,8 @@ def empty_table(backend: Backend, spec: TableSpec) -> None:
     """Remove every row of ``spec``: by ``purge`` where the table is append-only (the
     only way its rows leave), else by ``delete``."""
     option = spec.append_only
-    if option is not None and option.purge_by is not None and "append_only" in backend.capabilities:
+    purged = option is not None and option.purge_by is not None
+    if purged and "append_only" in capabilities_of(backend):
         cast(AppendOnlyTables, backend).purge(spec, INT64_MAX)
     else:
         backend.delete(spec, TRUE)

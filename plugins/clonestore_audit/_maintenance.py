@@ -10,7 +10,7 @@ from typing import Any, Final, cast
 
 from clonestore.maintenance import MaintenanceTask, TaskRun
 from clonestore.query import Cond, OrderBy
-from clonestore.spi import TimePartitions
+from clonestore.spi import TimePartitions, capabilities_of
 from clonestore_audit._chain import stamp_of
 from clonestore_audit._service import _PURGE_ATTEMPTS, AuditLog, _Raced
 from clonestore_audit._tables import LOG
@@ -39,7 +39,7 @@ def _purge(run: TaskRun) -> None:
     assert run.retention is not None
     cutoff = log._now() - run.retention
     target = stamp_of(cutoff) - 1
-    if "time_partitions" in backend.capabilities:
+    if "time_partitions" in capabilities_of(backend):
         # The months wholly past retention in one step: the backend drops their
         # partitions whole (the anchors are taken as for any purge).
         bound = cast(TimePartitions, backend).partition_bound(LOG, "stamp", target + 1)

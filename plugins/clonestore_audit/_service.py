@@ -20,7 +20,7 @@ from clonestore import (
     ValidationError,
 )
 from clonestore.query import TRUE, And, Cond, Expr, Or, OrderBy
-from clonestore.spi import Aggregate, AppendOnlyTables, Row
+from clonestore.spi import Aggregate, AppendOnlyTables, Row, capabilities_of
 from clonestore_audit._capture import (
     DEFAULT_MASK,
     Draft,
@@ -444,7 +444,7 @@ class AuditLog(ChainWriter):
                 },
                 {"removed": count, "purged_at": self._now()},
             )
-        if self.guarded and "append_only" in backend.capabilities:
+        if self.guarded and "append_only" in capabilities_of(backend):
             removed = cast(AppendOnlyTables, backend).purge(LOG, up_to)
         else:
             removed = backend.delete(LOG, Cond("stamp", "lte", up_to))

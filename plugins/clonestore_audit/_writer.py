@@ -17,7 +17,7 @@ import attrs
 
 from clonestore import AlreadyExists, Conflict, Store
 from clonestore.query import And, Cond, OrderBy
-from clonestore.spi import Row, UpdateAndInsertMany
+from clonestore.spi import Row, UpdateAndInsertMany, capabilities_of
 from clonestore_audit._capture import Draft
 from clonestore_audit._chain import genesis, new_salt, personal_digest, row_hash, stamp_of
 from clonestore_audit._tables import HEAD, LOG, SYSTEM
@@ -81,7 +81,7 @@ class ChainWriter:
         #: The backend when it moves the head and inserts rows in one statement.
         self._together: UpdateAndInsertMany | None = (
             cast(UpdateAndInsertMany, backend)
-            if "update_and_insert_many" in backend.capabilities
+            if "update_and_insert_many" in capabilities_of(backend)
             else None
         )
 

@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar, cast
 import attrs
 
 from clonestore import ClonestoreError, Operation, StorageUnavailable, Store
-from clonestore.spi import ListenNotify, Row
+from clonestore.spi import ListenNotify, Row, capabilities_of
 from clonestore_cache._channel import CHANNEL, Invalidation, bus, log
 from clonestore_cache._entities import EntityReads
 from clonestore_cache._l1 import L1, MISSING, Flights
@@ -120,7 +120,7 @@ class TwoLevelCache:
                 # The shared L2 carries invalidations (Redis pub/sub).
                 self._notifier = self.l2
                 self._l2_channel = self.l2
-            elif "listen_notify" in backend.capabilities:
+            elif "listen_notify" in capabilities_of(backend):
                 self._notifier = cast(ListenNotify, backend)
         if config.l1_ttl is not None:
             self.l1_ttl = float(config.l1_ttl)

@@ -68,21 +68,10 @@ class MemoryBackend:
     #: all or none;
     #: ``row_transfer`` as its reference (``select`` by id, ``insert_many``);
     #: ``text_search`` as the reference, with each row's tokens kept while it is unchanged.
-    capabilities: frozenset[str] = frozenset(
-        {
-            "row_transfer",
-            "vector_search",
-            "bulk_copy",
-            "listen_notify",
-            "append_only",
-            "ephemeral",
-            "update_and_insert",
-            "update_and_insert_many",
-            "upsert_returning",
-            "select_columns",
-            "text_search",
-        }
-    )
+    #: The capabilities without a protocol; the others (row_transfer, vector_search,
+    #: listen_notify, append_only, update_and_insert(_many), select_columns, text_search) are the
+    #: protocols this class implements.
+    capabilities: frozenset[str] = frozenset({"bulk_copy", "ephemeral", "upsert_returning"})
     #: The backend API this backend is written against (clonestore.spi.API_VERSION).
     api_version = API_VERSION
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from clonestore import ConfigurationError, hookimpl
 from clonestore.plugin_helpers import refused_scheme
-from clonestore.spi import Backend
+from clonestore.spi import Backend, capabilities_of
 
 __all__ = [
     "clonestore_async_backends",
@@ -164,7 +164,7 @@ def clonestore_maintenance_tasks(store: Any) -> list[Any]:
     """On PostgreSQL's partitioned layout (``layout=partitioned``): ``partitions``,
     which creates the monthly partitions due ahead of time (its count is of
     partitions created, not rows)."""
-    if "time_partitions" not in store.backend.capabilities:
+    if "time_partitions" not in capabilities_of(store.backend):
         return []
     from clonestore.maintenance import MaintenanceTask
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from clonestore.query import And, Cond
-from clonestore.spi import Backend, Increment, Row
+from clonestore.spi import Backend, Increment, Row, capabilities_of
 from clonestore_ratelimit._tables import BUCKET_KEY, BUCKETS, WINDOW_KEY, WINDOWS
 from clonestore_ratelimit._time import Bounded, from_us, new_id, to_us
 
@@ -130,7 +130,7 @@ class TableCounters:
         self.backend = backend
         # The window's upsert returns only what the decision reads, where it can.
         self._returning = (
-            {"returning": _DECIDES} if "upsert_returning" in backend.capabilities else {}
+            {"returning": _DECIDES} if "upsert_returning" in capabilities_of(backend) else {}
         )
         self._bounds: dict[tuple[int, int], tuple[Any, Any]] = {}
         # Last TAT seen per bucket: picks the statement most likely to decide.

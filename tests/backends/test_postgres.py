@@ -31,7 +31,7 @@ from clonestore import (
 )
 from clonestore.query import TRUE, Cond
 from clonestore.records import TABLES
-from clonestore.spi import AppendOnly, Column, Increment, TableSpec
+from clonestore.spi import AppendOnly, Column, Increment, TableSpec, capabilities_of
 from clonestore.testing import Inbox
 
 PASSWORD = "hunter2-" + "s3cret"
@@ -597,7 +597,7 @@ def test_listen_notify_is_declared_and_delivers(store: clonestore.Store) -> None
     from clonestore.spi import ListenNotify
 
     backend = store.backend
-    assert "listen_notify" in backend.capabilities
+    assert "listen_notify" in capabilities_of(backend)
     assert isinstance(backend, ListenNotify)
     inbox = Inbox()
     stop = backend.listen("cs_test", inbox)

@@ -186,7 +186,7 @@ def test_standard_library_sqlite3_searches_without_the_extension(tmp_path: Path)
         import sqlite3, peewee, clonestore
         assert peewee.sqlite3 is sqlite3, peewee.sqlite3
         with clonestore.open({url!r}) as s:
-            assert "vector_search" in s.backend.capabilities
+            assert "vector_search" in capabilities_of(s.backend)
             print(s.backend.health()["vector_search"], sqlite3.sqlite_version)
         """
     )

@@ -10,6 +10,7 @@ from clonestore_cache import NOTIFIED_L1_TTL, UNNOTIFIED_L1_TTL, CachePlugin
 
 import clonestore
 from clonestore.query import Cond
+from clonestore.spi import capabilities_of
 
 from .conftest import rolled_back
 
@@ -165,7 +166,7 @@ def test_unnotified_staleness_is_bounded_by_the_l1_ttl(store_factory, clock):
 def test_default_l1_ttl_depends_on_what_can_notify(store_factory):
     """A backend with listen_notify (memory://, PostgreSQL) keeps rows 60 s in L1, others 2 s."""
     store = store_factory(plugins=["cache"])
-    notified = "listen_notify" in store.backend.capabilities
+    notified = "listen_notify" in capabilities_of(store.backend)
     assert notified == (store.backend.name in ("memory", "postgresql"))
     assert store.cache.l1_ttl == (NOTIFIED_L1_TTL if notified else UNNOTIFIED_L1_TTL)
     assert (NOTIFIED_L1_TTL, UNNOTIFIED_L1_TTL) == (60.0, 2.0)

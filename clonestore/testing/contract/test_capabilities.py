@@ -1,8 +1,10 @@
 """Contract: the optional capabilities of :data:`clonestore.spi.CAPABILITIES`.
 
-A backend declares the ones it offers in ``Backend.capabilities``. Each has a
-test here that verifies it when declared and otherwise skips, naming the
-capability: the only skips in the kit. ``update_and_insert`` is the exception:
+A backend declares each capability it offers once: one with a protocol by
+implementing the protocol (so an inherited or stub method declares it too), the
+others by name in ``Backend.capabilities``; :func:`clonestore.spi.capabilities_of`
+gives the set. Each has a test here that verifies it when declared and otherwise
+skips, naming the capability: the only skips in the kit. ``update_and_insert`` is the exception:
 without it the core runs the reference over the backend's own operations, so
 its tests hold every backend to the same meaning, declared or not. A capability
 may make an operation faster, never change its meaning, so ``vector_search`` and ``bulk_copy`` are
@@ -58,6 +60,7 @@ from clonestore.spi import (
     UpsertReturning,
     VectorDimensions,
     VectorSearch,
+    capabilities_of,
 )
 from clonestore.spi_reference import update_and_insert_reference
 from clonestore.testing import FrozenClock, Inbox, StoreFactory, sequential_ids
@@ -101,9 +104,10 @@ CAPABILITY_TESTS = {
 
 
 def _declared(store: Store, capability: str) -> Backend:
-    """The store's backend if it declares ``capability``; otherwise skip, by name."""
+    """The store's backend if it declares ``capability`` (see
+    :func:`~clonestore.spi.capabilities_of`); otherwise skip, by name."""
     backend = store.backend
-    if capability not in backend.capabilities:
+    if capability not in capabilities_of(backend):
         pytest.skip(
             f"optional capability {capability!r} not declared by the "
             f"{backend.name!r} backend ({store.url.split('://')[0]}://)"
@@ -704,7 +708,7 @@ def _update_and_insert(store: Store) -> Callable[..., Row | None]:
     backend.create_tables([PARENTS, CHILDREN])
     backend.delete(CHILDREN, TRUE)  # what an earlier run of the kit left
     backend.delete(PARENTS, TRUE)
-    if "update_and_insert" not in backend.capabilities:
+    if "update_and_insert" not in capabilities_of(backend):
         return functools.partial(update_and_insert_reference, backend)
     assert isinstance(backend, UpdateAndInsert), "declares update_and_insert without the method"
     return backend.update_and_insert

@@ -16,6 +16,7 @@ from typing import Final
 
 from clonestore import Store
 from clonestore.query import And, Cond
+from clonestore.spi import capabilities_of
 from clonestore.testing import FrozenClock, StoreFactory
 from clonestore.testing.contract._builders import aborted, new_user, race, refused
 from clonestore.testing.observable import audit_plugin
@@ -90,7 +91,7 @@ def test_plugin_audit_chain_holds_exactly_the_committed_writes(
 def _audited(store_factory: StoreFactory) -> Store:
     """A store with the audit plugin (unguarded where the backend has no append_only)."""
     (entry,) = importlib.metadata.entry_points(group="clonestore", name="audit")
-    guard = "append_only" in store_factory().backend.capabilities
+    guard = "append_only" in capabilities_of(store_factory().backend)
     return store_factory(plugins=[type(entry.load())(guard=guard)])
 
 

@@ -165,9 +165,9 @@ class MariadbBackend(SQLBackend):
     dialect = MARIADB
     #: ``append_only`` by triggers (see :mod:`.table_options`); no ``ephemeral``.
     #: ``upsert_returning`` and ``update_and_insert`` over the emulated statements.
-    capabilities: frozenset[str] = frozenset(
-        {"append_only", "upsert_returning", "update_and_insert", "migrations", "text_search"}
-    )
+    #: The capabilities without a protocol; the others (append_only, update_and_insert,
+    #: migrations, text_search) are the shared SQL layer's protocols.
+    capabilities: frozenset[str] = frozenset({"upsert_returning"})
 
     def __init__(self, url: str, **options: Any) -> None:
         params, dbname, query = _parse(url)

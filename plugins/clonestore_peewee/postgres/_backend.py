@@ -87,7 +87,7 @@ from clonestore import (
 from clonestore.plugin_helpers import acting_user
 from clonestore.query import And, Cond, Expr
 from clonestore.secrets import redact_url
-from clonestore.spi import PRIMARY_KEY, Backend, Row, TableSpec, Unique
+from clonestore.spi import PRIMARY_KEY, Backend, Row, TableSpec, Unique, withhold
 from clonestore.spi_reference import update_and_insert_many_reference, with_copies
 
 from ..sql import _query_log as query_log
@@ -383,22 +383,11 @@ class PostgresBackend(SQLBackend):
 
     name = "postgresql"
     dialect = POSTGRES
-    capabilities: frozenset[str] = frozenset(
-        {
-            "listen_notify",
-            "ephemeral",
-            "append_only",
-            "update_and_insert",
-            "update_and_insert_many",
-            "upsert_returning",
-            "vector_search",
-            "vector_dimensions",
-            "bulk_copy",
-            "migrations",
-            "text_search",
-            "row_security",
-        }
-    )
+    #: The capabilities without a protocol (``owner_routed`` too on the citus layout);
+    #: the others (listen_notify, append_only, update_and_insert(_many), vector_search,
+    #: vector_dimensions, migrations, text_search, row_security on the plain layout,
+    #: time_partitions on the partitioned one) are the protocols this class implements.
+    capabilities: frozenset[str] = frozenset({"ephemeral", "upsert_returning", "bulk_copy"})
 
     def __init__(self, url: str, **options: Any) -> None:
         params, opts = self._configure(url, options)
@@ -466,15 +455,15 @@ class PostgresBackend(SQLBackend):
         self._bound_checked = False
         if self.layout != "plain":
             refuse_layout(self.layout, self.bound)
-            self.capabilities = type(self).capabilities - {"row_security"}
+            withhold(self, "row_security")
         if self.citus:
             self.capabilities = self.capabilities | {"owner_routed"}
             self._email_keys = EmailKeys(lambda sql, params, mode: self.execute(sql, params, mode))
         #: ``partitioned``: the tables whose spec names ``partition_by``, by month (capability
         #: ``time_partitions``); see :mod:`._partitions`.
         self.partitioned = self.layout == "partitioned"
-        if self.partitioned:
-            self.capabilities = self.capabilities | {"time_partitions"}
+        if not self.partitioned:
+            withhold(self, "time_partitions")
         #: The tables the specs partition by time: name -> (column, unit).
         self._by_time: dict[str, tuple[str, str]] = {}
         self._copiers: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, Any, bool]] = {}

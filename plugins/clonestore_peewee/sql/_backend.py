@@ -373,7 +373,7 @@ class SQLBackend(abc.ABC):
         info = self._tables.get(table.name) or self.table_info(table)
         return _loaded(info, self._select_rows(info, where, order, limit, offset, None))
 
-    def select_columns(
+    def _select_columns(
         self,
         table: TableSpec,
         columns: Sequence[str],
@@ -382,9 +382,10 @@ class SQLBackend(abc.ABC):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Sequence[Any]]:
-        """:meth:`select`'s rows a column each (capability ``select_columns``): only
-        ``columns`` are read, and only the columns whose driver values are not their
-        Python values are converted, a column at a time."""
+        """:meth:`select`'s rows a column each: only ``columns`` are read, and only the
+        columns whose driver values are not their Python values are converted, a column
+        at a time. An engine offers it as ``select_columns`` (capability
+        ``select_columns``, declared by having the method: SQLite's does)."""
         info = self._tables.get(table.name) or self.table_info(table)
         names = tuple(columns)
         rows = self._select_rows(info, where, order, limit, offset, names)

@@ -26,6 +26,7 @@ from playhouse.pwasyncio import AsyncSqliteConnection, AsyncSqliteDatabase
 
 from clonestore import StorageUnavailable
 from clonestore.bridge import PerTask
+from clonestore.spi import withhold
 
 from ..sql._async_connections import AsyncConnections
 from ..sql._async_pool import ConnectionPool
@@ -99,13 +100,14 @@ class AsyncSqliteBackend(AsyncConnections, SqliteBackend):
 
     begin_sql = "BEGIN IMMEDIATE"
     fetch = staticmethod(_fetch)
-    #: No ``vector_search``: the connections live in aiosqlite's threads, where this
-    #: backend loads no extension and registers no aggregate, so the core scores vectors;
-    #: writes mark the vector tables a sqlite-vec backend keeps as stale. No ``backup``:
-    #: the online backup API needs a connection of this thread (use ``clonestore backup``).
-    capabilities: frozenset[str] = SqliteBackend.capabilities - {"vector_search", "backup"}
 
     def __init__(self, url: str = "sqlite:///:memory:", **options: Any) -> None:
+        # No ``vector_search``: the connections live in aiosqlite's threads, where this
+        # backend loads no extension and registers no aggregate, so the core scores
+        # vectors; writes mark the vector tables a sqlite-vec backend keeps as stale. No
+        # ``backup``: the online backup API needs a connection of this thread (use
+        # ``clonestore backup``). The synchronous class implements both: withheld here.
+        withhold(self, "vector_search", "backup")
         path, query = _parse_path(url)
         opts = read_options("sqlite", query, options, ASYNC_OPTIONS)
         self.url = url

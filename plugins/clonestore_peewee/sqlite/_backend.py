@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from clonestore import BackendError, ClonestoreError, ConfigurationError, StorageUnavailable
-from clonestore.query import Expr
+from clonestore.query import Expr, OrderBy
 from clonestore.spi import Row, TableSpec
 from clonestore.spi_reference import with_copies
 
@@ -212,10 +212,10 @@ class SqliteBackend(SQLBackend):
     #: (bench/bench_copy.py measures it against the raw driver's ``executemany``).
     #: ``select_columns``: the driver's rows turned into columns in C, only the columns
     #: needing it converted (a page of 50 users without a dict per row).
-    capabilities: frozenset[str] = frozenset(
-        {"append_only", "bulk_copy", "update_and_insert", "upsert_returning", "vector_search",
-         "vector_dimensions", "scrub", "migrations", "backup", "text_search", "select_columns"}
-    )
+    #: The capabilities without a protocol; the others (append_only, update_and_insert,
+    #: vector_search, vector_dimensions, scrub, migrations, backup, text_search,
+    #: select_columns) are the protocols this class implements.
+    capabilities: frozenset[str] = frozenset({"bulk_copy", "upsert_returning"})
 
     #: SQLite 3.51 runs a keyset page about 12% slower with a bound LIMIT: limits up to
     #: a page's (the largest page, 1,000, and the row telling whether more follow) are
@@ -436,6 +436,19 @@ class SqliteBackend(SQLBackend):
             inserted = with_copies(row, load(found[0]), copied)
             SQLBackend.insert(self, into, inserted)  # no vectors to index (checked above)
             return inserted
+
+    def select_columns(
+        self,
+        table: TableSpec,
+        columns: Sequence[str],
+        where: Expr,
+        order: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Sequence[Any]]:
+        """:meth:`select`'s rows a column each (capability ``select_columns``): the
+        driver's tuples become columns in C, only the columns needing it converted."""
+        return self._select_columns(table, columns, where, order, limit, offset)
 
     def insert(self, table: TableSpec, row: Row) -> None:
         """Insert one row (and its vector into the vector tables, in one transaction)."""

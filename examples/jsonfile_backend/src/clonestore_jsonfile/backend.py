@@ -88,6 +88,8 @@ class JsonFileBackend:
     """
 
     name = "jsonfile"
+    #: The capabilities without a protocol it offers (bulk_copy, ephemeral, ...): none. A
+    #: capability with a protocol is offered by implementing it, never named here.
     capabilities: frozenset[str] = frozenset()
 
     def __init__(self, url: str, **options: Any) -> None:
