@@ -184,6 +184,7 @@ def test_standard_library_sqlite3_searches_without_the_extension(tmp_path: Path)
     probe = textwrap.dedent(
         f"""
         import sqlite3, peewee, clonestore
+        from clonestore.spi import capabilities_of
         assert peewee.sqlite3 is sqlite3, peewee.sqlite3
         with clonestore.open({url!r}) as s:
             assert "vector_search" in capabilities_of(s.backend)
