@@ -452,12 +452,18 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 
 
 def _session_database(postgres_server_url: str) -> Iterator[str]:
+    """A throwaway database whose commits do not wait for the WAL to reach the disk
+    (``synchronous_commit = off`` for its sessions): what a commit makes visible, and
+    when, is the same; only a crash of the server could lose the last ones, and the
+    database is dropped at the session's end anyway. The suite's thousands of commits on
+    it were as many waits for the disk."""
     name = f"clonestore_test_{secrets.token_hex(6)}"
     yield from _throwaway_database(
         _connect,
         postgres_server_url,
         name,
         create=f'CREATE DATABASE "{name}"',
+        then=f'ALTER DATABASE "{name}" SET synchronous_commit TO off',
         drop=f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
     )
 
@@ -473,11 +479,14 @@ def _admin_execute(connect: Any, server: str, sql: str) -> None:
 
 
 def _throwaway_database(
-    connect: Any, server: str, name: str, *, create: str, drop: str
+    connect: Any, server: str, name: str, *, create: str, drop: str, then: str | None = None
 ) -> Iterator[str]:
-    """Create database ``name`` on ``server``, yield its URL, drop it afterwards."""
+    """Create database ``name`` on ``server`` (and run ``then``), yield its URL, drop it
+    afterwards."""
     _admin_execute(connect, server, create)
     try:
+        if then is not None:
+            _admin_execute(connect, server, then)
         yield _with_database(server, name)
     finally:
         _admin_execute(connect, server, drop)
