@@ -47,7 +47,7 @@ from clonestore.text import TextQuery
 from . import _query_log as query_log
 from ._compiler import Compiler, TableInfo, walk
 from ._dialects import Dialect
-from ._duplicates import Written, scope_of, violated
+from ._duplicates import Written, key_where, violated
 from ._migration_runner import (
     MigrationSet,
     apply_pending,
@@ -680,11 +680,10 @@ class SQLBackend(abc.ABC):
     ) -> list[Written]:
         """The row an upsert would store: the key's row in the constraint's scope,
         changed, or ``insert_row``."""
-        unique = next((u for u in table.unique if u.columns == tuple(key)), Unique(PRIMARY_KEY))
-        values = [insert_row[name] for name in unique.columns]
-        if None not in values:  # NULLs never clash: then always an insert
-            where = And((*(Cond(n, "eq", v) for n, v in zip(unique.columns, values, strict=True)),
-                         *scope_of(table, unique)))  # fmt: skip
+        info = self._tables.get(table.name) or self.table_info(table)
+        unique = info.uniques.get(tuple(key))
+        where = None if unique is None else key_where(table, unique, insert_row)
+        if where is not None:  # else outside the constraint: always an insert
             found = self.select(table, where, _ID_ORDER, 1)
             if found:
                 return self._updated(table, Cond("id", "eq", found[0]["id"]), changes)
@@ -796,19 +795,13 @@ class SQLBackend(abc.ABC):
         scope, change it or insert; an insert that loses a race on this constraint (and
         only this one) tries again, as does, outside any transaction, a deadlock."""
         spec = info.spec
-        scope = scope_of(spec, unique)
         primary = unique.columns == PRIMARY_KEY
-        in_scope = all(
-            insert_row[c.column] is None if c.op == "isnull" else insert_row[c.column] == c.value
-            for c in scope
-        )
-        keys = [insert_row[name] for name in unique.columns]
-        if not in_scope or any(value is None for value in keys):
+        where = key_where(spec, unique, insert_row)
+        if where is None:
             # Outside the constraint (NULLs never clash): a plain insert, as ON CONFLICT does.
             self.insert(table, insert_row)
             return self.get(table, insert_row["id"]) or insert_row
-        where = And(tuple(Cond(n, "eq", v) for n, v in zip(unique.columns, keys, strict=True))
-                    + tuple(scope))  # fmt: skip
+        keys = [insert_row[name] for name in unique.columns]
         constraint = (
             self.dialect.primary_key_name(spec.name)
             if primary

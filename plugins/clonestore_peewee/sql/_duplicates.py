@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 from clonestore.query import And, Cond, Expr
 from clonestore.spi import PRIMARY_KEY, Row, TableSpec, Unique
 
-__all__ = ["Written", "scope_of", "violated"]
+__all__ = ["Written", "in_scope", "key_where", "scope_of", "violated"]
 
 #: One row a failed write would have stored, and the id of the stored row it replaces
 #: (an update's) or None (an insert's): that row never clashes with itself.
@@ -46,6 +46,25 @@ def scope_of(spec: TableSpec, unique: Unique) -> list[Cond]:
     if spec.soft_delete and unique.columns != PRIMARY_KEY:
         scope.append(Cond("deleted_at", "isnull", True))
     return scope
+
+
+def in_scope(scope: Sequence[Cond], row: Row) -> bool:
+    """Whether ``row`` meets every condition of a constraint's scope (:func:`scope_of`)."""
+    return all(
+        row[c.column] is None if c.op == "isnull" else bool(row[c.column] == c.value)
+        for c in scope
+    )
+
+
+def key_where(spec: TableSpec, unique: Unique, row: Row) -> Expr | None:
+    """The stored row ``row`` would clash with under ``unique``: its key's values within
+    the constraint's scope; None when ``row`` is outside the constraint (a NULL in its
+    key, or outside its scope), where it clashes with no row."""
+    scope = scope_of(spec, unique)
+    keys = [row[name] for name in unique.columns]
+    if any(value is None for value in keys) or not in_scope(scope, row):
+        return None
+    return And((*(Cond(n, "eq", v) for n, v in zip(unique.columns, keys, strict=True)), *scope))
 
 
 def violated(
@@ -74,7 +93,7 @@ def _clashes(backend: _Reader, spec: TableSpec, unique: Unique, written: list[Wr
     keyed: list[tuple[tuple[Any, ...], str | None]] = []
     for row, own in written:
         key = tuple(row[name] for name in columns)
-        if None in key or not all(_holds(cond, row) for cond in scope):
+        if None in key or not in_scope(scope, row):
             continue  # NULLs never clash; outside the scope the constraint does not hold
         keyed.append((key, own))
     if not keyed:
@@ -88,11 +107,6 @@ def _clashes(backend: _Reader, spec: TableSpec, unique: Unique, written: list[Wr
         for found in backend.project(spec, where, (*columns, "id")):
             stored.setdefault(tuple(found[name] for name in columns), set()).add(found["id"])
     return any(ids - {own} for key, own in keyed if (ids := stored.get(key)))
-
-
-def _holds(cond: Cond, row: Row) -> bool:
-    value = row[cond.column]
-    return value is None if cond.op == "isnull" else bool(value == cond.value)
 
 
 def _among_themselves(keyed: list[tuple[tuple[Any, ...], str | None]]) -> bool:
